@@ -1,0 +1,206 @@
+//! Client side of the query socket, shared by every reader binary.
+//!
+//! A client always sends an extended request. memlogd answers with a hello
+//! line first; LinuxKit's memlogd reads only the mode byte and answers with
+//! plain records (or closes, for an empty dump), so the first line tells
+//! which server this is: no timeout, no second connection, never a hang.
+//! Against LinuxKit the source filter is applied here instead.
+
+use crate::proto::{self, Line, Request};
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+/// Which daemon answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// Nothing received yet.
+    Unknown,
+    /// memlogd speaking the extension, with its instance id.
+    Memlog { instance: u64 },
+    /// A server that knows only LinuxKit's modes 0 to 2.
+    LinuxKit,
+}
+
+/// An open query.
+pub struct Client {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    pos: usize,
+    server: Server,
+    sources: Vec<Vec<u8>>,
+    eof: bool,
+}
+
+/// Error for a line that is not valid protocol.
+fn bad(e: proto::DecodeError) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("bad reply from memlogd: {e}"),
+    )
+}
+
+impl Client {
+    /// Connects to the query socket at `path` and sends `req`.
+    pub fn connect(path: &Path, req: &Request) -> io::Result<Client> {
+        let stream = UnixStream::connect(path)?;
+        Self::start(stream, req)
+    }
+
+    /// Sends `req` on an already connected stream.
+    pub fn start(mut stream: UnixStream, req: &Request) -> io::Result<Client> {
+        stream.write_all(&req.encode())?;
+        Ok(Client {
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+            pos: 0,
+            server: Server::Unknown,
+            sources: req.sources.clone(),
+            eof: false,
+        })
+    }
+
+    /// Which server answered (known after the first line).
+    pub fn server(&self) -> Server {
+        self.server
+    }
+
+    /// True when the next call to [`Client::next`] will not block (a whole
+    /// line is buffered, or the stream ended). Callers flush their output
+    /// before a call that may block.
+    pub fn ready(&self) -> bool {
+        self.eof || memchr::memchr(b'\n', &self.buf[self.pos..]).is_some()
+    }
+
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + 64 * 1024, 0);
+        let r = loop {
+            match self.stream.read(&mut self.buf[len..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // LinuxKit's memlogd closes with our extension bytes unread,
+                // which the kernel reports as a reset after the data.
+                Err(e)
+                    if e.kind() == io::ErrorKind::ConnectionReset
+                        && !matches!(self.server, Server::Memlog { .. }) =>
+                {
+                    break Ok(0)
+                }
+                other => break other,
+            }
+        };
+        match r {
+            Ok(n) => {
+                self.buf.truncate(len + n);
+                Ok(n > 0)
+            }
+            Err(e) => {
+                self.buf.truncate(len);
+                Err(e)
+            }
+        }
+    }
+
+    fn next_raw(&mut self) -> io::Result<Option<Line>> {
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..]) {
+                let line = &self.buf[self.pos..self.pos + i];
+                self.pos += i + 1;
+                return proto::decode_line(line).map(Some).map_err(bad);
+            }
+            if self.eof || !self.fill()? {
+                self.eof = true;
+                if self.pos < self.buf.len() {
+                    let line = self.buf[self.pos..].to_vec();
+                    self.pos = self.buf.len();
+                    return proto::decode_line(&line).map(Some).map_err(bad);
+                }
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next line of the reply; `None` when the server closed the stream.
+    /// A hello line is consumed here (see [`Client::server`]).
+    pub fn next(&mut self) -> io::Result<Option<Line>> {
+        loop {
+            let Some(line) = self.next_raw()? else {
+                if self.server == Server::Unknown {
+                    self.server = Server::LinuxKit;
+                }
+                return Ok(None);
+            };
+            match (&line, self.server) {
+                (Line::Hello { instance, .. }, Server::Unknown) => {
+                    self.server = Server::Memlog {
+                        instance: *instance,
+                    };
+                    return Ok(Some(line));
+                }
+                (_, Server::Unknown) => self.server = Server::LinuxKit,
+                _ => {}
+            }
+            if let (Line::Record(r), Server::LinuxKit) = (&line, self.server) {
+                if !self.sources.is_empty()
+                    && !self.sources.iter().any(|s| s == r.source.as_bytes())
+                {
+                    continue;
+                }
+            }
+            return Ok(Some(line));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Mode;
+
+    #[test]
+    fn detects_linuxkit_and_filters_client_side() {
+        let (a, mut srv) = UnixStream::pair().expect("pair");
+        let mut req = Request::new(Mode::Dump);
+        req.sources = vec![b"b".to_vec()];
+        let mut c = Client::start(a, &req).expect("start");
+        let mut got = [0u8; 1];
+        srv.read_exact(&mut got).expect("mode byte");
+        assert_eq!(got[0], 0);
+        srv.write_all(b"{\"time\":\"2020-01-01T00:00:00Z\",\"source\":\"a\",\"msg\":\"x\"}\n{\"time\":\"2020-01-01T00:00:01Z\",\"source\":\"b\",\"msg\":\"y\"}\n").expect("w");
+        drop(srv);
+        let Some(Line::Record(r)) = c.next().expect("line") else {
+            panic!("record")
+        };
+        assert_eq!((r.source.as_str(), r.msg.as_str(), r.seq), ("b", "y", None));
+        assert_eq!(c.server(), Server::LinuxKit);
+        assert_eq!(c.next().expect("eof"), None);
+    }
+
+    #[test]
+    fn empty_linuxkit_dump_ends_cleanly() {
+        let (a, srv) = UnixStream::pair().expect("pair");
+        let mut c = Client::start(a, &Request::new(Mode::Dump)).expect("start");
+        drop(srv);
+        assert_eq!(c.next().expect("eof"), None);
+        assert_eq!(c.server(), Server::LinuxKit);
+    }
+
+    #[test]
+    fn detects_memlog_by_hello() {
+        let (a, mut srv) = UnixStream::pair().expect("pair");
+        let mut c = Client::start(a, &Request::new(Mode::Dump)).expect("start");
+        let mut out = Vec::new();
+        proto::encode_hello(&mut out, 7, 0, 1);
+        srv.write_all(&out).expect("w");
+        drop(srv);
+        assert!(matches!(
+            c.next().expect("hello"),
+            Some(Line::Hello { instance: 7, .. })
+        ));
+        assert_eq!(c.server(), Server::Memlog { instance: 7 });
+    }
+}

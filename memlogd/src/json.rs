@@ -1,0 +1,452 @@
+//! JSON for the query socket: a string encoder that yields valid JSON for any
+//! bytes, and a small parser for the flat objects memlogd sends.
+//!
+//! Why not serde_json: the wire objects are flat (strings, integers,
+//! booleans), the encoder is on memlogd's hot path, and every client binary
+//! should stay a few hundred KiB. Nested values are parsed and skipped, so a
+//! newer server may add them without breaking older clients.
+
+use std::fmt;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// For each ASCII byte: 0 = copy as is, b'u' = `\u00XX`, other = `\` + that byte.
+static ESCAPE: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t[0x08] = b'b';
+    t[0x0c] = b'f';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[0x7f] = b'u';
+    t
+};
+
+fn write_valid_utf8(out: &mut Vec<u8>, s: &[u8]) {
+    let mut start = 0;
+    for (i, &c) in s.iter().enumerate() {
+        if c >= 0x80 {
+            continue;
+        }
+        let e = ESCAPE[c as usize];
+        if e == 0 {
+            continue;
+        }
+        out.extend_from_slice(&s[start..i]);
+        if e == b'u' {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(c >> 4) as usize]);
+            out.push(HEX[(c & 15) as usize]);
+        } else {
+            out.push(b'\\');
+            out.push(e);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+}
+
+/// Appends `s` as a quoted JSON string. Invalid UTF-8 becomes one U+FFFD per
+/// offending byte (as Go's encoder does); control characters are escaped.
+pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    if s.is_ascii() {
+        write_valid_utf8(out, s);
+    } else {
+        for chunk in s.utf8_chunks() {
+            write_valid_utf8(out, chunk.valid().as_bytes());
+            for _ in chunk.invalid() {
+                out.extend_from_slice(b"\\ufffd");
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// Appends an unsigned integer in decimal.
+pub fn write_u64(out: &mut Vec<u8>, v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// A scalar value of a flat JSON object. Nested values are reported as `Other`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(String),
+    /// A number, as its JSON text.
+    Num(String),
+    Bool(bool),
+    Null,
+    /// An object or array (skipped, not kept).
+    Other,
+}
+
+impl Value {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Num(n) => n.parse().ok(),
+            _ => None,
+        }
+    }
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Num(n) => n.parse().ok(),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// Why a line is not a JSON object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    pub offset: usize,
+    pub what: &'static str,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid JSON at byte {}: {}", self.offset, self.what)
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+/// A parsed flat JSON object: its keys and values in order.
+pub type Object = Vec<(String, Value)>;
+
+/// Looks up `key` in a parsed object.
+pub fn get<'a>(obj: &'a Object, key: &str) -> Option<&'a Value> {
+    obj.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn err<T>(&self, what: &'static str) -> Result<T, JsonError> {
+        Err(JsonError {
+            offset: self.i,
+            what,
+        })
+    }
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+    fn eat(&mut self, c: u8) -> Result<(), JsonError> {
+        self.ws();
+        if self.b.get(self.i) == Some(&c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            self.err("unexpected character")
+        }
+    }
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let h = self.b.get(self.i..self.i + 4).ok_or(JsonError {
+            offset: self.i,
+            what: "short \\u escape",
+        })?;
+        let s = std::str::from_utf8(h).map_err(|_| JsonError {
+            offset: self.i,
+            what: "bad \\u escape",
+        })?;
+        let v = u32::from_str_radix(s, 16).map_err(|_| JsonError {
+            offset: self.i,
+            what: "bad \\u escape",
+        })?;
+        self.i += 4;
+        Ok(v)
+    }
+    fn string(&mut self) -> Result<String, JsonError> {
+        self.eat(b'"')?;
+        let mut out = Vec::new();
+        loop {
+            let start = self.i;
+            while self.i < self.b.len() && self.b[self.i] != b'"' && self.b[self.i] != b'\\' {
+                self.i += 1;
+            }
+            out.extend_from_slice(&self.b[start..self.i]);
+            match self.b.get(self.i) {
+                None => return self.err("unterminated string"),
+                Some(b'"') => {
+                    self.i += 1;
+                    break;
+                }
+                Some(_) => {
+                    self.i += 1;
+                    let c = *self.b.get(self.i).ok_or(JsonError {
+                        offset: self.i,
+                        what: "short escape",
+                    })?;
+                    self.i += 1;
+                    let ch = match c {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&hi)
+                                && self.b.get(self.i..self.i + 2) == Some(b"\\u")
+                            {
+                                let save = self.i;
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if (0xDC00..0xE000).contains(&lo) {
+                                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                                        .unwrap_or('\u{fffd}')
+                                } else {
+                                    self.i = save;
+                                    '\u{fffd}'
+                                }
+                            } else {
+                                char::from_u32(hi).unwrap_or('\u{fffd}')
+                            }
+                        }
+                        _ => return self.err("unknown escape"),
+                    };
+                    let mut tmp = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+                }
+            }
+        }
+        Ok(match String::from_utf8(out) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
+    }
+    fn value(&mut self, depth: u32) -> Result<Value, JsonError> {
+        if depth > 64 {
+            return self.err("nested too deep");
+        }
+        self.ws();
+        match self.b.get(self.i) {
+            Some(b'"') => Ok(Value::Str(self.string()?)),
+            Some(b'{') => {
+                self.i += 1;
+                self.ws();
+                if self.b.get(self.i) == Some(&b'}') {
+                    self.i += 1;
+                    return Ok(Value::Other);
+                }
+                loop {
+                    self.string()?;
+                    self.eat(b':')?;
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.b.get(self.i) {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            return Ok(Value::Other);
+                        }
+                        _ => return self.err("expected , or }"),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                self.ws();
+                if self.b.get(self.i) == Some(&b']') {
+                    self.i += 1;
+                    return Ok(Value::Other);
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.b.get(self.i) {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {
+                            self.i += 1;
+                            return Ok(Value::Other);
+                        }
+                        _ => return self.err("expected , or ]"),
+                    }
+                }
+            }
+            Some(b't') if self.b[self.i..].starts_with(b"true") => {
+                self.i += 4;
+                Ok(Value::Bool(true))
+            }
+            Some(b'f') if self.b[self.i..].starts_with(b"false") => {
+                self.i += 5;
+                Ok(Value::Bool(false))
+            }
+            Some(b'n') if self.b[self.i..].starts_with(b"null") => {
+                self.i += 4;
+                Ok(Value::Null)
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.i;
+                self.i += 1;
+                while self.i < self.b.len()
+                    && matches!(
+                        self.b[self.i],
+                        b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'
+                    )
+                {
+                    self.i += 1;
+                }
+                let text = std::str::from_utf8(&self.b[start..self.i]).unwrap_or("0");
+                if text.parse::<f64>().is_err() {
+                    return self.err("bad number");
+                }
+                Ok(Value::Num(text.to_owned()))
+            }
+            _ => self.err("expected a value"),
+        }
+    }
+}
+
+/// Parses one JSON object (one line of the query socket). Keys of nested
+/// values are kept with `Value::Other`.
+pub fn parse_object(line: &[u8]) -> Result<Object, JsonError> {
+    let mut p = Parser { b: line, i: 0 };
+    p.eat(b'{')?;
+    let mut obj = Vec::new();
+    p.ws();
+    if p.b.get(p.i) == Some(&b'}') {
+        p.i += 1;
+    } else {
+        loop {
+            let k = p.string()?;
+            p.eat(b':')?;
+            let v = p.value(0)?;
+            obj.push((k, v));
+            p.ws();
+            match p.b.get(p.i) {
+                Some(b',') => p.i += 1,
+                Some(b'}') => {
+                    p.i += 1;
+                    break;
+                }
+                _ => return p.err("expected , or }"),
+            }
+        }
+    }
+    p.ws();
+    if p.i != p.b.len() {
+        return p.err("trailing bytes after object");
+    }
+    Ok(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(s: &[u8]) -> String {
+        let mut v = Vec::new();
+        write_str(&mut v, s);
+        String::from_utf8(v).expect("encoder output is UTF-8")
+    }
+
+    #[test]
+    fn escapes_quotes_backslashes_and_controls() {
+        assert_eq!(enc(b"plain"), r#""plain""#);
+        assert_eq!(enc(b"a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(enc(b"\n\r\t\x08\x0c"), r#""\n\r\t\b\f""#);
+        assert_eq!(enc(b"\x00\x01\x1f\x7f"), r#""\u0000\u0001\u001f\u007f""#);
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_one_replacement_per_byte() {
+        assert_eq!(enc(b"a\xffb"), r#""a\ufffdb""#);
+        // A truncated 3-byte sequence: Go writes one U+FFFD per byte.
+        assert_eq!(enc(b"\xe2\x82"), r#""\ufffd\ufffd""#);
+        assert_eq!(enc("é€😀".as_bytes()), "\"é€😀\"");
+        assert_eq!(enc(b"\xc3\xa9\xc3"), "\"é\\ufffd\"");
+    }
+
+    #[test]
+    fn round_trips_every_byte_through_the_parser() {
+        let all: Vec<u8> = (0u8..=255).collect();
+        let mut line = b"{\"msg\":".to_vec();
+        write_str(&mut line, &all);
+        line.push(b'}');
+        let obj = parse_object(&line).expect("parses");
+        let got = get(&obj, "msg").and_then(Value::as_str).expect("msg");
+        assert_eq!(
+            got,
+            String::from_utf8_lossy(&all[..128]).to_string() + &"\u{fffd}".repeat(128)
+        );
+    }
+
+    #[test]
+    fn parses_go_style_output_and_skips_nested() {
+        let line = br#"{"time":"2018-07-08T09:16:53.1Z","source":"a\u003cb","msg":"\ud83d\ude00 \u00e9","seq":42,"x":{"y":[1,2,{"z":null}]},"t":true}"#;
+        let o = parse_object(line).expect("parses");
+        assert_eq!(get(&o, "source").and_then(Value::as_str), Some("a<b"));
+        assert_eq!(get(&o, "msg").and_then(Value::as_str), Some("😀 é"));
+        assert_eq!(get(&o, "seq").and_then(Value::as_u64), Some(42));
+        assert_eq!(get(&o, "x"), Some(&Value::Other));
+        assert_eq!(get(&o, "t").and_then(Value::as_bool), Some(true));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in [
+            &b""[..],
+            b"[]",
+            b"{",
+            b"{\"a\":}",
+            b"{\"a\":1,}",
+            b"{\"a\":\"x}",
+            b"{} x",
+            b"{\"a\":tru}",
+        ] {
+            assert!(
+                parse_object(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn integers() {
+        let mut v = Vec::new();
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            v.clear();
+            write_u64(&mut v, n);
+            assert_eq!(v, n.to_string().as_bytes());
+        }
+    }
+}

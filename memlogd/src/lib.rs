@@ -1,0 +1,15 @@
+//! memlog: the memlogd daemon's library and the protocol code every client shares.
+//!
+//! Shared by all binaries: [`proto`] (query requests and JSON lines),
+//! [`client`] (a reader that works against memlogd and LinuxKit's memlogd),
+//! [`sys`] (fd passing), [`goflags`] (Go-style flags), [`timefmt`], [`json`].
+//! The daemon itself: [`ring`] and [`daemon`].
+
+pub mod client;
+pub mod daemon;
+pub mod goflags;
+pub mod json;
+pub mod proto;
+pub mod ring;
+pub mod sys;
+pub mod timefmt;

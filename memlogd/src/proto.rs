@@ -1,0 +1,549 @@
+//! The query protocol, both sides: LinuxKit's mode byte and JSON lines, and
+//! memlog's versioned extension (see PROTOCOL.md). Encoding for the daemon,
+//! decoding for clients; nothing else in the workspace frames these bytes.
+
+use crate::json::{self, Value};
+use crate::ring::{self, FLAG_TRUNCATED};
+use crate::timefmt;
+use std::fmt;
+
+/// LinuxKit's default log socket (writers pass fds here).
+pub const DEFAULT_LOG_SOCKET: &str = "/var/run/linuxkit-external-logging.sock";
+/// LinuxKit's default query socket (readers connect here).
+pub const DEFAULT_QUERY_SOCKET: &str = "/var/run/memlogdq.sock";
+/// Source of memlogd's own records.
+pub const SELF_SOURCE: &[u8] = b"memlogd";
+/// What follows the mode byte in an extended request.
+pub const EXT_MAGIC: &[u8] = b"memlog/1";
+/// Protocol extension version.
+pub const EXT_VERSION: u64 = 1;
+/// Longest extended request line the daemon accepts.
+pub const MAX_REQUEST: usize = 4096;
+
+/// LinuxKit's query modes (the first byte a reader sends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// Send the buffer, then close.
+    Dump = 0,
+    /// Send only new records, never close.
+    Follow = 1,
+    /// Send the buffer, then new records.
+    DumpFollow = 2,
+}
+
+impl Mode {
+    pub fn from_byte(b: u8) -> Option<Mode> {
+        match b {
+            0 => Some(Mode::Dump),
+            1 => Some(Mode::Follow),
+            2 => Some(Mode::DumpFollow),
+            _ => None,
+        }
+    }
+}
+
+/// A position in a memlogd's stream: its instance id and a sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub instance: u64,
+    pub seq: u64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}:{}", self.instance, self.seq)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Position, String> {
+        let (i, q) = s
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| format!("invalid position {s:?} (want INSTANCE:SEQ)"))?;
+        Ok(Position {
+            instance: u64::from_str_radix(i, 16)
+                .map_err(|_| format!("invalid instance id in {s:?}"))?,
+            seq: q
+                .parse()
+                .map_err(|_| format!("invalid sequence number in {s:?}"))?,
+        })
+    }
+}
+
+/// A query. With nothing but a mode it is LinuxKit's one-byte request;
+/// otherwise it is sent as an extended request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub mode: Mode,
+    /// Resume after this record (same instance), or from the oldest record
+    /// if the instance differs (the daemon restarted).
+    pub after: Option<Position>,
+    /// Only these sources (exact names); empty means all.
+    pub sources: Vec<Vec<u8>>,
+    /// Ask for the daemon's counters instead of records.
+    pub stats: bool,
+}
+
+fn pct_encode(out: &mut Vec<u8>, v: &[u8]) {
+    for &b in v {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(b);
+        } else {
+            out.push(b'%');
+            out.push(b"0123456789ABCDEF"[(b >> 4) as usize]);
+            out.push(b"0123456789ABCDEF"[(b & 15) as usize]);
+        }
+    }
+}
+
+fn pct_decode(v: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == b'%' {
+            let h = v
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            out.push(h.ok_or("bad %-escape in request")?);
+            i += 3;
+        } else {
+            out.push(v[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+impl Request {
+    pub fn new(mode: Mode) -> Request {
+        Request {
+            mode,
+            after: None,
+            sources: Vec::new(),
+            stats: false,
+        }
+    }
+
+    /// The bytes a client writes, in one `write`: the mode byte, then (for
+    /// our own clients) `memlog/1` and space-separated fields up to `\n`.
+    /// LinuxKit's memlogd reads only the first byte, so the same request
+    /// works against it, minus the extension.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![self.mode as u8];
+        v.extend_from_slice(EXT_MAGIC);
+        if let Some(p) = self.after {
+            v.extend_from_slice(format!(" after={p}").as_bytes());
+        }
+        for s in &self.sources {
+            v.extend_from_slice(b" source=");
+            pct_encode(&mut v, s);
+        }
+        if self.stats {
+            v.extend_from_slice(b" stats");
+        }
+        v.push(b'\n');
+        v
+    }
+}
+
+/// What the daemon makes of the bytes a reader sent so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// LinuxKit's one-byte request (any bytes after a non-magic suffix are ignored, as LinuxKit does).
+    Legacy(Mode),
+    Extended(Request),
+    /// An extended request whose line has not fully arrived.
+    NeedMore,
+    Invalid(String),
+}
+
+/// Parses what a reader sent (at least one byte).
+pub fn parse_request(buf: &[u8]) -> Parsed {
+    let Some(&b0) = buf.first() else {
+        return Parsed::NeedMore;
+    };
+    let Some(mode) = Mode::from_byte(b0) else {
+        return Parsed::Invalid(format!(
+            "unknown query mode {b0} (0 dump, 1 follow, 2 dump and follow)"
+        ));
+    };
+    let rest = &buf[1..];
+    if rest.len() < EXT_MAGIC.len() {
+        return if !rest.is_empty() && EXT_MAGIC.starts_with(rest) {
+            Parsed::NeedMore
+        } else {
+            Parsed::Legacy(mode)
+        };
+    }
+    if !rest.starts_with(EXT_MAGIC) {
+        return Parsed::Legacy(mode);
+    }
+    let Some(nl) = memchr::memchr(b'\n', rest) else {
+        return if buf.len() >= MAX_REQUEST {
+            Parsed::Invalid(format!("request longer than {MAX_REQUEST} bytes"))
+        } else {
+            Parsed::NeedMore
+        };
+    };
+    let mut req = Request::new(mode);
+    for tok in rest[EXT_MAGIC.len()..nl]
+        .split(|&c| c == b' ')
+        .filter(|t| !t.is_empty())
+    {
+        let (k, v) = match memchr::memchr(b'=', tok) {
+            Some(i) => (&tok[..i], Some(&tok[i + 1..])),
+            None => (tok, None),
+        };
+        match (k, v) {
+            (b"after", Some(v)) => match std::str::from_utf8(v)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.parse())
+            {
+                Ok(p) => req.after = Some(p),
+                Err(e) => return Parsed::Invalid(e),
+            },
+            (b"source", Some(v)) => match pct_decode(v) {
+                Ok(s) => req.sources.push(s),
+                Err(e) => return Parsed::Invalid(e),
+            },
+            (b"stats", None) => req.stats = true,
+            _ => {
+                return Parsed::Invalid(format!(
+                    "unknown request field {:?}",
+                    String::from_utf8_lossy(tok)
+                ))
+            }
+        }
+    }
+    Parsed::Extended(req)
+}
+
+/// Appends one record as a JSON line. `ext` adds the sequence number (and
+/// flags) for extended readers; without it the object has exactly LinuxKit's
+/// keys `time`, `source`, `msg`.
+pub fn encode_record(out: &mut Vec<u8>, r: &ring::Record<'_>, ext: bool) {
+    if ext {
+        out.extend_from_slice(b"{\"seq\":");
+        json::write_u64(out, r.seq);
+        out.extend_from_slice(b",\"time\":\"");
+    } else {
+        out.extend_from_slice(b"{\"time\":\"");
+    }
+    timefmt::write_rfc3339_nano(out, r.time_ns);
+    out.extend_from_slice(b"\",\"source\":");
+    json::write_str(out, r.source);
+    out.extend_from_slice(b",\"msg\":");
+    json::write_str(out, r.msg);
+    if ext && r.flags & FLAG_TRUNCATED != 0 {
+        out.extend_from_slice(b",\"truncated\":true");
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends the notice that `lost` records were overwritten before this reader
+/// got them. For LinuxKit readers it is a record from source `memlogd`, which
+/// their clients print like any other.
+pub fn encode_lost(out: &mut Vec<u8>, lost: u64, next_seq: u64, now_ns: i64, ext: bool) {
+    if ext {
+        out.extend_from_slice(b"{\"lost\":");
+        json::write_u64(out, lost);
+        out.extend_from_slice(b",\"next\":");
+        json::write_u64(out, next_seq);
+        out.extend_from_slice(b"}\n");
+    } else {
+        let msg =
+            format!("{lost} records lost: this reader fell behind and the buffer overwrote them");
+        let r = ring::Record {
+            seq: 0,
+            time_ns: now_ns,
+            flags: 0,
+            source: SELF_SOURCE,
+            msg: msg.as_bytes(),
+        };
+        encode_record(out, &r, false);
+    }
+}
+
+/// Appends the first line of an extended reply.
+pub fn encode_hello(out: &mut Vec<u8>, instance: u64, first: u64, next: u64) {
+    out.extend_from_slice(format!("{{\"memlog\":{EXT_VERSION},\"instance\":\"{instance:016x}\",\"first\":{first},\"next\":{next}}}\n").as_bytes());
+}
+
+/// Appends an extended error reply.
+pub fn encode_error(out: &mut Vec<u8>, msg: &str) {
+    out.extend_from_slice(format!("{{\"memlog\":{EXT_VERSION},\"error\":").as_bytes());
+    json::write_str(out, msg.as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+/// A record as a client holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Present when the server speaks the extension.
+    pub seq: Option<u64>,
+    /// The time as the server wrote it (RFC 3339).
+    pub time: String,
+    pub source: String,
+    pub msg: String,
+    pub truncated: bool,
+}
+
+impl Record {
+    /// The time in nanoseconds since the epoch, if it parses.
+    pub fn time_ns(&self) -> Option<i64> {
+        timefmt::parse_rfc3339(&self.time)
+    }
+
+    /// Appends `TIME;SOURCE;MSG\n` as LinuxKit's logread prints it (`;` in
+    /// the source escaped as `\;`).
+    pub fn write_text(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.time.as_bytes());
+        out.push(b';');
+        for &b in self.source.as_bytes() {
+            if b == b';' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b';');
+        out.extend_from_slice(self.msg.as_bytes());
+        out.push(b'\n');
+    }
+}
+
+/// One line of a reply, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    /// First line of an extended reply.
+    Hello {
+        instance: u64,
+        first: u64,
+        next: u64,
+    },
+    Record(Record),
+    /// `count` records were lost; the stream goes on at `next` (if known).
+    Lost {
+        count: u64,
+        next: Option<u64>,
+    },
+    /// Counters (reply to a stats request), as name/value pairs.
+    Stats(Vec<(String, u64)>),
+    /// The server refused the request.
+    Error(String),
+}
+
+/// Why a reply line could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decodes one reply line (without its `\n`).
+pub fn decode_line(line: &[u8]) -> Result<Line, DecodeError> {
+    let obj = json::parse_object(line).map_err(|e| DecodeError(e.to_string()))?;
+    let get = |k: &str| json::get(&obj, k);
+    if get("memlog").is_some() {
+        if let Some(e) = get("error") {
+            return Ok(Line::Error(
+                e.as_str().unwrap_or("unknown error").to_owned(),
+            ));
+        }
+        if get("stats").is_some() {
+            let stats = obj
+                .iter()
+                .filter(|(k, _)| k != "memlog" && k != "stats")
+                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                .collect();
+            return Ok(Line::Stats(stats));
+        }
+        let instance = get("instance")
+            .and_then(Value::as_str)
+            .and_then(|s| u64::from_str_radix(s, 16).ok());
+        let (Some(instance), Some(first), Some(next)) = (
+            instance,
+            get("first").and_then(Value::as_u64),
+            get("next").and_then(Value::as_u64),
+        ) else {
+            return Err(DecodeError("malformed memlog hello line".into()));
+        };
+        return Ok(Line::Hello {
+            instance,
+            first,
+            next,
+        });
+    }
+    if let (Some(count), None) = (get("lost").and_then(Value::as_u64), get("msg")) {
+        return Ok(Line::Lost {
+            count,
+            next: get("next").and_then(Value::as_u64),
+        });
+    }
+    let s = |k: &str| get(k).and_then(Value::as_str).map(str::to_owned);
+    let (Some(time), Some(source), Some(msg)) = (s("time"), s("source"), s("msg")) else {
+        return Err(DecodeError("record without time, source or msg".into()));
+    };
+    Ok(Line::Record(Record {
+        seq: get("seq").and_then(Value::as_u64),
+        time,
+        source,
+        msg,
+        truncated: get("truncated").and_then(Value::as_bool).unwrap_or(false),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_requests_are_one_byte() {
+        assert_eq!(parse_request(&[0]), Parsed::Legacy(Mode::Dump));
+        assert_eq!(parse_request(&[1]), Parsed::Legacy(Mode::Follow));
+        assert_eq!(parse_request(&[2]), Parsed::Legacy(Mode::DumpFollow));
+        assert_eq!(
+            parse_request(&[2, b'x', b'y']),
+            Parsed::Legacy(Mode::DumpFollow)
+        );
+        assert!(matches!(parse_request(&[7]), Parsed::Invalid(_)));
+    }
+
+    #[test]
+    fn extended_request_round_trip() {
+        let mut r = Request::new(Mode::DumpFollow);
+        r.after = Some(Position {
+            instance: 0xabc,
+            seq: 42,
+        });
+        r.sources = vec![
+            b"a b%c".to_vec(),
+            b"onboot.x.out".to_vec(),
+            vec![0, 255, b'\n'],
+        ];
+        let enc = r.encode();
+        assert_eq!(parse_request(&enc), Parsed::Extended(r.clone()));
+        // Any strict prefix is incomplete, never misread as a legacy request.
+        for cut in 2..enc.len() {
+            assert_eq!(parse_request(&enc[..cut]), Parsed::NeedMore, "cut at {cut}");
+        }
+        let mut s = Request::new(Mode::Dump);
+        s.stats = true;
+        assert_eq!(parse_request(&s.encode()), Parsed::Extended(s));
+    }
+
+    #[test]
+    fn bad_extended_requests_are_invalid() {
+        assert!(matches!(
+            parse_request(b"\x00memlog/1 frobnicate\n"),
+            Parsed::Invalid(_)
+        ));
+        assert!(matches!(
+            parse_request(b"\x00memlog/1 after=zz:1\n"),
+            Parsed::Invalid(_)
+        ));
+        assert!(matches!(
+            parse_request(b"\x00memlog/1 source=%G1\n"),
+            Parsed::Invalid(_)
+        ));
+        let long = [&b"\x00memlog/1 "[..], &vec![b'a'; MAX_REQUEST]].concat();
+        assert!(matches!(parse_request(&long), Parsed::Invalid(_)));
+    }
+
+    #[test]
+    fn legacy_record_has_exactly_linuxkit_keys() {
+        let r = ring::Record {
+            seq: 9,
+            time_ns: 1_531_041_413_123_456_789,
+            flags: FLAG_TRUNCATED,
+            source: b"onboot.001-dhcpcd.out",
+            msg: b"eth0: waiting for carrier",
+        };
+        let mut out = Vec::new();
+        encode_record(&mut out, &r, false);
+        assert_eq!(out, b"{\"time\":\"2018-07-08T09:16:53.123456789Z\",\"source\":\"onboot.001-dhcpcd.out\",\"msg\":\"eth0: waiting for carrier\"}\n");
+        out.clear();
+        encode_record(&mut out, &r, true);
+        let Line::Record(d) = decode_line(&out[..out.len() - 1]).expect("decodes") else {
+            panic!()
+        };
+        assert_eq!(
+            (d.seq, d.truncated, d.source.as_str()),
+            (Some(9), true, "onboot.001-dhcpcd.out")
+        );
+        assert_eq!(d.time_ns(), Some(r.time_ns));
+    }
+
+    #[test]
+    fn lost_notices_in_both_forms() {
+        let mut out = Vec::new();
+        encode_lost(&mut out, 17, 100, 0, true);
+        assert_eq!(
+            decode_line(&out[..out.len() - 1]),
+            Ok(Line::Lost {
+                count: 17,
+                next: Some(100)
+            })
+        );
+        out.clear();
+        encode_lost(&mut out, 17, 100, 0, false);
+        let Line::Record(r) = decode_line(&out[..out.len() - 1]).expect("decodes") else {
+            panic!()
+        };
+        assert_eq!(r.source, "memlogd");
+        assert!(r.msg.starts_with("17 records lost"), "{}", r.msg);
+    }
+
+    #[test]
+    fn hello_and_error_lines() {
+        let mut out = Vec::new();
+        encode_hello(&mut out, 0xdead_beef, 3, 10);
+        assert_eq!(
+            decode_line(&out[..out.len() - 1]),
+            Ok(Line::Hello {
+                instance: 0xdead_beef,
+                first: 3,
+                next: 10
+            })
+        );
+        out.clear();
+        encode_error(&mut out, "no \"such\" thing");
+        assert_eq!(
+            decode_line(&out[..out.len() - 1]),
+            Ok(Line::Error("no \"such\" thing".into()))
+        );
+    }
+
+    #[test]
+    fn text_form_escapes_semicolons_in_source() {
+        let r = Record {
+            seq: None,
+            time: "T".into(),
+            source: "a;b".into(),
+            msg: "m;n".into(),
+            truncated: false,
+        };
+        let mut out = Vec::new();
+        r.write_text(&mut out);
+        assert_eq!(out, b"T;a\\;b;m;n\n");
+    }
+
+    #[test]
+    fn positions_parse_and_print() {
+        let p = Position {
+            instance: 0x0123_4567_89ab_cdef,
+            seq: 77,
+        };
+        assert_eq!(p.to_string(), "0123456789abcdef:77");
+        assert_eq!(p.to_string().parse::<Position>(), Ok(p));
+        assert!("nope".parse::<Position>().is_err());
+    }
+}

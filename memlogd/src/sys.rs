@@ -1,0 +1,280 @@
+//! The only module that calls `libc` directly: fd passing (`SCM_RIGHTS`),
+//! non-blocking flags, random ids. Everything here is a safe function that
+//! takes `BorrowedFd` and returns `OwnedFd`; no `RawFd` leaves this module.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Most fds one datagram may carry (the kernel's `SCM_MAX_FD`).
+pub const MAX_FDS_PER_DATAGRAM: usize = 253;
+
+/// What one `recvmsg` on the log socket delivered.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Bytes of payload stored in the buffer.
+    pub len: usize,
+    /// The datagram was longer than the buffer (its real length is `full_len`).
+    pub payload_truncated: bool,
+    pub full_len: usize,
+    /// The kernel dropped some fds (the control buffer was too small or the
+    /// process is out of fds).
+    pub fds_truncated: bool,
+}
+
+fn cmsg_space(n: usize) -> usize {
+    // SAFETY: CMSG_SPACE is a pure arithmetic macro.
+    unsafe { libc::CMSG_SPACE((n * std::mem::size_of::<RawFd>()) as u32) as usize }
+}
+
+/// Receives one datagram and any fds passed with it (`SCM_RIGHTS`), with
+/// `MSG_CMSG_CLOEXEC` and without blocking. Received fds are appended to `fds`.
+pub fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<Received> {
+    // u64 storage keeps the control buffer aligned for cmsghdr.
+    let mut cbuf = vec![0u64; cmsg_space(MAX_FDS_PER_DATAGRAM).div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid initial value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = cbuf.len() * 8;
+    // SAFETY: msg points at live buffers (buf, cbuf, iov) for the whole call.
+    let n = unsafe {
+        libc::recvmsg(
+            sock.as_raw_fd(),
+            &mut msg,
+            libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let full_len = n as usize;
+    let mut out = Received {
+        len: full_len.min(buf.len()),
+        payload_truncated: msg.msg_flags & libc::MSG_TRUNC != 0 || full_len > buf.len(),
+        full_len,
+        fds_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
+    };
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled,
+    // bounded by msg_controllen; each SCM_RIGHTS payload is an array of ints
+    // that the kernel installed as new fds owned by this process.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c).cast::<RawFd>();
+                let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
+                for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                    let fd = std::ptr::read_unaligned(data.add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if out.len > buf.len() {
+        out.len = buf.len();
+    }
+    Ok(out)
+}
+
+/// Sends one datagram carrying `payload` and `fds` as `SCM_RIGHTS`. The fds
+/// stay owned by the caller (the kernel duplicates them into the receiver).
+pub fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS_PER_DATAGRAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many fds for one datagram",
+        ));
+    }
+    let mut cbuf = vec![0u64; cmsg_space(fds.len().max(1)).div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid initial value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = cmsg_space(fds.len());
+        // SAFETY: the control buffer holds CMSG_SPACE(len) bytes, enough for
+        // one header and `fds.len()` ints.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN((fds.len() * std::mem::size_of::<RawFd>()) as u32) as _;
+            let data = libc::CMSG_DATA(c).cast::<RawFd>();
+            for (i, fd) in fds.iter().enumerate() {
+                std::ptr::write_unaligned(data.add(i), fd.as_raw_fd());
+            }
+        }
+    }
+    // SAFETY: msg points at live buffers for the whole call.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Sets or clears `O_NONBLOCK`.
+pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a valid fd have no memory effects.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let new = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        if new != flags && libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Sets or clears `FD_CLOEXEC` (cleared on fds handed to a child on purpose).
+pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on a valid fd have no memory effects.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFD);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let new = if on {
+            flags | libc::FD_CLOEXEC
+        } else {
+            flags & !libc::FD_CLOEXEC
+        };
+        if libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, new) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Takes ownership of an inherited fd number given on the command line,
+/// after checking that it is open.
+pub fn adopt_inherited_fd(fd: i32) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only checks that the number is an open descriptor.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("fd {fd} is not open"),
+        ));
+    }
+    // SAFETY: the fd is open, and the caller hands its only reference to us
+    // (it was passed on the command line for this process to own).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Moves `fd` to exactly `target` (for handing fds 3 and 4 to a child).
+/// Returns the new fd; the old one is closed if it differed.
+pub fn dup_to(fd: OwnedFd, target: i32) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() == target {
+        set_cloexec(std::os::fd::AsFd::as_fd(&fd), false)?;
+        return Ok(fd);
+    }
+    // SAFETY: dup2 onto a number we own afterwards; `fd` stays valid until dropped.
+    let r = unsafe { libc::dup2(fd.as_raw_fd(), target) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: dup2 returned `target`, a new descriptor now owned here.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// 64 random bits from the kernel (`getrandom`), falling back to time and pid.
+pub fn random_u64() -> u64 {
+    let mut v = [0u8; 8];
+    // SAFETY: writes at most 8 bytes into `v`.
+    let n = unsafe { libc::getrandom(v.as_mut_ptr().cast(), 8, libc::GRND_NONBLOCK) };
+    if n == 8 {
+        u64::from_ne_bytes(v)
+    } else {
+        (crate::timefmt::now_ns() as u64) ^ (u64::from(std::process::id()) << 32)
+    }
+}
+
+/// Ignores SIGPIPE so writes to a vanished peer fail with EPIPE instead.
+pub fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN for SIGPIPE has no memory effects.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Restores the default SIGPIPE action (a CLI writing to a closed pipe then
+/// ends quietly, as `logread | head` users expect).
+pub fn default_sigpipe() {
+    // SAFETY: installing SIG_DFL for SIGPIPE has no memory effects.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+
+    #[test]
+    fn passes_several_fds_and_name() {
+        let (a, b) = UnixDatagram::pair().expect("pair");
+        let (mut w1, r1) = UnixStream::pair().expect("pair");
+        let (mut w2, r2) = UnixStream::pair().expect("pair");
+        send_with_fds(a.as_fd(), b"svc", &[r1.as_fd(), r2.as_fd()]).expect("send");
+        drop((r1, r2));
+        let mut buf = [0u8; 64];
+        let mut fds = Vec::new();
+        let got = recv_with_fds(b.as_fd(), &mut buf, &mut fds).expect("recv");
+        assert_eq!(&buf[..got.len], b"svc");
+        assert!(!got.payload_truncated && !got.fds_truncated);
+        assert_eq!(fds.len(), 2);
+        w1.write_all(b"one").expect("w");
+        w2.write_all(b"two").expect("w");
+        drop((w1, w2));
+        let mut s = String::new();
+        for fd in fds {
+            std::fs::File::from(fd)
+                .read_to_string(&mut s)
+                .expect("read");
+        }
+        assert_eq!(s, "onetwo");
+    }
+
+    #[test]
+    fn reports_oversized_payload() {
+        let (a, b) = UnixDatagram::pair().expect("pair");
+        send_with_fds(a.as_fd(), &[b'n'; 10_000], &[]).expect("send");
+        let mut buf = [0u8; 100];
+        let mut fds = Vec::new();
+        let got = recv_with_fds(b.as_fd(), &mut buf, &mut fds).expect("recv");
+        assert!(got.payload_truncated);
+        assert_eq!(got.full_len, 10_000);
+        assert_eq!(got.len, 100);
+        assert!(fds.is_empty());
+    }
+}
