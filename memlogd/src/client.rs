@@ -65,7 +65,7 @@ impl Client {
         self.server
     }
 
-    /// True when the next call to [`Client::next`] will not block (a whole
+    /// True when the next call to [`Client::next_line`] will not block (a whole
     /// line is buffered, or the stream ended). Callers flush their output
     /// before a call that may block.
     pub fn ready(&self) -> bool {
@@ -126,7 +126,7 @@ impl Client {
 
     /// The next line of the reply; `None` when the server closed the stream.
     /// A hello line is consumed here (see [`Client::server`]).
-    pub fn next(&mut self) -> io::Result<Option<Line>> {
+    pub fn next_line(&mut self) -> io::Result<Option<Line>> {
         loop {
             let Some(line) = self.next_raw()? else {
                 if self.server == Server::Unknown {
@@ -172,12 +172,12 @@ mod tests {
         assert_eq!(got[0], 0);
         srv.write_all(b"{\"time\":\"2020-01-01T00:00:00Z\",\"source\":\"a\",\"msg\":\"x\"}\n{\"time\":\"2020-01-01T00:00:01Z\",\"source\":\"b\",\"msg\":\"y\"}\n").expect("w");
         drop(srv);
-        let Some(Line::Record(r)) = c.next().expect("line") else {
+        let Some(Line::Record(r)) = c.next_line().expect("line") else {
             panic!("record")
         };
         assert_eq!((r.source.as_str(), r.msg.as_str(), r.seq), ("b", "y", None));
         assert_eq!(c.server(), Server::LinuxKit);
-        assert_eq!(c.next().expect("eof"), None);
+        assert_eq!(c.next_line().expect("eof"), None);
     }
 
     #[test]
@@ -185,7 +185,7 @@ mod tests {
         let (a, srv) = UnixStream::pair().expect("pair");
         let mut c = Client::start(a, &Request::new(Mode::Dump)).expect("start");
         drop(srv);
-        assert_eq!(c.next().expect("eof"), None);
+        assert_eq!(c.next_line().expect("eof"), None);
         assert_eq!(c.server(), Server::LinuxKit);
     }
 
@@ -198,7 +198,7 @@ mod tests {
         srv.write_all(&out).expect("w");
         drop(srv);
         assert!(matches!(
-            c.next().expect("hello"),
+            c.next_line().expect("hello"),
             Some(Line::Hello { instance: 7, .. })
         ));
         assert_eq!(c.server(), Server::Memlog { instance: 7 });

@@ -1,1 +1,305 @@
-//! The daemon.
+//! The daemon: one epoll loop that owns the ring, every input fd and every
+//! reader. No threads on the data path (the optional console echo has one
+//! writer thread of its own), no locks, no per-reader copies of the ring.
+
+pub mod config;
+mod echo;
+mod inputs;
+pub mod lines;
+mod readers;
+mod slab;
+pub mod sockets;
+pub mod stats;
+
+use crate::ring::Ring;
+use crate::{proto, sys, timefmt};
+use config::Config;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use slab::{Key, Slab};
+use sockets::{Bound, SocketError};
+use std::fmt;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const TOKEN_LOG: u64 = 1;
+const TOKEN_QUERY: u64 = 2;
+const TOKEN_SIGNAL: u64 = 3;
+const KIND_INPUT: u64 = 1 << 62;
+const KIND_READER: u64 = 2 << 62;
+const KIND_MASK: u64 = 3 << 62;
+
+/// memlogd's own messages allowed per second; the rest are counted and
+/// summarised, so bad input cannot flood the ring with complaints.
+const SELFLOG_PER_SEC: u32 = 20;
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug)]
+pub enum RunError {
+    Socket(SocketError),
+    Epoll(nix::Error),
+    Signals(nix::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Socket(e) => e.fmt(f),
+            RunError::Epoll(e) => write!(f, "epoll: {e}"),
+            RunError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<SocketError> for RunError {
+    fn from(e: SocketError) -> Self {
+        RunError::Socket(e)
+    }
+}
+
+/// Rate limit for memlogd's own records.
+struct SelfLog {
+    window_start: Instant,
+    in_window: u32,
+    suppressed: u64,
+}
+
+/// All state of a running daemon.
+pub struct Daemon {
+    cfg: Config,
+    instance: u64,
+    epoll: Epoll,
+    ring: Ring,
+    log_sock: Bound,
+    listener: UnixListener,
+    query_path: Option<PathBuf>,
+    signals: SignalFd,
+    inputs: Slab<inputs::Input>,
+    readers: Slab<readers::Reader>,
+    counters: stats::Counters,
+    scratch: Vec<u8>,
+    name_buf: Vec<u8>,
+    echo: Option<echo::Echo>,
+    selflog: SelfLog,
+    accept_paused: bool,
+    reader_keys: Vec<Key>,
+    /// Set when some reader has more to send than one turn allowed.
+    busy: bool,
+}
+
+/// Binds (or adopts) both sockets. Separate from [`Daemon::new`] so that
+/// `-daemonize` can bind in the parent and hand the fds to its child.
+pub fn bind(cfg: &Config) -> Result<(Bound, Bound), RunError> {
+    let log = sockets::log_socket(&cfg.log)?;
+    let query = match sockets::query_socket(&cfg.query) {
+        Ok(q) => q,
+        Err(e) => {
+            sockets::remove(&log);
+            return Err(e.into());
+        }
+    };
+    nix::sys::socket::listen(
+        &query.fd,
+        nix::sys::socket::Backlog::new(128).unwrap_or(nix::sys::socket::Backlog::MAXCONN),
+    )
+    .map_err(|e| {
+        RunError::Socket(SocketError::Configure {
+            what: "query",
+            err: e.into(),
+        })
+    })?;
+    Ok((log, query))
+}
+
+impl Daemon {
+    /// Sets up the loop around already bound sockets. SIGTERM and SIGINT
+    /// are blocked and read through a signalfd from here on.
+    pub fn new(cfg: Config, log_sock: Bound, query_sock: Bound) -> Result<Daemon, RunError> {
+        sys::ignore_sigpipe();
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGTERM);
+        mask.add(Signal::SIGINT);
+        mask.thread_block().map_err(RunError::Signals)?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(RunError::Signals)?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(RunError::Epoll)?;
+        epoll
+            .add(
+                log_sock.fd.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LOG),
+            )
+            .map_err(RunError::Epoll)?;
+        epoll
+            .add(
+                query_sock.fd.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_QUERY),
+            )
+            .map_err(RunError::Epoll)?;
+        let query_path = query_sock.remove_on_exit;
+        let listener = UnixListener::from(query_sock.fd);
+        epoll
+            .add(
+                signals.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL),
+            )
+            .map_err(RunError::Epoll)?;
+        let ring = Ring::new(cfg.buffer_size, cfg.max_lines);
+        let echo = cfg.echo.then(echo::Echo::start);
+        let mut d = Daemon {
+            instance: sys::random_u64(),
+            ring,
+            name_buf: vec![0u8; cfg.max_name_len + 1],
+            cfg,
+            epoll,
+            log_sock,
+            listener,
+            query_path,
+            signals,
+            inputs: Slab::default(),
+            readers: Slab::default(),
+            counters: stats::Counters::default(),
+            scratch: vec![0u8; 64 * 1024],
+            echo,
+            selflog: SelfLog {
+                window_start: Instant::now(),
+                in_window: 0,
+                suppressed: 0,
+            },
+            accept_paused: false,
+            reader_keys: Vec::new(),
+            busy: false,
+        };
+        d.note("memlogd started".into());
+        Ok(d)
+    }
+
+    /// This daemon's instance id.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// Appends a record to the ring (and the echo).
+    fn store(&mut self, time_ns: i64, source: &[u8], msg: &[u8], flags: u16) {
+        self.ring.push(time_ns, source, msg, flags);
+        if let Some(e) = &mut self.echo {
+            self.counters.echo_dropped += e.record(time_ns, source, msg);
+        }
+    }
+
+    /// Records one of memlogd's own messages (source `memlogd`), subject to
+    /// a rate limit of [`SELFLOG_PER_SEC`].
+    fn note(&mut self, msg: String) {
+        self.roll_selflog_window();
+        if self.selflog.in_window >= SELFLOG_PER_SEC {
+            self.selflog.suppressed += 1;
+            self.counters.selflog_suppressed += 1;
+            return;
+        }
+        self.selflog.in_window += 1;
+        self.store(timefmt::now_ns(), proto::SELF_SOURCE, msg.as_bytes(), 0);
+    }
+
+    fn roll_selflog_window(&mut self) {
+        if self.selflog.window_start.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.selflog.window_start = Instant::now();
+        self.selflog.in_window = 0;
+        if self.selflog.suppressed > 0 {
+            let n = std::mem::take(&mut self.selflog.suppressed);
+            self.selflog.in_window = 1;
+            let msg =
+                format!("suppressed {n} memlogd messages (more than {SELFLOG_PER_SEC} per second)");
+            self.store(timefmt::now_ns(), proto::SELF_SOURCE, msg.as_bytes(), 0);
+        }
+    }
+
+    fn gauges(&self) -> stats::Gauges {
+        stats::Gauges {
+            first: self.ring.first_seq(),
+            next: self.ring.next_seq(),
+            records: self.ring.len(),
+            evicted: self.ring.evicted(),
+            bytes_used: self.ring.bytes_used(),
+            buffer_size: self.ring.capacity(),
+            inputs: self.inputs.len(),
+            readers: self.readers.len(),
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT, then removes the socket paths it owns.
+    pub fn run(mut self) -> Result<(), RunError> {
+        let mut events = vec![EpollEvent::empty(); 256];
+        let mut last_tick = Instant::now();
+        let stop = loop {
+            let timeout = if self.busy {
+                EpollTimeout::ZERO
+            } else {
+                EpollTimeout::from(1000u16)
+            };
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(nix::Error::EINTR) => 0,
+                Err(e) => break Err(RunError::Epoll(e)),
+            };
+            let mut signal = None;
+            for ev in &events[..n] {
+                let (token, flags) = (ev.data(), ev.events());
+                match token & KIND_MASK {
+                    KIND_INPUT => self.on_input(Key::from_u64(token & !KIND_MASK), flags),
+                    KIND_READER => self.on_reader_event(Key::from_u64(token & !KIND_MASK), flags),
+                    _ => match token {
+                        TOKEN_LOG => self.on_log_socket(),
+                        TOKEN_QUERY => self.on_accept(),
+                        TOKEN_SIGNAL => {
+                            if let Ok(Some(si)) = self.signals.read_signal() {
+                                signal = Some(si.ssi_signo);
+                            }
+                        }
+                        _ => {}
+                    },
+                }
+            }
+            self.pump_readers();
+            if let Some(e) = &mut self.echo {
+                self.counters.echo_dropped += e.flush();
+            }
+            if last_tick.elapsed() >= Duration::from_secs(1) {
+                last_tick = Instant::now();
+                self.tick();
+            }
+            if let Some(sig) = signal {
+                break Ok(sig);
+            }
+        };
+        if let Ok(sig) = &stop {
+            let name = if *sig == libc::SIGINT as u32 {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            self.note(format!("memlogd stopping on {name}"));
+            self.pump_readers();
+        }
+        sockets::remove(&self.log_sock);
+        if let Some(p) = &self.query_path {
+            let _ = std::fs::remove_file(p);
+        }
+        stop.map(|_| ())
+    }
+
+    /// Once a second: expire silent readers, resume accepting, summarise
+    /// suppressed self-messages.
+    fn tick(&mut self) {
+        self.expire_requests();
+        if self.accept_paused {
+            self.resume_accept();
+        }
+        self.roll_selflog_window();
+    }
+}

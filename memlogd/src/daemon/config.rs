@@ -1,0 +1,294 @@
+//! memlogd's command line: LinuxKit's flags (in all four Go spellings) plus
+//! memlog's limits, and the validated [`Config`] the daemon runs with.
+
+use crate::goflags::{self, Spec};
+use crate::proto;
+use argh::FromArgs;
+use std::path::PathBuf;
+
+/// Go-style names of every flag, for [`goflags::normalize`].
+pub const SPEC: Spec = Spec {
+    switches: &["daemonize", "echo", "remove-sockets"],
+    options: &[
+        "socket-log",
+        "socket-query",
+        "fd-log",
+        "fd-query",
+        "max-lines",
+        "max-line-len",
+        "buffer-size",
+        "max-name-len",
+        "max-inputs",
+        "max-readers",
+        "reader-buffer",
+    ],
+};
+
+fn size(s: &str) -> Result<usize, String> {
+    goflags::parse_size(s)
+}
+
+/// memlogd: an in-memory ring buffer of log records (LinuxKit compatible).
+/// Writers pass fds on the log socket; readers query the query socket.
+/// Flags may be written -name value, --name value, -name=value or --name=value.
+#[derive(FromArgs, Debug, PartialEq, Eq)]
+pub struct Args {
+    /// log socket path (SOCK_DGRAM, fds passed with SCM_RIGHTS); default /var/run/linuxkit-external-logging.sock
+    #[argh(option, default = "proto::DEFAULT_LOG_SOCKET.into()")]
+    pub socket_log: String,
+    /// query socket path (SOCK_STREAM); default /var/run/memlogdq.sock
+    #[argh(option, default = "proto::DEFAULT_QUERY_SOCKET.into()")]
+    pub socket_query: String,
+    /// use this inherited, bound SOCK_DGRAM fd instead of -socket-log (e.g. -fd-log 3)
+    #[argh(option, default = "-1")]
+    pub fd_log: i32,
+    /// use this inherited, listening SOCK_STREAM fd instead of -socket-query (e.g. -fd-query 4)
+    #[argh(option, default = "-1")]
+    pub fd_query: i32,
+    /// most records kept in memory (default 5000)
+    #[argh(option, default = "5000")]
+    pub max_lines: u64,
+    /// longest line kept, in bytes; the rest of a longer line is dropped (default 1024)
+    #[argh(option, default = "1024")]
+    pub max_line_len: usize,
+    /// bind both sockets, then continue in the background with them as fds 3 and 4
+    #[argh(switch)]
+    pub daemonize: bool,
+    /// ring size in bytes, suffixes k, M, G (default 2M); e.g. -buffer-size 16M
+    #[argh(option, default = "2 << 20", from_str_fn(size))]
+    pub buffer_size: usize,
+    /// longest log name accepted on the log socket (default 256)
+    #[argh(option, default = "256")]
+    pub max_name_len: usize,
+    /// most input fds open at once (default 1024)
+    #[argh(option, default = "1024")]
+    pub max_inputs: usize,
+    /// most query connections at once (default 256)
+    #[argh(option, default = "256")]
+    pub max_readers: usize,
+    /// output buffer per reader, suffixes k, M (default 64k)
+    #[argh(option, default = "64 << 10", from_str_fn(size))]
+    pub reader_buffer: usize,
+    /// print every record to stdout as TIME;SOURCE;MSG (never blocks the daemon: lines are dropped and counted when stdout is slow)
+    #[argh(switch)]
+    pub echo: bool,
+    /// with -fd-log/-fd-query: remove -socket-log/-socket-query on exit (set by -daemonize for its child)
+    #[argh(switch)]
+    pub remove_sockets: bool,
+}
+
+/// Where a socket comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketSource {
+    /// Bind this path (and remove it on exit).
+    Path(PathBuf),
+    /// Use this inherited fd; remove this path on exit (`-remove-sockets`).
+    Fd { fd: i32, remove: Option<PathBuf> },
+}
+
+/// Validated settings the daemon runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub log: SocketSource,
+    pub query: SocketSource,
+    pub max_lines: u64,
+    pub max_line_len: usize,
+    pub buffer_size: usize,
+    pub max_name_len: usize,
+    pub max_inputs: usize,
+    pub max_readers: usize,
+    pub reader_buffer: usize,
+    pub echo: bool,
+}
+
+impl Config {
+    /// Checks the limits against each other.
+    pub fn from_args(a: &Args) -> Result<Config, String> {
+        if a.max_lines == 0 {
+            return Err("-max-lines must be at least 1".into());
+        }
+        if a.max_line_len == 0 || a.max_line_len > 1 << 20 {
+            return Err("-max-line-len must be between 1 and 1048576".into());
+        }
+        if a.max_name_len == 0 || a.max_name_len > 4096 {
+            return Err("-max-name-len must be between 1 and 4096".into());
+        }
+        let biggest = crate::ring::record_size(a.max_name_len, a.max_line_len);
+        if a.buffer_size < 4 * biggest {
+            return Err(format!(
+                "-buffer-size {} is too small: it must hold at least 4 records of -max-name-len + -max-line-len ({} bytes)",
+                a.buffer_size,
+                4 * biggest
+            ));
+        }
+        if a.max_readers == 0 || a.max_inputs == 0 {
+            return Err("-max-readers and -max-inputs must be at least 1".into());
+        }
+        if a.reader_buffer < 4096 {
+            return Err("-reader-buffer must be at least 4k".into());
+        }
+        let src = |fd: i32, path: &str| {
+            if fd >= 0 {
+                SocketSource::Fd {
+                    fd,
+                    remove: a.remove_sockets.then(|| PathBuf::from(path)),
+                }
+            } else {
+                SocketSource::Path(PathBuf::from(path))
+            }
+        };
+        Ok(Config {
+            log: src(a.fd_log, &a.socket_log),
+            query: src(a.fd_query, &a.socket_query),
+            max_lines: a.max_lines,
+            max_line_len: a.max_line_len,
+            buffer_size: a.buffer_size,
+            max_name_len: a.max_name_len,
+            max_inputs: a.max_inputs,
+            max_readers: a.max_readers,
+            reader_buffer: a.reader_buffer,
+            echo: a.echo,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        let owned: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let norm = goflags::normalize(&owned, &SPEC).map_err(|e| e.0)?;
+        let refs: Vec<&str> = norm.iter().map(String::as_str).collect();
+        Args::from_args(&["memlogd"], &refs).map_err(|e| e.output)
+    }
+
+    #[test]
+    fn defaults_match_linuxkit() {
+        let a = parse(&[]).expect("no flags");
+        assert_eq!(a.socket_log, "/var/run/linuxkit-external-logging.sock");
+        assert_eq!(a.socket_query, "/var/run/memlogdq.sock");
+        assert_eq!(
+            (
+                a.fd_log,
+                a.fd_query,
+                a.max_lines,
+                a.max_line_len,
+                a.daemonize
+            ),
+            (-1, -1, 5000, 1024, false)
+        );
+    }
+
+    #[test]
+    fn every_flag_in_four_spellings() {
+        let cases: &[(&str, &str)] = &[
+            ("socket-log", "/x/l.sock"),
+            ("socket-query", "/x/q.sock"),
+            ("fd-log", "3"),
+            ("fd-query", "4"),
+            ("max-lines", "77"),
+            ("max-line-len", "99"),
+            ("buffer-size", "1M"),
+            ("max-name-len", "12"),
+            ("max-inputs", "5"),
+            ("max-readers", "6"),
+            ("reader-buffer", "8k"),
+        ];
+        for (name, val) in cases {
+            let spellings = [
+                vec![format!("-{name}"), val.to_string()],
+                vec![format!("--{name}"), val.to_string()],
+                vec![format!("-{name}={val}")],
+                vec![format!("--{name}={val}")],
+            ];
+            let parsed: Vec<Args> = spellings
+                .iter()
+                .map(|s| {
+                    parse(&s.iter().map(String::as_str).collect::<Vec<_>>())
+                        .unwrap_or_else(|e| panic!("{s:?}: {e}"))
+                })
+                .collect();
+            assert!(parsed.windows(2).all(|w| w[0] == w[1]), "{name}");
+            assert_ne!(
+                parsed[0],
+                parse(&[]).expect("defaults"),
+                "{name} changed nothing"
+            );
+        }
+        for sw in ["daemonize", "echo"] {
+            for s in [
+                format!("-{sw}"),
+                format!("--{sw}"),
+                format!("-{sw}=true"),
+                format!("--{sw}=1"),
+            ] {
+                let a = parse(&[&s]).expect("switch");
+                assert!(if sw == "echo" { a.echo } else { a.daemonize }, "{s}");
+            }
+        }
+        let a = parse(&[
+            "-max-lines",
+            "9",
+            "-fd-log=3",
+            "--max-line-len=50",
+            "--buffer-size",
+            "64k",
+        ])
+        .expect("mixed");
+        assert_eq!(
+            (a.max_lines, a.fd_log, a.max_line_len, a.buffer_size),
+            (9, 3, 50, 65536)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(parse(&["-max-lines", "x"]).is_err());
+        assert!(parse(&["-buffer-size", "12Q"]).is_err());
+        assert!(parse(&["-bogus"]).is_err());
+        let mut a = parse(&[]).expect("defaults");
+        a.buffer_size = 1000;
+        assert!(Config::from_args(&a).is_err());
+        a.buffer_size = 2 << 20;
+        a.max_lines = 0;
+        assert!(Config::from_args(&a).is_err());
+    }
+
+    #[test]
+    fn fds_override_paths() {
+        let a = parse(&[
+            "-fd-log",
+            "3",
+            "-fd-query",
+            "4",
+            "-remove-sockets",
+            "-socket-log",
+            "/l",
+        ])
+        .expect("fds");
+        let c = Config::from_args(&a).expect("valid");
+        assert_eq!(
+            c.log,
+            SocketSource::Fd {
+                fd: 3,
+                remove: Some("/l".into())
+            }
+        );
+        assert_eq!(
+            c.query,
+            SocketSource::Fd {
+                fd: 4,
+                remove: Some(proto::DEFAULT_QUERY_SOCKET.into())
+            }
+        );
+        let a = parse(&["-fd-log", "3"]).expect("fds");
+        assert_eq!(
+            Config::from_args(&a).expect("valid").log,
+            SocketSource::Fd {
+                fd: 3,
+                remove: None
+            }
+        );
+    }
+}

@@ -1,0 +1,477 @@
+//! Readers on the query socket. A reader is a cursor into the ring plus a
+//! bounded output buffer: when its socket is writable the loop encodes from
+//! the cursor onward. A slow reader never holds up writers; if the ring
+//! overwrites records it has not been sent, it is told how many, in band.
+
+use super::slab::Key;
+use super::stats::Counters;
+use super::{Daemon, KIND_READER, TOKEN_QUERY};
+use crate::proto::{self, Mode, Parsed};
+use crate::ring::{Cursor, Read as RingRead, Ring};
+use crate::timefmt;
+use nix::sys::epoll::{EpollEvent, EpollFlags};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// A reader must send its request within this time.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Records looked at per reader per loop turn (bounds the work a filtered
+/// reader can cost in one turn).
+const EXAMINE_PER_TURN: usize = 65_536;
+/// Connections accepted per loop turn.
+const ACCEPTS_PER_TURN: usize = 64;
+
+enum Phase {
+    /// Waiting for the mode byte (and the extension line, if any).
+    Request {
+        buf: Vec<u8>,
+        since: Instant,
+    },
+    Stream,
+}
+
+pub struct Reader {
+    stream: UnixStream,
+    phase: Phase,
+    ext: bool,
+    cursor: Cursor,
+    /// For a dump: stop at this sequence number.
+    end: Option<u64>,
+    sources: Vec<Vec<u8>>,
+    out: Vec<u8>,
+    sent: usize,
+    close_when_flushed: bool,
+    /// The socket is full; wait for EPOLLOUT.
+    blocked: bool,
+    /// Registered interests.
+    reading: bool,
+    polling_out: bool,
+}
+
+enum Outcome {
+    /// Everything available was sent.
+    Idle { more: bool },
+    /// The socket is full.
+    Blocked,
+    /// Dump complete, or a refusal sent.
+    Finished,
+    /// The peer went away.
+    Gone(io::Error),
+}
+
+impl Reader {
+    fn interest(&self) -> EpollFlags {
+        let mut f = EpollFlags::empty();
+        if self.reading {
+            f |= EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+        }
+        if self.polling_out {
+            f |= EpollFlags::EPOLLOUT;
+        }
+        f
+    }
+
+    fn has_work(&self, ring: &Ring) -> bool {
+        matches!(self.phase, Phase::Stream)
+            && !self.blocked
+            && (self.sent < self.out.len()
+                || self.close_when_flushed
+                || self.cursor.seq < ring.next_seq()
+                || self.end.is_some())
+    }
+
+    /// Encodes from the cursor into the output buffer, up to `limit` bytes.
+    /// Returns true if it stopped early with records left to examine.
+    fn fill(&mut self, ring: &Ring, counters: &mut Counters, limit: usize) -> bool {
+        let mut examined = 0;
+        while self.out.len() < limit {
+            if self.end.is_some_and(|end| self.cursor.seq >= end) {
+                self.close_when_flushed = true;
+                return false;
+            }
+            if examined == EXAMINE_PER_TURN {
+                return true;
+            }
+            examined += 1;
+            match ring.read(self.cursor) {
+                RingRead::Record(rec, next) => {
+                    self.cursor = next;
+                    if self.sources.is_empty()
+                        || self.sources.iter().any(|s| s.as_slice() == rec.source)
+                    {
+                        proto::encode_record(&mut self.out, &rec, self.ext);
+                    }
+                }
+                RingRead::Lost { lost, resume } => {
+                    counters.reader_records_lost += lost;
+                    proto::encode_lost(
+                        &mut self.out,
+                        lost,
+                        resume.seq,
+                        timefmt::now_ns(),
+                        self.ext,
+                    );
+                    self.cursor = resume;
+                }
+                RingRead::End => return false,
+            }
+        }
+        false
+    }
+
+    fn pump(&mut self, ring: &Ring, counters: &mut Counters, limit: usize) -> Outcome {
+        loop {
+            while self.sent < self.out.len() {
+                match (&self.stream).write(&self.out[self.sent..]) {
+                    Ok(0) => return Outcome::Gone(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => self.sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Blocked,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Outcome::Gone(e),
+                }
+            }
+            self.out.clear();
+            self.sent = 0;
+            if self.close_when_flushed {
+                return Outcome::Finished;
+            }
+            let more = self.fill(ring, counters, limit);
+            if self.out.is_empty() && !self.close_when_flushed {
+                return Outcome::Idle { more };
+            }
+        }
+    }
+}
+
+impl Daemon {
+    pub(super) fn on_accept(&mut self) {
+        for _ in 0..ACCEPTS_PER_TURN {
+            match self.listener.accept() {
+                Ok((s, _)) => self.add_reader(s),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    // Out of fds or memory: stop polling the listener for a
+                    // second instead of spinning on it.
+                    self.counters.accept_errors += 1;
+                    self.note(format!("cannot accept a reader: {e}; pausing accepts"));
+                    self.pause_accept();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn pause_accept(&mut self) {
+        if self
+            .epoll
+            .modify(
+                self.listener.as_fd(),
+                &mut EpollEvent::new(EpollFlags::empty(), TOKEN_QUERY),
+            )
+            .is_ok()
+        {
+            self.accept_paused = true;
+        }
+    }
+
+    pub(super) fn resume_accept(&mut self) {
+        if self
+            .epoll
+            .modify(
+                self.listener.as_fd(),
+                &mut EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_QUERY),
+            )
+            .is_ok()
+        {
+            self.accept_paused = false;
+        }
+    }
+
+    fn add_reader(&mut self, s: UnixStream) {
+        self.counters.readers_total += 1;
+        if s.set_nonblocking(true).is_err() {
+            return;
+        }
+        if self.readers.len() >= self.cfg.max_readers {
+            self.counters.readers_refused += 1;
+            let msg = format!(
+                "refused a reader: -max-readers {} reached",
+                self.cfg.max_readers
+            );
+            let mut out = Vec::new();
+            let rec = crate::ring::Record {
+                seq: 0,
+                time_ns: timefmt::now_ns(),
+                flags: 0,
+                source: proto::SELF_SOURCE,
+                msg: msg.as_bytes(),
+            };
+            proto::encode_record(&mut out, &rec, false);
+            let _ = (&s).write(&out);
+            self.note(msg);
+            return;
+        }
+        let reader = Reader {
+            stream: s,
+            phase: Phase::Request {
+                buf: Vec::new(),
+                since: Instant::now(),
+            },
+            ext: false,
+            cursor: self.ring.newest(),
+            end: None,
+            sources: Vec::new(),
+            out: Vec::new(),
+            sent: 0,
+            close_when_flushed: false,
+            blocked: false,
+            reading: true,
+            polling_out: false,
+        };
+        let interest = reader.interest();
+        let key = self.readers.insert(reader);
+        let Some(r) = self.readers.get_mut(key) else {
+            return;
+        };
+        if let Err(e) = self.epoll.add(
+            r.stream.as_fd(),
+            EpollEvent::new(interest, KIND_READER | key.to_u64()),
+        ) {
+            self.readers.remove(key);
+            self.note(format!("cannot poll a reader: {e}"));
+        }
+    }
+
+    fn close_reader(&mut self, key: Key, err: Option<io::Error>) {
+        let Some(r) = self.readers.remove(key) else {
+            return;
+        };
+        let _ = self.epoll.delete(r.stream.as_fd());
+        if let Some(e) = err {
+            let unsent = r.out.len() - r.sent;
+            if unsent > 0 || r.end.is_some() {
+                self.note(format!(
+                    "a reader went away before it had everything ({e}; {unsent} bytes unsent)"
+                ));
+            }
+        }
+        if self.accept_paused {
+            self.resume_accept();
+        }
+    }
+
+    fn update_interest(&mut self, key: Key) {
+        let Some(r) = self.readers.get_mut(key) else {
+            return;
+        };
+        let mut ev = EpollEvent::new(r.interest(), KIND_READER | key.to_u64());
+        let _ = self.epoll.modify(r.stream.as_fd(), &mut ev);
+    }
+
+    pub(super) fn on_reader_event(&mut self, key: Key, flags: EpollFlags) {
+        if flags.intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP) {
+            let err = io::Error::from(io::ErrorKind::ConnectionReset);
+            return self.close_reader(key, Some(err));
+        }
+        if flags.contains(EpollFlags::EPOLLOUT) {
+            if let Some(r) = self.readers.get_mut(key) {
+                r.blocked = false;
+            }
+        }
+        if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP) {
+            self.on_reader_readable(key);
+        }
+    }
+
+    fn on_reader_readable(&mut self, key: Key) {
+        let Some(r) = self.readers.get_mut(key) else {
+            return;
+        };
+        match &mut r.phase {
+            Phase::Request { buf, .. } => {
+                let mut tmp = [0u8; proto::MAX_REQUEST];
+                let room = proto::MAX_REQUEST - buf.len();
+                match (&r.stream).read(&mut tmp[..room]) {
+                    Ok(0) => {
+                        self.close_reader(key, None);
+                        self.note("a reader disconnected before sending a request".into());
+                    }
+                    Ok(n) => {
+                        buf.extend_from_slice(&tmp[..n]);
+                        let parsed = proto::parse_request(buf);
+                        self.start_reply(key, parsed);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => self.close_reader(key, Some(e)),
+                }
+            }
+            Phase::Stream => {
+                // Nothing is expected after the request: discard. At EOF the
+                // peer only half-closed; keep sending until it hangs up.
+                let mut tmp = [0u8; 4096];
+                match (&r.stream).read(&mut tmp) {
+                    Ok(0) => {
+                        r.reading = false;
+                        self.update_interest(key);
+                    }
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => self.close_reader(key, Some(e)),
+                }
+            }
+        }
+    }
+
+    fn start_reply(&mut self, key: Key, parsed: Parsed) {
+        let gauges = self.gauges();
+        let instance = self.instance;
+        let Some(r) = self.readers.get_mut(key) else {
+            return;
+        };
+        let mut refused = None;
+        match parsed {
+            Parsed::NeedMore => return,
+            Parsed::Invalid(msg) => {
+                let ext = matches!(&r.phase, Phase::Request { buf, .. } if buf.len() > 1);
+                if ext {
+                    proto::encode_error(&mut r.out, &msg);
+                } else {
+                    let rec = crate::ring::Record {
+                        seq: 0,
+                        time_ns: timefmt::now_ns(),
+                        flags: 0,
+                        source: proto::SELF_SOURCE,
+                        msg: msg.as_bytes(),
+                    };
+                    proto::encode_record(&mut r.out, &rec, false);
+                }
+                r.close_when_flushed = true;
+                refused = Some(msg);
+            }
+            Parsed::Legacy(mode) => {
+                r.cursor = if mode == Mode::Follow {
+                    self.ring.newest()
+                } else {
+                    self.ring.oldest()
+                };
+                r.end = (mode == Mode::Dump).then(|| self.ring.next_seq());
+            }
+            Parsed::Extended(req) if req.stats => {
+                self.counters.encode(&gauges, &mut r.out);
+                r.close_when_flushed = true;
+            }
+            Parsed::Extended(req) => {
+                r.ext = true;
+                r.sources = req.sources;
+                proto::encode_hello(
+                    &mut r.out,
+                    instance,
+                    self.ring.first_seq(),
+                    self.ring.next_seq(),
+                );
+                r.cursor = match req.after {
+                    Some(p) if p.instance == instance => {
+                        let want = p.seq.saturating_add(1);
+                        if want < self.ring.first_seq() {
+                            // Records between the client's position and the
+                            // oldest one kept are gone: say so first.
+                            let lost = self.ring.first_seq() - want;
+                            self.counters.reader_records_lost += lost;
+                            proto::encode_lost(
+                                &mut r.out,
+                                lost,
+                                self.ring.first_seq(),
+                                timefmt::now_ns(),
+                                true,
+                            );
+                        }
+                        self.ring.seek(want)
+                    }
+                    Some(_) => self.ring.oldest(),
+                    None if req.mode == Mode::Follow => self.ring.newest(),
+                    None => self.ring.oldest(),
+                };
+                r.end = (req.mode == Mode::Dump).then(|| self.ring.next_seq());
+            }
+        }
+        r.phase = Phase::Stream;
+        if let Some(msg) = refused {
+            self.counters.readers_refused += 1;
+            self.note(format!("refused a reader: {msg}"));
+        }
+    }
+
+    /// Closes readers that connected but sent no request in time.
+    pub(super) fn expire_requests(&mut self) {
+        let mut expired = Vec::new();
+        for key in self.readers.keys() {
+            if let Some(Reader {
+                phase: Phase::Request { since, .. },
+                ..
+            }) = self.readers.get_mut(key)
+            {
+                if since.elapsed() > REQUEST_TIMEOUT {
+                    expired.push(key);
+                }
+            }
+        }
+        for key in expired {
+            self.close_reader(key, None);
+            self.counters.readers_refused += 1;
+            self.note(format!(
+                "closed a reader that sent no request within {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ));
+        }
+    }
+
+    /// Sends what each reader can take now.
+    pub(super) fn pump_readers(&mut self) {
+        self.busy = false;
+        let mut keys = std::mem::take(&mut self.reader_keys);
+        self.readers.keys_into(&mut keys);
+        let limit = self.cfg.reader_buffer;
+        for &key in &keys {
+            let Some(r) = self.readers.get_mut(key) else {
+                continue;
+            };
+            if !r.has_work(&self.ring) {
+                continue;
+            }
+            match r.pump(&self.ring, &mut self.counters, limit) {
+                Outcome::Idle { more } => {
+                    self.busy |= more;
+                    if r.polling_out {
+                        r.polling_out = false;
+                        self.update_interest(key);
+                    }
+                }
+                Outcome::Blocked => {
+                    r.blocked = true;
+                    if !r.polling_out {
+                        r.polling_out = true;
+                        self.update_interest(key);
+                    }
+                }
+                Outcome::Finished => self.close_reader(key, None),
+                Outcome::Gone(e) => self.close_reader(key, Some(e)),
+            }
+        }
+        self.reader_keys = keys;
+    }
+}

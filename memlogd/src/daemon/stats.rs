@@ -1,0 +1,82 @@
+//! Counters: every refusal and every drop in the daemon is counted here and
+//! can be read with an extended `stats` request.
+
+/// What the daemon counted since it started.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// Lines cut at -max-line-len.
+    pub lines_truncated: u64,
+    /// Input fds accepted over the daemon's life.
+    pub inputs_total: u64,
+    /// Input fds refused (limit reached, not a stream, cannot poll).
+    pub inputs_refused: u64,
+    /// Datagrams whose name exceeded -max-name-len (their fds are refused).
+    pub names_refused: u64,
+    /// Datagrams on the log socket that carried no fd.
+    pub datagrams_without_fds: u64,
+    /// Datagrams whose fds the kernel dropped (MSG_CTRUNC).
+    pub fds_dropped: u64,
+    /// Inputs closed on a read error.
+    pub input_errors: u64,
+    /// Query connections accepted over the daemon's life.
+    pub readers_total: u64,
+    /// Query connections refused at -max-readers or on a bad request.
+    pub readers_refused: u64,
+    /// Records readers lost because the ring overwrote them first.
+    pub reader_records_lost: u64,
+    /// accept() failures (e.g. out of fds).
+    pub accept_errors: u64,
+    /// Echo lines dropped because stdout was slow.
+    pub echo_dropped: u64,
+    /// memlogd's own messages dropped by its rate limit.
+    pub selflog_suppressed: u64,
+}
+
+/// Live figures that are not counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Gauges {
+    pub first: u64,
+    pub next: u64,
+    pub records: u64,
+    pub evicted: u64,
+    pub bytes_used: usize,
+    pub buffer_size: usize,
+    pub inputs: usize,
+    pub readers: usize,
+}
+
+impl Counters {
+    /// Appends the stats reply line.
+    pub fn encode(&self, g: &Gauges, out: &mut Vec<u8>) {
+        let pairs: [(&str, u64); 21] = [
+            ("first", g.first),
+            ("next", g.next),
+            ("records", g.records),
+            ("evicted", g.evicted),
+            ("bytes_used", g.bytes_used as u64),
+            ("buffer_size", g.buffer_size as u64),
+            ("inputs", g.inputs as u64),
+            ("readers", g.readers as u64),
+            ("lines_truncated", self.lines_truncated),
+            ("inputs_total", self.inputs_total),
+            ("inputs_refused", self.inputs_refused),
+            ("names_refused", self.names_refused),
+            ("datagrams_without_fds", self.datagrams_without_fds),
+            ("fds_dropped", self.fds_dropped),
+            ("input_errors", self.input_errors),
+            ("readers_total", self.readers_total),
+            ("readers_refused", self.readers_refused),
+            ("reader_records_lost", self.reader_records_lost),
+            ("accept_errors", self.accept_errors),
+            ("echo_dropped", self.echo_dropped),
+            ("selflog_suppressed", self.selflog_suppressed),
+        ];
+        out.extend_from_slice(
+            format!("{{\"memlog\":{},\"stats\":true", crate::proto::EXT_VERSION).as_bytes(),
+        );
+        for (k, v) in pairs {
+            out.extend_from_slice(format!(",\"{k}\":{v}").as_bytes());
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
