@@ -116,11 +116,31 @@ pub fn bind(cfg: &Config) -> Result<(Bound, Bound), RunError> {
     Ok((log, query))
 }
 
+/// Raises the soft fd limit so that -max-inputs and -max-readers can be
+/// reached (the hard limit permitting). Returns a note when it cannot.
+fn raise_fd_limit(cfg: &Config) -> Option<String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let want = (cfg.max_inputs + cfg.max_readers + 64) as u64;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft >= want {
+        return None;
+    }
+    let new = want.min(hard);
+    if setrlimit(Resource::RLIMIT_NOFILE, new, hard).is_err() || new < want {
+        return Some(format!(
+            "the fd limit ({}) is below -max-inputs + -max-readers + 64 ({want}); fds beyond it will be refused",
+            new.max(soft)
+        ));
+    }
+    None
+}
+
 impl Daemon {
     /// Sets up the loop around already bound sockets. SIGTERM and SIGINT
     /// are blocked and read through a signalfd from here on.
     pub fn new(cfg: Config, log_sock: Bound, query_sock: Bound) -> Result<Daemon, RunError> {
         sys::ignore_sigpipe();
+        let fd_limit_note = raise_fd_limit(&cfg);
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGTERM);
         mask.add(Signal::SIGINT);
@@ -175,6 +195,9 @@ impl Daemon {
             busy: false,
         };
         d.note("memlogd started".into());
+        if let Some(n) = fd_limit_note {
+            d.note(n);
+        }
         Ok(d)
     }
 

@@ -453,6 +453,7 @@ impl Daemon {
             if !r.has_work(&self.ring) {
                 continue;
             }
+            let lost_before = self.counters.reader_records_lost;
             match r.pump(&self.ring, &mut self.counters, limit) {
                 Outcome::Idle { more } => {
                     self.busy |= more;
@@ -463,6 +464,7 @@ impl Daemon {
                 }
                 Outcome::Blocked => {
                     r.blocked = true;
+                    self.counters.readers_blocked += 1;
                     if !r.polling_out {
                         r.polling_out = true;
                         self.update_interest(key);
@@ -470,6 +472,12 @@ impl Daemon {
                 }
                 Outcome::Finished => self.close_reader(key, None),
                 Outcome::Gone(e) => self.close_reader(key, Some(e)),
+            }
+            let lost = self.counters.reader_records_lost - lost_before;
+            if lost > 0 {
+                self.note(format!(
+                    "a reader lost {lost} records: it read slower than writers wrote, with its -reader-buffer of {limit} bytes full"
+                ));
             }
         }
         self.reader_keys = keys;

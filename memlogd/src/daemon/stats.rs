@@ -22,6 +22,8 @@ pub struct Counters {
     pub readers_total: u64,
     /// Query connections refused at -max-readers or on a bad request.
     pub readers_refused: u64,
+    /// Times a reader's socket and -reader-buffer were full (it stalls; writers do not).
+    pub readers_blocked: u64,
     /// Records readers lost because the ring overwrote them first.
     pub reader_records_lost: u64,
     /// accept() failures (e.g. out of fds).
@@ -48,7 +50,7 @@ pub struct Gauges {
 impl Counters {
     /// Appends the stats reply line.
     pub fn encode(&self, g: &Gauges, out: &mut Vec<u8>) {
-        let pairs: [(&str, u64); 21] = [
+        let pairs: [(&str, u64); 22] = [
             ("first", g.first),
             ("next", g.next),
             ("records", g.records),
@@ -66,6 +68,7 @@ impl Counters {
             ("input_errors", self.input_errors),
             ("readers_total", self.readers_total),
             ("readers_refused", self.readers_refused),
+            ("readers_blocked", self.readers_blocked),
             ("reader_records_lost", self.reader_records_lost),
             ("accept_errors", self.accept_errors),
             ("echo_dropped", self.echo_dropped),
