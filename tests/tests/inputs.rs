@@ -1,0 +1,159 @@
+//! Writers: every kind of fd LinuxKit hands memlogd becomes records, line by
+//! line, with the name it was sent with.
+
+use memlog_tests::{msgs_from, raise_fd_limit, wait_until, Memlogd};
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+
+#[test]
+fn socketpair_lines_become_records_with_the_name() {
+    let m = Memlogd::start(&[]);
+    let mut w = m.writer("onboot.001-dhcpcd.out");
+    w.write_all(b"eth0: waiting for carrier\neth0: carrier acquired\n")
+        .expect("write");
+    m.wait_msg("onboot.001-dhcpcd.out", "eth0: carrier acquired");
+    let recs = m.records();
+    assert_eq!(
+        msgs_from(&recs, "onboot.001-dhcpcd.out"),
+        ["eth0: waiting for carrier", "eth0: carrier acquired"]
+    );
+}
+
+#[test]
+fn fifo_read_end_is_an_input() {
+    let m = Memlogd::start(&[]);
+    let path = m.dir().join("svc.fifo");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    // As LinuxKit init does for containerd services: open the read end
+    // without blocking, then the write end, and hand memlogd the read end.
+    let rd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .expect("open fifo read end");
+    let mut wr = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open fifo write end");
+    m.send_fds(b"svc.out", &[rd.as_fd()]).expect("send fifo");
+    drop(rd);
+    wr.write_all(b"from a fifo\nsecond line\n").expect("write");
+    m.wait_msg("svc.out", "second line");
+    wr.write_all(b"after a pause\n").expect("write");
+    m.wait_msg("svc.out", "after a pause");
+    drop(wr);
+    assert_eq!(
+        msgs_from(&m.records(), "svc.out"),
+        ["from a fifo", "second line", "after a pause"]
+    );
+    m.assert_serves();
+}
+
+#[test]
+fn several_fds_in_one_datagram_are_separate_streams() {
+    let m = Memlogd::start(&[]);
+    let pairs: Vec<(UnixStream, UnixStream)> = (0..3)
+        .map(|_| UnixStream::pair().expect("socketpair"))
+        .collect();
+    let theirs: Vec<_> = pairs.iter().map(|(_, t)| t.as_fd()).collect();
+    m.send_fds(b"multi", &theirs).expect("send 3 fds");
+    let mut ours: Vec<UnixStream> = pairs.into_iter().map(|(o, _)| o).collect();
+    // Interleave partial lines: each fd must assemble its own lines.
+    ours[0].write_all(b"A-start").expect("write");
+    ours[1].write_all(b"B-whole\n").expect("write");
+    m.wait_msg("multi", "B-whole");
+    ours[2].write_all(b"C-start").expect("write");
+    ours[0].write_all(b"-A-end\n").expect("write");
+    m.wait_msg("multi", "A-start-A-end");
+    ours[2].write_all(b"-C-end\n").expect("write");
+    m.wait_msg("multi", "C-start-C-end");
+    let mut got = msgs_from(&m.records(), "multi");
+    got.sort();
+    assert_eq!(got, ["A-start-A-end", "B-whole", "C-start-C-end"]);
+}
+
+#[test]
+fn a_thousand_writers_at_once_lose_nothing() {
+    const WRITERS: usize = 1000;
+    const LINES: usize = 5;
+    assert!(
+        raise_fd_limit() >= (2 * WRITERS + 100) as libc::rlim_t,
+        "RLIMIT_NOFILE hard limit too low for this test"
+    );
+    let m = Memlogd::start(&["-max-inputs", "2000", "-max-lines", "100000"]);
+    let mut ws: Vec<UnixStream> = (0..WRITERS).map(|i| m.writer(&format!("w{i}"))).collect();
+    for j in 0..LINES {
+        for (i, w) in ws.iter_mut().enumerate() {
+            w.write_all(format!("w{i} line {j}\n").as_bytes())
+                .expect("write");
+        }
+    }
+    let mut per: HashMap<String, Vec<String>> = HashMap::new();
+    wait_until("every line of every writer", || {
+        per.clear();
+        for r in m.records() {
+            if r.source.starts_with('w') {
+                per.entry(r.source).or_default().push(r.msg);
+            }
+        }
+        per.values().map(Vec::len).sum::<usize>() >= WRITERS * LINES
+    });
+    assert_eq!(per.len(), WRITERS);
+    for (i, _) in ws.iter().enumerate() {
+        let want: Vec<String> = (0..LINES).map(|j| format!("w{i} line {j}")).collect();
+        assert_eq!(per[&format!("w{i}")], want, "writer w{i}");
+    }
+    drop(ws);
+    m.assert_serves();
+}
+
+#[test]
+fn partial_last_line_is_a_record() {
+    let m = Memlogd::start(&[]);
+    let mut w = m.writer("partial");
+    w.write_all(b"complete\nno newline at the end")
+        .expect("write");
+    drop(w);
+    m.wait_msg("partial", "no newline at the end");
+    assert_eq!(
+        msgs_from(&m.records(), "partial"),
+        ["complete", "no newline at the end"]
+    );
+}
+
+#[test]
+fn long_line_is_cut_at_max_line_len_and_marked() {
+    let m = Memlogd::start(&["-max-line-len", "100"]);
+    let mut w = m.writer("long");
+    let mut data = Vec::new();
+    data.extend_from_slice(&[b'x'; 250]);
+    data.extend_from_slice(b"\n");
+    data.extend_from_slice(&[b'y'; 100]);
+    data.extend_from_slice(b"\nnext line intact\n");
+    w.write_all(&data).expect("write");
+    // A long line arriving in pieces is cut the same way.
+    for _ in 0..3 {
+        w.write_all(&[b'z'; 60]).expect("write");
+    }
+    w.write_all(b"\nlast\n").expect("write");
+    m.wait_msg("long", "last");
+    let recs: Vec<_> = m
+        .records()
+        .into_iter()
+        .filter(|r| r.source == "long")
+        .collect();
+    let got: Vec<(String, bool)> = recs.iter().map(|r| (r.msg.clone(), r.truncated)).collect();
+    assert_eq!(
+        got,
+        [
+            ("x".repeat(100), true),
+            ("y".repeat(100), false),
+            ("next line intact".to_owned(), false),
+            ("z".repeat(100), true),
+            ("last".to_owned(), false),
+        ]
+    );
+}
