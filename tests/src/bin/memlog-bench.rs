@@ -1,0 +1,1748 @@
+//! `memlog-bench`: throughput, latency and memory of the release `memlogd`,
+//! each measured side by side with a bare baseline on the same kind of
+//! sockets, so that a noisy machine still gives comparable numbers.
+//!
+//! ```text
+//! cargo build --release --workspace
+//! cargo run --release -p memlog-tests --bin memlog-bench [-- --quick | --help]
+//! ```
+//!
+//! The Markdown report goes to stdout, progress to stderr; `--json FILE`
+//! also writes every number as JSON. Every wait is bounded, memlogd is
+//! killed at the end (and by the kernel if this process dies: it runs with
+//! `PR_SET_PDEATHSIG`), and its temporary directories are removed.
+
+use memlog::client::Client;
+use memlog::proto::{self, Line, Mode, Request};
+use memlog::{ring, sys, timefmt};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Length of every benchmark line, `\n` included.
+const LINE_LEN: usize = 100;
+/// Lines per `write` (65,500 bytes).
+const CHUNK_LINES: usize = 655;
+/// Read buffer of every bare reader.
+const READ_BUF: usize = 64 * 1024;
+
+type Res<T> = Result<T, String>;
+
+/// Adds what was being done to an error.
+trait Ctx<T> {
+    fn ctx(self, what: &str) -> Res<T>;
+}
+
+impl<T, E: std::fmt::Display> Ctx<T> for Result<T, E> {
+    fn ctx(self, what: &str) -> Res<T> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+}
+
+const USAGE: &str = "\
+memlog-bench: benchmark the release memlogd against bare baselines
+
+usage: cargo run --release -p memlog-tests --bin memlog-bench -- [OPTIONS]
+
+  --memlogd PATH      memlogd binary (default: target/release/memlogd;
+                      logread is looked up next to it)
+  --reps N            repetitions of each measurement (default 5)
+  --lines N           lines for the ingest test (default 4000000)
+  --dump-lines N      lines held for the dump test (default 1000000)
+  --samples N         follow-latency samples per repetition (default 20000)
+  --writers LIST      writer counts for ingest (default 1,4,16)
+  --mem-sizes LIST    buffer sizes for the memory test (default 1M,16M,64M)
+  --only LIST         sections to run: ingest,latency,dump,memory,size
+  --timeout SECS      longest wait for any one step (default 60)
+  --json FILE         also write the results as JSON
+  --quick             short smoke run (small counts, 1 repetition)
+  -h, --help          this text
+";
+
+struct Opts {
+    memlogd: PathBuf,
+    reps: usize,
+    lines: u64,
+    dump_lines: u64,
+    samples: usize,
+    warmup: usize,
+    writers: Vec<usize>,
+    mem_sizes: Vec<u64>,
+    only: Vec<String>,
+    timeout: Duration,
+    json: Option<PathBuf>,
+    quick: bool,
+}
+
+const SECTIONS: [&str; 5] = ["ingest", "latency", "dump", "memory", "size"];
+
+impl Opts {
+    fn runs(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
+}
+
+/// Parses `1M`, `64k`, `2G` or plain bytes.
+fn parse_size(s: &str) -> Res<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("invalid size {s:?} (want e.g. 64k, 16M, 1G)"))
+}
+
+/// A size as memlogd's `-buffer-size` takes it.
+fn size_arg(n: u64) -> String {
+    if n % (1 << 30) == 0 {
+        format!("{}G", n >> 30)
+    } else if n % (1 << 20) == 0 {
+        format!("{}M", n >> 20)
+    } else if n % (1 << 10) == 0 {
+        format!("{}k", n >> 10)
+    } else {
+        n.to_string()
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> Res<T> {
+    v.trim()
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("{flag}: invalid number {v:?}"))
+}
+
+fn parse_opts() -> Res<Opts> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick" || a == "-quick");
+    let mut o = Opts {
+        memlogd: PathBuf::new(),
+        reps: if quick { 1 } else { 5 },
+        lines: if quick { 200_000 } else { 4_000_000 },
+        dump_lines: if quick { 100_000 } else { 1_000_000 },
+        samples: if quick { 1_000 } else { 20_000 },
+        warmup: 0,
+        writers: vec![1, 4, 16],
+        mem_sizes: if quick {
+            vec![1 << 20]
+        } else {
+            vec![1 << 20, 16 << 20, 64 << 20]
+        },
+        only: Vec::new(),
+        timeout: Duration::from_secs(60),
+        json: None,
+        quick,
+    };
+    let mut memlogd = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        i += 1;
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with('-') => (f, Some(v.to_string())),
+            _ => (a, None),
+        };
+        let flag = flag.trim_start_matches('-');
+        if matches!(flag, "quick" | "h" | "help") {
+            if flag != "quick" {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            continue;
+        }
+        let val = match inline {
+            Some(v) => v,
+            None => {
+                let v = args
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| format!("{a} needs a value\n\n{USAGE}"))?;
+                i += 1;
+                v
+            }
+        };
+        match flag {
+            "memlogd" => memlogd = Some(PathBuf::from(val)),
+            "reps" => o.reps = parse_num(a, &val)?,
+            "lines" => o.lines = parse_num(a, &val)?,
+            "dump-lines" => o.dump_lines = parse_num(a, &val)?,
+            "samples" => o.samples = parse_num(a, &val)?,
+            "timeout" => o.timeout = Duration::from_secs(parse_num(a, &val)?),
+            "json" => o.json = Some(PathBuf::from(val)),
+            "writers" => {
+                o.writers = val
+                    .split(',')
+                    .map(|v| parse_num(a, v))
+                    .collect::<Res<_>>()?
+            }
+            "mem-sizes" => o.mem_sizes = val.split(',').map(parse_size).collect::<Res<_>>()?,
+            "only" => {
+                o.only = val.split(',').map(|s| s.trim().to_string()).collect();
+                if let Some(bad) = o.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+                    return Err(format!(
+                        "--only: unknown section {bad:?} (want {})",
+                        SECTIONS.join(",")
+                    ));
+                }
+            }
+            _ => return Err(format!("unknown option {a}\n\n{USAGE}")),
+        }
+    }
+    if o.reps == 0 || o.lines == 0 || o.dump_lines == 0 || o.samples == 0 {
+        return Err("--reps, --lines, --dump-lines and --samples must be positive".into());
+    }
+    if o.writers.iter().any(|&w| w == 0 || w > 200) {
+        return Err("--writers: each count must be between 1 and 200".into());
+    }
+    o.warmup = (o.samples / 10).clamp(10, 2_000);
+    o.memlogd = match memlogd {
+        Some(p) => p,
+        None => default_memlogd(),
+    };
+    if !o.memlogd.is_file() {
+        return Err(format!(
+            "memlogd binary not found at {}: run `cargo build --release --workspace` first, or pass --memlogd PATH",
+            o.memlogd.display()
+        ));
+    }
+    Ok(o)
+}
+
+/// `target/release/memlogd`: next to this binary when it is a release
+/// build, else in the `release` directory beside this build's directory.
+fn default_memlogd() -> PathBuf {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        let sibling = dir.join("memlogd");
+        if dir.file_name().is_some_and(|n| n == "release") && sibling.is_file() {
+            return sibling;
+        }
+        if let Some(target) = dir.parent() {
+            let p = target.join("release").join("memlogd");
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/memlogd")
+}
+
+// ---------------------------------------------------------------------------
+// The daemon under test
+
+static DIR_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A running memlogd in its own temporary directory. Dropping it kills the
+/// process and removes the directory.
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    log: UnixDatagram,
+    query: PathBuf,
+    timeout: Duration,
+}
+
+/// Asks the kernel to kill the child when this process dies, so that no
+/// memlogd outlives an aborted benchmark.
+fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is a plain system call with integer
+    // arguments; it is async-signal-safe and touches no memory.
+    let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl Daemon {
+    fn start(bin: &Path, extra: &[String], timeout: Duration) -> Res<Daemon> {
+        let dir = std::env::temp_dir().join(format!(
+            "memlog-bench.{}.{}",
+            std::process::id(),
+            DIR_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).ctx(&format!("creating {}", dir.display()))?;
+        let logp = dir.join("log.sock");
+        let query = dir.join("query.sock");
+        let stderr = fs::File::create(dir.join("stderr")).ctx("creating stderr file")?;
+        let log = UnixDatagram::unbound().ctx("creating a datagram socket")?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("-socket-log")
+            .arg(&logp)
+            .arg("-socket-query")
+            .arg(&query)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        // SAFETY: the hook runs in the child between fork and exec; it only
+        // makes one async-signal-safe system call and allocates nothing.
+        unsafe {
+            cmd.pre_exec(die_with_parent);
+        }
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(format!("starting {}: {e}", bin.display()));
+            }
+        };
+        let mut d = Daemon {
+            child,
+            dir,
+            log,
+            query,
+            timeout,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10).min(timeout);
+        loop {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                return Err(format!(
+                    "memlogd {extra:?} exited at start ({st}); its stderr:\n{}",
+                    d.stderr_tail()
+                ));
+            }
+            if logp.exists() && d.query.exists() && d.log.connect(&logp).is_ok() {
+                if let Ok(s) = d.stats() {
+                    stat(&s, "next")?;
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "memlogd did not answer on {} within 10 s; its stderr:\n{}",
+                    d.query.display(),
+                    d.stderr_tail()
+                ));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        Ok(d)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stderr_tail(&self) -> String {
+        let s = fs::read(self.dir.join("stderr")).unwrap_or_default();
+        let s = String::from_utf8_lossy(&s[s.len().saturating_sub(2000)..]).into_owned();
+        if s.trim().is_empty() {
+            "(empty)".into()
+        } else {
+            s
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Hands `fd` to memlogd as an input called `name`.
+    fn pass(&self, name: &str, fd: std::os::fd::BorrowedFd<'_>) -> Res<()> {
+        sys::send_with_fds(self.log.as_fd(), name.as_bytes(), &[fd])
+            .map(drop)
+            .ctx("passing an fd to memlogd")
+    }
+
+    /// Connects to the query socket with read and write timeouts.
+    fn connect(&self) -> Res<UnixStream> {
+        let s = UnixStream::connect(&self.query).ctx("connecting to memlogd's query socket")?;
+        s.set_read_timeout(Some(self.timeout)).ctx("timeout")?;
+        s.set_write_timeout(Some(self.timeout)).ctx("timeout")?;
+        Ok(s)
+    }
+
+    /// memlogd's counters (an extended `stats` request).
+    fn stats(&self) -> Res<Vec<(String, u64)>> {
+        let s = self.connect()?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .ctx("timeout")?;
+        let mut req = Request::new(Mode::Dump);
+        req.stats = true;
+        let mut c = Client::start(s, &req).ctx("sending a stats request")?;
+        while let Some(line) = c.next_line().ctx("reading memlogd's stats")? {
+            match line {
+                Line::Stats(v) => return Ok(v),
+                Line::Error(e) => return Err(format!("memlogd refused a stats request: {e}")),
+                _ => {}
+            }
+        }
+        Err("memlogd closed a stats request without stats".into())
+    }
+
+    /// The next sequence number: records stored since start.
+    fn next_seq(&self) -> Res<u64> {
+        stat(&self.stats()?, "next")
+    }
+
+    /// Waits until `next` is at least `min` and has stopped moving (memlogd
+    /// has handled the inputs just passed and logged its own records).
+    fn settle(&self, min: u64) -> Res<u64> {
+        let deadline = Instant::now() + self.timeout;
+        let (mut last, mut same) = (u64::MAX, 0);
+        loop {
+            let n = self.next_seq()?;
+            if n == last && n >= min {
+                same += 1;
+                if same >= 3 {
+                    return Ok(n);
+                }
+            } else {
+                same = 0;
+            }
+            last = n;
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "memlogd's record count did not settle at >= {min} within {:?} (now {n})",
+                    self.timeout
+                ));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Polls until memlogd has stored `lines` records after `base`; returns
+    /// when it saw that. Polls sparsely while far from the end, so that the
+    /// polling itself barely loads memlogd.
+    fn wait_stored(&self, base: u64, lines: u64, t0: Instant) -> Res<Instant> {
+        let target = base + lines;
+        loop {
+            let n = self.next_seq()?;
+            let now = Instant::now();
+            if n >= target {
+                return Ok(now);
+            }
+            let el = now - t0;
+            if el > self.timeout {
+                return Err(format!(
+                    "memlogd stored only {} of {lines} lines within {:?}; its stderr:\n{}",
+                    n.saturating_sub(base),
+                    self.timeout,
+                    self.stderr_tail()
+                ));
+            }
+            let done = n.saturating_sub(base);
+            let pause = if done == 0 {
+                Duration::from_millis(2)
+            } else {
+                let left = el.as_secs_f64() * (target - n) as f64 / done as f64;
+                Duration::from_secs_f64(left / 2.0)
+                    .clamp(Duration::from_micros(500), Duration::from_millis(100))
+            };
+            thread::sleep(pause);
+        }
+    }
+
+    /// (VmHWM, VmRSS) in bytes.
+    fn memory(&self) -> Res<(u64, u64)> {
+        let p = format!("/proc/{}/status", self.pid());
+        let s = fs::read_to_string(&p).ctx(&p)?;
+        let get = |k: &str| -> Res<u64> {
+            s.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+                .ok_or_else(|| format!("no {k} in {p}"))
+        };
+        Ok((get("VmHWM:")?, get("VmRSS:")?))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stat(stats: &[(String, u64)], key: &str) -> Res<u64> {
+    stats
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|&(_, v)| v)
+        .ok_or_else(|| {
+            let keys: Vec<&str> = stats.iter().map(|(k, _)| k.as_str()).collect();
+            format!(
+                "memlogd's stats have no {key:?} (keys: {})",
+                keys.join(", ")
+            )
+        })
+}
+
+/// Fails if memlogd counted anything the benchmark should never cause.
+fn check_clean(stats: &[(String, u64)]) -> Res<()> {
+    for key in [
+        "lines_truncated",
+        "inputs_refused",
+        "input_errors",
+        "readers_refused",
+        "fds_dropped",
+    ] {
+        let v = stat(stats, key)?;
+        if v != 0 {
+            return Err(format!("memlogd counted {key} = {v} during the benchmark"));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Lines and sockets
+
+/// One 100-byte line: `prefix`, printable filler, `\n`.
+fn make_line(prefix: &str) -> Vec<u8> {
+    const FILL: &[u8] = b"abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 ";
+    let mut l = prefix.as_bytes().to_vec();
+    l.truncate(LINE_LEN - 1);
+    let mut i = 0;
+    while l.len() < LINE_LEN - 1 {
+        l.push(FILL[i % FILL.len()]);
+        i += 1;
+    }
+    l.push(b'\n');
+    l
+}
+
+/// `CHUNK_LINES` whole lines, written in one `write` each.
+fn line_chunk() -> Vec<u8> {
+    (0..CHUNK_LINES)
+        .flat_map(|i| make_line(&format!("bench line {i:06} ")))
+        .collect()
+}
+
+fn pairs(n: usize, timeout: Duration) -> Res<(Vec<UnixStream>, Vec<UnixStream>)> {
+    let mut w = Vec::with_capacity(n);
+    let mut r = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (a, b) = UnixStream::pair().ctx("socketpair")?;
+        a.set_write_timeout(Some(timeout)).ctx("timeout")?;
+        w.push(a);
+        r.push(b);
+    }
+    Ok((w, r))
+}
+
+/// `total` split over `n` writers.
+fn shares(total: u64, n: usize) -> Vec<u64> {
+    let n64 = n as u64;
+    (0..n64)
+        .map(|i| total / n64 + u64::from(i < total % n64))
+        .collect()
+}
+
+/// A writer: waits for the start, writes `n` lines in 64 KiB batches, and
+/// hands its socket back (closing it would make memlogd log the EOF).
+fn write_share(mut w: UnixStream, mut n: u64, chunk: &[u8], start: &Barrier) -> Res<UnixStream> {
+    start.wait();
+    while n > 0 {
+        let k = n.min(CHUNK_LINES as u64);
+        w.write_all(&chunk[..k as usize * LINE_LEN])
+            .ctx("writer: write")?;
+        n -= k;
+    }
+    Ok(w)
+}
+
+/// Joins writer threads, keeping their sockets; the first error wins.
+fn join_writers(
+    hs: Vec<thread::ScopedJoinHandle<'_, Res<UnixStream>>>,
+) -> (Vec<UnixStream>, Option<String>) {
+    let mut socks = Vec::new();
+    let mut err = None;
+    for h in hs {
+        match h.join() {
+            Ok(Ok(s)) => socks.push(s),
+            Ok(Err(e)) => {
+                err.get_or_insert(e);
+            }
+            Err(_) => {
+                err.get_or_insert("a writer thread panicked".into());
+            }
+        }
+    }
+    (socks, err)
+}
+
+/// Reads lines from a stream.
+struct LineReader {
+    s: UnixStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl LineReader {
+    fn new(s: UnixStream) -> LineReader {
+        LineReader {
+            s,
+            buf: vec![0; READ_BUF],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The next line (without `\n`); an error at EOF or timeout.
+    fn next_line(&mut self) -> Res<&[u8]> {
+        match self.try_line() {
+            Ok(Some((a, b))) => Ok(&self.buf[a..b]),
+            Ok(None) => Err("the follower's stream ended".into()),
+            Err(e) => Err(format!("follower: read: {e}")),
+        }
+    }
+
+    /// The next line's range in `buf`; `None` at EOF.
+    fn try_line(&mut self) -> io::Result<Option<(usize, usize)>> {
+        loop {
+            if let Some(i) = self.buf[self.start..self.end]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
+                let l = self.start;
+                self.start += i + 1;
+                return Ok(Some((l, l + i)));
+            }
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            match self.s.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------
+// 1. Ingest
+
+/// Ingest through memlogd: seconds from the start signal until memlogd has
+/// stored all `lines`.
+fn ingest_memlogd(d: &mut Daemon, writers: usize, lines: u64, tag: &str) -> Res<f64> {
+    let (ws, rs) = pairs(writers, d.timeout)?;
+    let before = d.next_seq()?;
+    for (i, r) in rs.iter().enumerate() {
+        d.pass(&format!("{tag}{i}"), r.as_fd())?;
+    }
+    drop(rs);
+    // One line each first: memlogd has taken every input before the clock starts.
+    let warm = make_line("warm-up");
+    for mut w in &ws {
+        w.write_all(&warm).ctx("writer: warm-up write")?;
+    }
+    let base = d.settle(before + writers as u64)?;
+    let chunk = line_chunk();
+    let start = Barrier::new(writers + 1);
+    let (secs, socks) = thread::scope(|s| {
+        let hs: Vec<_> = ws
+            .into_iter()
+            .zip(shares(lines, writers))
+            .map(|(w, n)| {
+                let (chunk, start) = (&chunk, &start);
+                s.spawn(move || write_share(w, n, chunk, start))
+            })
+            .collect();
+        start.wait();
+        let t0 = Instant::now();
+        let done = d.wait_stored(base, lines, t0);
+        if done.is_err() {
+            // Unblocks the writers (EPIPE) so that the scope can end.
+            d.kill();
+        }
+        let (socks, err) = join_writers(hs);
+        let t = done?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(((t - t0).as_secs_f64(), socks)),
+        }
+    })?;
+    drop(socks);
+    Ok(secs)
+}
+
+/// The same writers into a bare epoll loop that reads and discards.
+fn ingest_baseline(writers: usize, lines: u64, timeout: Duration) -> Res<f64> {
+    let (ws, rs) = pairs(writers, timeout)?;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ctx("epoll_create")?;
+    for (i, r) in rs.iter().enumerate() {
+        sys::set_nonblocking(r.as_fd(), true).ctx("O_NONBLOCK")?;
+        epoll
+            .add(r, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
+            .ctx("epoll_ctl")?;
+    }
+    let chunk = line_chunk();
+    let start = Barrier::new(writers + 2);
+    let total = lines * LINE_LEN as u64;
+    let (secs, socks) = thread::scope(|s| {
+        let hs: Vec<_> = ws
+            .into_iter()
+            .zip(shares(lines, writers))
+            .map(|(w, n)| {
+                let (chunk, start) = (&chunk, &start);
+                s.spawn(move || write_share(w, n, chunk, start))
+            })
+            .collect();
+        let (epoll, rs, start) = (&epoll, &rs, &start);
+        let reader = s.spawn(move || {
+            start.wait();
+            let r = drain(epoll, rs, total, timeout);
+            if r.is_err() {
+                for r in rs {
+                    let _ = r.shutdown(Shutdown::Both);
+                }
+            }
+            r
+        });
+        start.wait();
+        let t0 = Instant::now();
+        let done = reader
+            .join()
+            .unwrap_or_else(|_| Err("the reader thread panicked".into()));
+        let (socks, err) = join_writers(hs);
+        let t = done?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(((t - t0).as_secs_f64(), socks)),
+        }
+    })?;
+    drop(socks);
+    Ok(secs)
+}
+
+/// Reads every ready fd once per wakeup, into one buffer, until `total`
+/// bytes arrived.
+fn drain(epoll: &Epoll, rs: &[UnixStream], total: u64, timeout: Duration) -> Res<Instant> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; READ_BUF];
+    let mut events = vec![EpollEvent::empty(); 64];
+    let mut got = 0u64;
+    let mut open = rs.len();
+    while got < total {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "baseline reader got {got} of {total} bytes within {timeout:?}"
+            ));
+        }
+        let n = match epoll.wait(&mut events, 1000u16) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("epoll_wait: {e}")),
+        };
+        for ev in &events[..n] {
+            let mut r = &rs[ev.data() as usize];
+            match r.read(&mut buf) {
+                Ok(0) => {
+                    let _ = epoll.delete(r);
+                    open -= 1;
+                    if open == 0 {
+                        return Err(format!(
+                            "baseline: every writer closed after {got} of {total} bytes"
+                        ));
+                    }
+                }
+                Ok(k) => got += k as u64,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(format!("baseline: read: {e}")),
+            }
+        }
+    }
+    Ok(Instant::now())
+}
+
+// ---------------------------------------------------------------------------
+// 2. Follow latency
+
+/// Writes one line, waits until the follower has it, repeats. Microseconds.
+fn ping_pong(
+    w: &mut UnixStream,
+    rd: &mut LineReader,
+    warmup: usize,
+    samples: usize,
+) -> Res<Vec<f64>> {
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..warmup + samples {
+        let token = format!("ping {i:010} ");
+        let line = make_line(&token);
+        let t = Instant::now();
+        w.write_all(&line).ctx("latency writer: write")?;
+        while !contains(rd.next_line()?, token.as_bytes()) {}
+        let dt = t.elapsed();
+        if i >= warmup {
+            out.push(dt.as_secs_f64() * 1e6);
+        }
+    }
+    Ok(out)
+}
+
+/// Through memlogd; `legacy` follows with LinuxKit's one-byte request.
+fn latency_memlogd(d: &Daemon, legacy: bool, warmup: usize, samples: usize) -> Res<Vec<f64>> {
+    let (mut w, r) = UnixStream::pair().ctx("socketpair")?;
+    w.set_write_timeout(Some(d.timeout)).ctx("timeout")?;
+    d.pass("lat", r.as_fd())?;
+    drop(r);
+    let mut f = d.connect()?;
+    let req = if legacy {
+        vec![Mode::Follow as u8]
+    } else {
+        Request::new(Mode::Follow).encode()
+    };
+    f.write_all(&req).ctx("follower: request")?;
+    let mut rd = LineReader::new(f);
+    if legacy {
+        sync_follower(&mut w, &mut rd, d.timeout)?;
+    } else {
+        // The hello comes once memlogd has set the follower up.
+        let hello = rd.next_line()?;
+        if !hello.starts_with(b"{\"memlog\"") {
+            return Err(format!(
+                "follower: expected a hello line, got {}",
+                String::from_utf8_lossy(hello)
+            ));
+        }
+    }
+    ping_pong(&mut w, &mut rd, warmup, samples)
+}
+
+/// A LinuxKit follower gets no hello, so nothing tells when memlogd has
+/// read its mode byte: write marker lines until one reaches it.
+fn sync_follower(w: &mut UnixStream, rd: &mut LineReader, timeout: Duration) -> Res<()> {
+    let deadline = Instant::now() + timeout;
+    rd.s.set_read_timeout(Some(Duration::from_millis(100)))
+        .ctx("timeout")?;
+    for i in 0.. {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the LinuxKit follower got no line within {timeout:?}"
+            ));
+        }
+        w.write_all(&make_line(&format!("sync {i}")))
+            .ctx("latency writer: write")?;
+        match rd.try_line() {
+            Ok(Some(_)) => break,
+            Ok(None) => return Err("the follower's stream ended".into()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(format!("follower: read: {e}")),
+        }
+    }
+    rd.s.set_read_timeout(Some(timeout)).ctx("timeout")
+}
+
+/// Two hops without memlogd: socketpair -> relay thread -> stream -> follower.
+fn latency_baseline(warmup: usize, samples: usize, timeout: Duration) -> Res<Vec<f64>> {
+    let (mut w, mut r) = UnixStream::pair().ctx("socketpair")?;
+    let (mut out, f) = UnixStream::pair().ctx("socketpair")?;
+    w.set_write_timeout(Some(timeout)).ctx("timeout")?;
+    f.set_read_timeout(Some(timeout)).ctx("timeout")?;
+    let relay = thread::spawn(move || {
+        let mut buf = vec![0u8; READ_BUF];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let res = {
+        let mut rd = LineReader::new(f);
+        ping_pong(&mut w, &mut rd, warmup, samples)
+    };
+    drop(w);
+    let _ = relay.join();
+    res
+}
+
+// ---------------------------------------------------------------------------
+// 3. Dump
+
+#[derive(Clone, Copy)]
+struct DumpRun {
+    records: u64,
+    bytes: u64,
+    secs: f64,
+}
+
+/// Reads a reply to EOF, counting bytes and lines (no decoding).
+fn count_to_eof(mut s: UnixStream, t0: Instant) -> Res<DumpRun> {
+    let mut buf = vec![0u8; READ_BUF];
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                bytes += n as u64;
+                lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("dump reader: read: {e}")),
+        }
+    }
+    Ok(DumpRun {
+        records: lines,
+        bytes,
+        secs: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// A mode-0 dump read raw; `ext` sends the extended request (records then
+/// carry `seq`, and a hello line comes first).
+fn dump_raw(d: &Daemon, ext: bool) -> Res<DumpRun> {
+    let t0 = Instant::now();
+    let mut s = d.connect()?;
+    let req = if ext {
+        Request::new(Mode::Dump).encode()
+    } else {
+        vec![Mode::Dump as u8]
+    };
+    s.write_all(&req).ctx("dump: request")?;
+    let mut r = count_to_eof(s, t0)?;
+    if ext {
+        r.records = r.records.saturating_sub(1); // the hello line
+    }
+    Ok(r)
+}
+
+/// Counts records through [`Client`], which decodes every line.
+fn count_decoded(mut c: Client) -> Res<u64> {
+    let mut n = 0u64;
+    while let Some(l) = c.next_line().ctx("dump client")? {
+        match l {
+            Line::Record(r) => {
+                n += 1;
+                if r.source != "memlogd" && r.msg.len() != LINE_LEN - 1 {
+                    return Err(format!(
+                        "dump: record {:?} from {:?} has a message of {} bytes, not {}",
+                        r.seq,
+                        r.source,
+                        r.msg.len(),
+                        LINE_LEN - 1
+                    ));
+                }
+            }
+            Line::Error(e) => return Err(format!("dump refused: {e}")),
+            _ => {}
+        }
+    }
+    Ok(n)
+}
+
+fn dump_decoded(d: &Daemon, wire_bytes: u64) -> Res<DumpRun> {
+    let t0 = Instant::now();
+    let c = Client::start(d.connect()?, &Request::new(Mode::Dump)).ctx("dump: request")?;
+    let records = count_decoded(c)?;
+    Ok(DumpRun {
+        records,
+        bytes: wire_bytes,
+        secs: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// `CHUNK_LINES` extended record lines like memlogd sends for a dump of
+/// the benchmark's lines.
+fn json_block() -> Vec<u8> {
+    let mut out = Vec::new();
+    let now = timefmt::now_ns();
+    for i in 0..CHUNK_LINES {
+        let line = make_line(&format!("bench line {i:06} "));
+        let r = ring::Record {
+            seq: 1_000_000 + i as u64,
+            time_ns: now + i as i64 * 1_037,
+            flags: 0,
+            source: b"d0",
+            msg: &line[..LINE_LEN - 1],
+        };
+        proto::encode_record(&mut out, &r, true);
+    }
+    out
+}
+
+/// A bare sender thread writing `records` pre-built JSON lines (after a
+/// hello line when `hello`) to a reader in this thread, raw or decoded.
+fn dump_baseline(records: u64, decoded: bool, timeout: Duration) -> Res<DumpRun> {
+    let block = json_block();
+    let (mut tx, rx) = UnixStream::pair().ctx("socketpair")?;
+    tx.set_write_timeout(Some(timeout)).ctx("timeout")?;
+    tx.set_read_timeout(Some(timeout)).ctx("timeout")?;
+    rx.set_read_timeout(Some(timeout)).ctx("timeout")?;
+    let t0 = Instant::now();
+    let sender = thread::spawn(move || -> Res<()> {
+        // Read the request first: closing with it unread would reset the reader.
+        let mut req = [0u8; 256];
+        let _ = tx.read(&mut req).ctx("baseline sender: request")?;
+        let mut hello = Vec::new();
+        proto::encode_hello(&mut hello, 0x0123_4567_89ab_cdef, 1, records + 1);
+        tx.write_all(&hello).ctx("baseline sender: write")?;
+        let mut left = records;
+        while left > 0 {
+            let k = left.min(CHUNK_LINES as u64) as usize;
+            // Whole lines: the block's k-th line ends at its k-th '\n'.
+            let end = if k == CHUNK_LINES {
+                block.len()
+            } else {
+                block
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &b)| b == b'\n')
+                    .nth(k - 1)
+                    .map_or(block.len(), |(i, _)| i + 1)
+            };
+            tx.write_all(&block[..end]).ctx("baseline sender: write")?;
+            left -= k as u64;
+        }
+        Ok(())
+    });
+    let run = if decoded {
+        let c = Client::start(rx, &Request::new(Mode::Dump)).ctx("baseline: request")?;
+        let n = count_decoded(c)?;
+        Ok(DumpRun {
+            records: n,
+            bytes: 0,
+            secs: t0.elapsed().as_secs_f64(),
+        })
+    } else {
+        let mut rx = rx;
+        rx.write_all(&Request::new(Mode::Dump).encode())
+            .ctx("baseline: request")?;
+        count_to_eof(rx, t0).map(|mut r| {
+            r.records = r.records.saturating_sub(1);
+            r
+        })
+    };
+    let sent = sender
+        .join()
+        .unwrap_or_else(|_| Err("the sender thread panicked".into()));
+    let run = run?;
+    sent?;
+    Ok(run)
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and report
+
+#[derive(Clone, Copy, Debug)]
+struct Summary {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn summary(v: &[f64]) -> Summary {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return Summary {
+            median: f64::NAN,
+            min: f64::NAN,
+            max: f64::NAN,
+        };
+    }
+    let n = s.len();
+    let median = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    };
+    Summary {
+        median,
+        min: s[0],
+        max: s[n - 1],
+    }
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `median (min–max)` with `prec` decimals; just the median for one rep.
+fn cell(s: Summary, prec: usize) -> String {
+    if s.min == s.max {
+        format!("{:.prec$}", s.median)
+    } else {
+        format!("{:.prec$} ({:.prec$}–{:.prec$})", s.median, s.min, s.max)
+    }
+}
+
+fn scaled(v: &[f64], f: f64) -> Vec<f64> {
+    v.iter().map(|x| x * f).collect()
+}
+
+/// A JSON value for `--json`.
+enum J {
+    N(f64),
+    S(String),
+    A(Vec<J>),
+    O(Vec<(&'static str, J)>),
+}
+
+impl J {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            J::N(x) if x.is_finite() => out.extend_from_slice(format!("{x}").as_bytes()),
+            J::N(_) => out.extend_from_slice(b"null"),
+            J::S(s) => memlog::json::write_str(out, s.as_bytes()),
+            J::A(v) => {
+                out.push(b'[');
+                for (i, x) in v.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    x.write(out);
+                }
+                out.push(b']');
+            }
+            J::O(v) => {
+                out.push(b'{');
+                for (i, (k, x)) in v.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    memlog::json::write_str(out, k.as_bytes());
+                    out.push(b':');
+                    x.write(out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+}
+
+fn jsum(s: Summary, runs: &[f64]) -> J {
+    J::O(vec![
+        ("median", J::N(s.median)),
+        ("min", J::N(s.min)),
+        ("max", J::N(s.max)),
+        ("runs", J::A(runs.iter().map(|&x| J::N(x)).collect())),
+    ])
+}
+
+fn n(x: u64) -> J {
+    J::N(x as f64)
+}
+
+fn read_first(path: &str, key: &str) -> Option<String> {
+    let s = fs::read_to_string(path).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+fn git_commit() -> Option<String> {
+    let o = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8(o.stdout).ok()?.trim().to_string();
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .is_some_and(|o| !o.stdout.is_empty());
+    (o.status.success() && !s.is_empty()).then(|| if dirty { s + "-dirty" } else { s })
+}
+
+fn kib(b: u64) -> String {
+    format!("{:.1} KiB", b as f64 / 1024.0)
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+}
+
+// ---------------------------------------------------------------------------
+
+struct Report {
+    md: String,
+    json: Vec<(&'static str, J)>,
+}
+
+fn main() {
+    let opts = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("memlog-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut rep = Report {
+        md: String::new(),
+        json: Vec::new(),
+    };
+    let t0 = Instant::now();
+    let res = run(&opts, &mut rep);
+    let _ = writeln!(
+        rep.md,
+        "\nTotal benchmark time: {:.0} s.",
+        t0.elapsed().as_secs_f64()
+    );
+    print!("{}", rep.md);
+    let _ = io::stdout().flush();
+    if let Some(p) = &opts.json {
+        let mut out = Vec::new();
+        J::O(std::mem::take(&mut rep.json)).write(&mut out);
+        out.push(b'\n');
+        if let Err(e) = fs::write(p, out) {
+            eprintln!("memlog-bench: writing {}: {e}", p.display());
+            std::process::exit(1);
+        }
+    }
+    if let Err(e) = res {
+        eprintln!("memlog-bench: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(o: &Opts, r: &mut Report) -> Res<()> {
+    header(o, r);
+    if o.runs("ingest") {
+        ingest(o, r)?;
+    }
+    if o.runs("latency") {
+        latency(o, r)?;
+    }
+    if o.runs("dump") {
+        dump(o, r)?;
+    }
+    if o.runs("memory") {
+        memory(o, r)?;
+    }
+    if o.runs("size") {
+        sizes(o, r)?;
+    }
+    Ok(())
+}
+
+fn header(o: &Opts, r: &mut Report) {
+    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    let model = read_first("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown".into());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let mem = read_first("/proc/meminfo", "MemTotal").unwrap_or_default();
+    let load = fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let args: Vec<String> = std::env::args().collect();
+    let cmdline = args.join(" ");
+    let commit = git_commit().unwrap_or_else(|| "unknown".into());
+    let date = timefmt::rfc3339_nano(timefmt::now_ns() / 1_000_000_000 * 1_000_000_000);
+    let m = &mut r.md;
+    let _ = writeln!(m, "# memlog benchmark\n");
+    let _ = writeln!(m, "- Date: {date}, commit `{commit}`");
+    let _ = writeln!(
+        m,
+        "- Machine: {cpus} CPUs, {model}, {mem} RAM, Linux {kernel}, load average at start {load}"
+    );
+    let _ = writeln!(m, "- Command: `{cmdline}`");
+    let _ = writeln!(
+        m,
+        "- Rerun: `cargo build --release --workspace && cargo run --release -p memlog-tests --bin memlog-bench{}`",
+        if args.len() > 1 {
+            format!(" -- {}", args[1..].join(" "))
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(m, "- memlogd: `{}`", o.memlogd.display());
+    let _ = writeln!(
+        m,
+        "- Each measurement is repeated {} times{}; cells show the median, then (min–max) over the repetitions.",
+        o.reps,
+        if o.quick { " (`--quick` smoke run: numbers are not meaningful)" } else { "" }
+    );
+    if cfg!(debug_assertions) {
+        let _ = writeln!(
+            m,
+            "- **Warning**: memlog-bench itself is a debug build, which slows the baselines and clients; use `--release`."
+        );
+    }
+    r.json.push((
+        "machine",
+        J::O(vec![
+            ("cpus", n(cpus as u64)),
+            ("cpu_model", J::S(model)),
+            ("kernel", J::S(kernel)),
+            ("mem_total", J::S(mem)),
+            ("load_average", J::S(load)),
+        ]),
+    ));
+    r.json.push(("command", J::S(cmdline)));
+    r.json.push(("commit", J::S(commit)));
+    r.json.push(("date", J::S(date)));
+    r.json.push(("reps", n(o.reps as u64)));
+}
+
+fn ingest(o: &Opts, r: &mut Report) -> Res<()> {
+    let max_w = o.writers.iter().copied().max().unwrap_or(1);
+    let buffer = 64u64 << 20;
+    let args: Vec<String> = [
+        "-max-lines",
+        "100000000",
+        "-buffer-size",
+        &size_arg(buffer),
+        "-max-inputs",
+        &(max_w * 2 + 16).to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut d = Daemon::start(&o.memlogd, &args, o.timeout)?;
+    // One untimed pass that fills the ring: a long-running memlogd has
+    // every page of it resident, a fresh one takes page faults first.
+    let fill = buffer / ring::record_size(5, LINE_LEN - 1) as u64 + 1_000;
+    let secs = ingest_memlogd(&mut d, 1, fill, "warm")?;
+    eprintln!(
+        "ingest warm-up: {fill} lines into a fresh ring at {:.3} M lines/s",
+        fill as f64 / secs / 1e6
+    );
+    // Per writer count: (memlogd lines/s, baseline lines/s, ratio) per rep.
+    let mut res: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(); o.writers.len()];
+    for rep in 0..o.reps {
+        for (wi, &w) in o.writers.iter().enumerate() {
+            let m = o.lines as f64 / ingest_memlogd(&mut d, w, o.lines, &format!("r{rep}w"))?;
+            let b = o.lines as f64 / ingest_baseline(w, o.lines, o.timeout)?;
+            eprintln!(
+                "ingest rep {}/{} {w:>2} writers: memlogd {:.3} M lines/s, baseline {:.3} M lines/s",
+                rep + 1,
+                o.reps,
+                m / 1e6,
+                b / 1e6
+            );
+            res[wi].0.push(m);
+            res[wi].1.push(b);
+            res[wi].2.push(m / b);
+        }
+    }
+    let stats = d.stats()?;
+    check_clean(&stats)?;
+    let evicted = stat(&stats, "evicted")?;
+    drop(d);
+    let m = &mut r.md;
+    let _ = writeln!(
+        m,
+        "\n## 1. Ingest\n\n{} lines of {LINE_LEN} bytes per run, split over the writers (threads, each on its own socketpair passed to memlogd's log socket), written in {} KiB batches. memlogd: `{}`; timed from the start signal until memlogd's `next` counter (extended `stats` request) has grown by the line count. Baseline: the same writers and socketpairs read by one bare epoll thread (64 KiB `read`s, data discarded). The ratio is the median of per-repetition ratios (the two runs of a pair are back to back). One untimed pass filled the ring first (page faults on a fresh ring are not counted). The ring evicted {} records in all.\n",
+        o.lines,
+        CHUNK_LINES * LINE_LEN / 1024,
+        args.join(" "),
+        evicted
+    );
+    let _ = writeln!(
+        m,
+        "| writers | memlogd (M lines/s) | baseline (M lines/s) | memlogd / baseline | memlogd MB/s |"
+    );
+    let _ = writeln!(m, "| ---: | ---: | ---: | ---: | ---: |");
+    let mut rows = Vec::new();
+    for (wi, &w) in o.writers.iter().enumerate() {
+        let (mm, bb, rr) = &res[wi];
+        let ms = summary(&scaled(mm, 1e-6));
+        let _ = writeln!(
+            m,
+            "| {w} | {} | {} | {} | {:.0} |",
+            cell(ms, 3),
+            cell(summary(&scaled(bb, 1e-6)), 3),
+            cell(summary(rr), 2),
+            ms.median * LINE_LEN as f64
+        );
+        rows.push(J::O(vec![
+            ("writers", n(w as u64)),
+            ("memlogd_lines_per_s", jsum(summary(mm), mm)),
+            ("baseline_lines_per_s", jsum(summary(bb), bb)),
+            ("ratio", jsum(summary(rr), rr)),
+        ]));
+    }
+    r.json.push((
+        "ingest",
+        J::O(vec![
+            ("lines", n(o.lines)),
+            ("line_len", n(LINE_LEN as u64)),
+            ("memlogd_args", J::S(args.join(" "))),
+            ("evicted", n(evicted)),
+            ("rows", J::A(rows)),
+        ]),
+    ));
+    Ok(())
+}
+
+fn latency(o: &Opts, r: &mut Report) -> Res<()> {
+    let d = Daemon::start(&o.memlogd, &[], o.timeout)?;
+    let names = [
+        "memlogd, extended follower",
+        "memlogd, LinuxKit follower (mode byte 1)",
+        "baseline: bare relay thread",
+    ];
+    // [path][percentile] -> per-rep values; percentiles p50 p90 p99 max.
+    let mut res = vec![vec![Vec::new(); 4]; names.len()];
+    for rep in 0..o.reps {
+        for (pi, name) in names.iter().enumerate() {
+            let mut v = match pi {
+                0 => latency_memlogd(&d, false, o.warmup, o.samples)?,
+                1 => latency_memlogd(&d, true, o.warmup, o.samples)?,
+                _ => latency_baseline(o.warmup, o.samples, o.timeout)?,
+            };
+            v.sort_by(f64::total_cmp);
+            let ps = [
+                percentile(&v, 50.0),
+                percentile(&v, 90.0),
+                percentile(&v, 99.0),
+                v.last().copied().unwrap_or(f64::NAN),
+            ];
+            eprintln!(
+                "latency rep {}/{} {name}: p50 {:.1} µs, p99 {:.1} µs",
+                rep + 1,
+                o.reps,
+                ps[0],
+                ps[2]
+            );
+            for (k, p) in ps.into_iter().enumerate() {
+                res[pi][k].push(p);
+            }
+        }
+    }
+    drop(d);
+    let m = &mut r.md;
+    let _ = writeln!(
+        m,
+        "\n## 2. Follow latency\n\nOne thread writes a {LINE_LEN}-byte line carrying a counter to a socketpair passed to memlogd, then blocks until its follower (a mode-1 query connection) has received that line; {} samples per repetition after {} warm-up rounds. Baseline: the same two hops without memlogd (socketpair, a relay thread that `read`s and `write`s, a stream to the follower). Microseconds; the percentiles are per repetition, then median (min–max) over repetitions.\n",
+        o.samples, o.warmup
+    );
+    let _ = writeln!(m, "| path | p50 | p90 | p99 | max |");
+    let _ = writeln!(m, "| --- | ---: | ---: | ---: | ---: |");
+    let mut rows = Vec::new();
+    for (pi, name) in names.iter().enumerate() {
+        let c: Vec<String> = res[pi].iter().map(|v| cell(summary(v), 1)).collect();
+        let _ = writeln!(m, "| {name} | {} | {} | {} | {} |", c[0], c[1], c[2], c[3]);
+        let j = |k: usize| jsum(summary(&res[pi][k]), &res[pi][k]);
+        rows.push(J::O(vec![
+            ("path", J::S(name.to_string())),
+            ("p50_us", j(0)),
+            ("p90_us", j(1)),
+            ("p99_us", j(2)),
+            ("max_us", j(3)),
+        ]));
+    }
+    r.json.push((
+        "latency",
+        J::O(vec![
+            ("samples", n(o.samples as u64)),
+            ("warmup", n(o.warmup as u64)),
+            ("rows", J::A(rows)),
+        ]),
+    ));
+    Ok(())
+}
+
+fn dump(o: &Opts, r: &mut Report) -> Res<()> {
+    // Room for every line: each takes record_size(2, 99) bytes in the ring.
+    let need = o.dump_lines * ring::record_size(2, LINE_LEN - 1) as u64;
+    let buffer = (need + need / 4).next_power_of_two().max(256 << 20);
+    let args: Vec<String> = vec![
+        "-max-lines".into(),
+        o.dump_lines.to_string(),
+        "-buffer-size".into(),
+        size_arg(buffer),
+    ];
+    let mut d = Daemon::start(&o.memlogd, &args, o.timeout)?;
+    let fill = ingest_memlogd(&mut d, 2, o.dump_lines, "d")?;
+    eprintln!(
+        "dump: filled memlogd with {} lines at {:.3} M lines/s",
+        o.dump_lines,
+        o.dump_lines as f64 / fill / 1e6
+    );
+    let names = [
+        "memlogd, raw read (extended request)",
+        "memlogd, raw read (LinuxKit mode byte 0)",
+        "memlogd, decoded by memlog::client::Client",
+        "baseline: bare sender, raw read",
+        "baseline: bare sender, decoded by Client",
+    ];
+    let mut runs: Vec<Vec<DumpRun>> = vec![Vec::new(); names.len()];
+    for rep in 0..o.reps {
+        let ext = dump_raw(&d, true)?;
+        let records = ext.records;
+        if records < o.dump_lines * 9 / 10 {
+            return Err(format!(
+                "dump returned {records} records, expected about {}",
+                o.dump_lines
+            ));
+        }
+        let legacy = dump_raw(&d, false)?;
+        let dec = dump_decoded(&d, ext.bytes)?;
+        let b_raw = dump_baseline(records, false, o.timeout)?;
+        let mut b_dec = dump_baseline(records, true, o.timeout)?;
+        b_dec.bytes = b_raw.bytes;
+        for (k, x) in [ext, legacy, dec, b_raw, b_dec].into_iter().enumerate() {
+            runs[k].push(x);
+        }
+        eprintln!(
+            "dump rep {}/{}: raw {:.3} M records/s, decoded {:.3} M/s, baseline raw {:.3} M/s, baseline decoded {:.3} M/s",
+            rep + 1,
+            o.reps,
+            ext.records as f64 / ext.secs / 1e6,
+            dec.records as f64 / dec.secs / 1e6,
+            b_raw.records as f64 / b_raw.secs / 1e6,
+            b_dec.records as f64 / b_dec.secs / 1e6
+        );
+    }
+    check_clean(&d.stats()?)?;
+    drop(d);
+    let held = runs[0].first().map_or(0, |x| x.records);
+    let avg_len = runs[0]
+        .first()
+        .map_or(0.0, |x| x.bytes as f64 / (x.records + 1) as f64);
+    let m = &mut r.md;
+    let _ = writeln!(
+        m,
+        "\n## 3. Dump\n\nmemlogd `{}` filled with {} lines of {LINE_LEN} bytes from 2 writers, then a mode-0 dump of the {held} records held, read to EOF (about {avg_len:.0} bytes per JSON line with an extended request). Raw: `read` into 64 KiB and count `\\n`; decoded: `memlog::client::Client::next_line` on every line. Baseline: a bare thread writing the same number of pre-built JSON record lines of the same length over a socketpair to the same reader. Timed from `connect` to EOF.\n",
+        args.join(" "),
+        o.dump_lines
+    );
+    let _ = writeln!(m, "| reader | M records/s | MB/s | records |");
+    let _ = writeln!(m, "| --- | ---: | ---: | ---: |");
+    let mut rows = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        let rate: Vec<f64> = runs[k].iter().map(|x| x.records as f64 / x.secs).collect();
+        let mbs: Vec<f64> = runs[k]
+            .iter()
+            .map(|x| x.bytes as f64 / x.secs / 1e6)
+            .collect();
+        let recs = runs[k].first().map_or(0, |x| x.records);
+        let _ = writeln!(
+            m,
+            "| {name} | {} | {} | {recs} |",
+            cell(summary(&scaled(&rate, 1e-6)), 3),
+            cell(summary(&mbs), 0)
+        );
+        rows.push(J::O(vec![
+            ("reader", J::S(name.to_string())),
+            ("records_per_s", jsum(summary(&rate), &rate)),
+            ("mb_per_s", jsum(summary(&mbs), &mbs)),
+            ("records", n(recs)),
+        ]));
+    }
+    r.json.push((
+        "dump",
+        J::O(vec![
+            ("memlogd_args", J::S(args.join(" "))),
+            ("records", n(held)),
+            ("rows", J::A(rows)),
+        ]),
+    ));
+    Ok(())
+}
+
+/// A follower that reads and discards until `stop`.
+fn reading_follower(mut s: UnixStream, stop: &AtomicBool) -> u64 {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = vec![0u8; READ_BUF];
+    let mut got = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n as u64,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+struct MemRow {
+    size: u64,
+    lines: u64,
+    idle_hwm: u64,
+    hwm: u64,
+    rss: u64,
+    evicted: u64,
+}
+
+fn memory_one(o: &Opts, size: u64) -> Res<MemRow> {
+    // Bytes are the bound: even records of nothing but a header fit max-lines.
+    let max_lines = (size / ring::record_size(0, 0) as u64).max(1);
+    let args: Vec<String> = vec![
+        "-max-lines".into(),
+        max_lines.to_string(),
+        "-buffer-size".into(),
+        size_arg(size),
+    ];
+    let mut d = Daemon::start(&o.memlogd, &args, o.timeout)?;
+    let (idle_hwm, _) = d.memory()?;
+    // Lines enough to fill the ring more than twice (a line takes more than
+    // LINE_LEN bytes there).
+    let lines = 2 * size / LINE_LEN as u64 + 1_000;
+    let stop = AtomicBool::new(false);
+    let (ext_f, legacy_f, idle) = (d.connect()?, d.connect()?, d.connect()?);
+    (&ext_f)
+        .write_all(&Request::new(Mode::Follow).encode())
+        .ctx("follower: request")?;
+    (&legacy_f)
+        .write_all(&[Mode::Follow as u8])
+        .ctx("follower: request")?;
+    (&idle)
+        .write_all(&Request::new(Mode::DumpFollow).encode())
+        .ctx("idle reader: request")?;
+    let res = thread::scope(|s| {
+        let stop = &stop;
+        let fs = [
+            s.spawn(move || reading_follower(ext_f, stop)),
+            s.spawn(move || reading_follower(legacy_f, stop)),
+        ];
+        let r = ingest_memlogd(&mut d, 4, lines, "m");
+        thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        for f in fs {
+            let _ = f.join();
+        }
+        r
+    });
+    res?;
+    let stats = d.stats()?;
+    check_clean(&stats)?;
+    let evicted = stat(&stats, "evicted")?;
+    let (hwm, rss) = d.memory()?;
+    drop(idle);
+    Ok(MemRow {
+        size,
+        lines,
+        idle_hwm,
+        hwm,
+        rss,
+        evicted,
+    })
+}
+
+fn memory(o: &Opts, r: &mut Report) -> Res<()> {
+    let mut rows = Vec::new();
+    for &size in &o.mem_sizes {
+        let row = memory_one(o, size)?;
+        eprintln!(
+            "memory {}: VmHWM {}, VmRSS {}",
+            size_arg(size),
+            mib(row.hwm),
+            mib(row.rss)
+        );
+        rows.push(row);
+    }
+    let m = &mut r.md;
+    let _ = writeln!(
+        m,
+        "\n## 4. Memory\n\nmemlogd with `-buffer-size SIZE` and `-max-lines SIZE/{}` (bytes are the bound), three readers connected (an extended follower and a LinuxKit follower that read everything, and an extended dump+follow reader that never reads), then 4 writers write 2×SIZE/{LINE_LEN} lines (the ring wraps at least twice). VmHWM and VmRSS from `/proc/PID/status` afterwards; idle is VmHWM right after start. Overhead = VmHWM − buffer size.\n",
+        ring::record_size(0, 0)
+    );
+    let _ = writeln!(
+        m,
+        "| buffer | lines written | records evicted | idle VmHWM | VmHWM | VmRSS | overhead |"
+    );
+    let _ = writeln!(m, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut js = Vec::new();
+    for x in &rows {
+        let over = x.hwm as i64 - x.size as i64;
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {} | {} | {} | {}{} |",
+            size_arg(x.size),
+            x.lines,
+            x.evicted,
+            mib(x.idle_hwm),
+            mib(x.hwm),
+            mib(x.rss),
+            if over < 0 { "−" } else { "" },
+            mib(over.unsigned_abs())
+        );
+        js.push(J::O(vec![
+            ("buffer_bytes", n(x.size)),
+            ("lines", n(x.lines)),
+            ("evicted", n(x.evicted)),
+            ("idle_vm_hwm", n(x.idle_hwm)),
+            ("vm_hwm", n(x.hwm)),
+            ("vm_rss", n(x.rss)),
+            ("overhead", J::N(over as f64)),
+        ]));
+    }
+    r.json.push(("memory", J::A(js)));
+    Ok(())
+}
+
+fn sizes(o: &Opts, r: &mut Report) -> Res<()> {
+    let dir = o.memlogd.parent().unwrap_or(Path::new("."));
+    let m = &mut r.md;
+    let _ = writeln!(m, "\n## 5. Binary sizes\n");
+    let _ = writeln!(m, "| binary | bytes | KiB |");
+    let _ = writeln!(m, "| --- | ---: | ---: |");
+    let mut js = Vec::new();
+    for (name, p) in [
+        ("memlogd", o.memlogd.clone()),
+        ("logread", dir.join("logread")),
+    ] {
+        match fs::metadata(&p) {
+            Ok(md) => {
+                let _ = writeln!(m, "| {} | {} | {} |", p.display(), md.len(), kib(md.len()));
+                js.push((name, n(md.len())));
+            }
+            Err(e) => {
+                let _ = writeln!(m, "| {} | missing ({e}) | |", p.display());
+            }
+        }
+    }
+    r.json.push(("binary_sizes", J::O(js)));
+    Ok(())
+}
