@@ -281,7 +281,7 @@ pub fn encode_error(out: &mut Vec<u8>, msg: &str) {
 }
 
 /// A record as a client holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
     /// Present when the server speaks the extension.
     pub seq: Option<u64>,
@@ -290,9 +290,90 @@ pub struct Record {
     pub source: String,
     pub msg: String,
     pub truncated: bool,
+    /// Syslog facility (0..=23), when the input carried one.
+    pub facility: Option<u8>,
+    /// Syslog severity (0 emerg ..= 7 debug), when the input carried one.
+    pub severity: Option<u8>,
+    /// Sender's pid, uid, gid as the kernel reported them (never as claimed).
+    pub pid: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// Syslog severity names, by number (RFC 5424 section 6.2.1).
+pub const SEVERITIES: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+
+/// Syslog facility names, by number (RFC 5424; 12..=15 as rsyslog names them).
+pub const FACILITIES: [&str; 24] = [
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
+];
+
+/// Severity of records whose input carried none (a service's stdout or
+/// stderr): `info`, as journald assigns to stdout.
+pub const DEFAULT_SEVERITY: u8 = 6;
+/// Facility of records whose input carried none: `user`.
+pub const DEFAULT_FACILITY: u8 = 1;
+
+/// Parses a severity as syslog tools accept it: a number 0..=7 or a name
+/// (`emerg`, `alert`, `crit`, `err`, `warning`, `notice`, `info`, `debug`,
+/// and the aliases `panic`, `error`, `warn`).
+pub fn parse_severity(s: &str) -> Option<u8> {
+    let l = s.trim().to_ascii_lowercase();
+    if let Ok(n) = l.parse::<u8>() {
+        return (n <= 7).then_some(n);
+    }
+    match l.as_str() {
+        "panic" => Some(0),
+        "error" => Some(3),
+        "warn" => Some(4),
+        _ => SEVERITIES.iter().position(|&n| n == l).map(|p| p as u8),
+    }
+}
+
+/// Parses a facility: a number 0..=23 or a name (`auth`, `local3`, ...).
+pub fn parse_facility(s: &str) -> Option<u8> {
+    let l = s.trim().to_ascii_lowercase();
+    if let Ok(n) = l.parse::<u8>() {
+        return (n <= 23).then_some(n);
+    }
+    FACILITIES.iter().position(|&n| n == l).map(|p| p as u8)
 }
 
 impl Record {
+    /// The record's severity, or [`DEFAULT_SEVERITY`].
+    pub fn severity_or_default(&self) -> u8 {
+        self.severity.unwrap_or(DEFAULT_SEVERITY)
+    }
+    /// The record's facility, or [`DEFAULT_FACILITY`].
+    pub fn facility_or_default(&self) -> u8 {
+        self.facility.unwrap_or(DEFAULT_FACILITY)
+    }
+
     /// The time in nanoseconds since the epoch, if it parses.
     pub fn time_ns(&self) -> Option<i64> {
         timefmt::parse_rfc3339(&self.time)
@@ -398,6 +479,23 @@ pub fn decode_line(line: &[u8]) -> Result<Line, DecodeError> {
         source,
         msg,
         truncated: get("truncated").and_then(Value::as_bool).unwrap_or(false),
+        facility: get("facility")
+            .and_then(Value::as_u64)
+            .and_then(|v| u8::try_from(v).ok())
+            .filter(|&v| v <= 23),
+        severity: get("severity")
+            .and_then(Value::as_u64)
+            .and_then(|v| u8::try_from(v).ok())
+            .filter(|&v| v <= 7),
+        pid: get("pid")
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok()),
+        uid: get("uid")
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok()),
+        gid: get("gid")
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok()),
     }))
 }
 
@@ -529,11 +627,33 @@ mod tests {
             time: "T".into(),
             source: "a;b".into(),
             msg: "m;n".into(),
-            truncated: false,
+            ..Record::default()
         };
         let mut out = Vec::new();
         r.write_text(&mut out);
         assert_eq!(out, b"T;a\\;b;m;n\n");
+    }
+
+    #[test]
+    fn severity_and_facility_names() {
+        assert_eq!(parse_severity("err"), Some(3));
+        assert_eq!(parse_severity("WARNING"), Some(4));
+        assert_eq!(parse_severity("warn"), Some(4));
+        assert_eq!(parse_severity("7"), Some(7));
+        assert_eq!(parse_severity("8"), None);
+        assert_eq!(parse_severity("loud"), None);
+        assert_eq!(parse_facility("local7"), Some(23));
+        assert_eq!(parse_facility("kern"), Some(0));
+        assert_eq!(parse_facility("24"), None);
+        let line = br#"{"seq":1,"time":"2020-01-01T00:00:00Z","source":"s","msg":"m","facility":4,"severity":2,"pid":10,"uid":0,"gid":5}"#;
+        let Line::Record(r) = decode_line(line).expect("decodes") else {
+            panic!()
+        };
+        assert_eq!(
+            (r.facility, r.severity, r.pid, r.uid, r.gid),
+            (Some(4), Some(2), Some(10), Some(0), Some(5))
+        );
+        assert_eq!(r.severity_or_default(), 2);
     }
 
     #[test]
