@@ -96,7 +96,7 @@ impl Drop for TempDir {
 
 /// Polls `pred` (every few milliseconds) until it is true or `timeout`
 /// passes. Returns whether it became true.
-pub fn wait_for(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
+pub fn wait_for(mut pred: impl FnMut() -> bool, timeout: Duration) -> bool {
     let end = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     loop {
@@ -113,16 +113,19 @@ pub fn wait_for(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
 
 /// Like [`wait_for`] with [`TIMEOUT`], panicking with `what` on timeout.
 pub fn wait_until(what: &str, pred: impl FnMut() -> bool) {
-    assert!(wait_for(TIMEOUT, pred), "timed out waiting for {what}");
+    assert!(wait_for(pred, TIMEOUT), "timed out waiting for {what}");
 }
 
 /// Waits at most `timeout` for `child` to exit.
 pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let mut status = None;
-    wait_for(timeout, || {
-        status = child.try_wait().expect("try_wait");
-        status.is_some()
-    });
+    wait_for(
+        || {
+            status = child.try_wait().expect("try_wait");
+            status.is_some()
+        },
+        timeout,
+    );
     status
 }
 
@@ -559,15 +562,18 @@ impl Memlogd {
 
     fn wait_ready(&mut self) {
         let mut exited = None;
-        let ready = wait_for(TIMEOUT, || {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(st)) = c.try_wait() {
-                    exited = Some(st);
-                    return true;
+        let ready = wait_for(
+            || {
+                if let Some(c) = self.child.as_mut() {
+                    if let Ok(Some(st)) = c.try_wait() {
+                        exited = Some(st);
+                        return true;
+                    }
                 }
-            }
-            serves(&self.log_sock, &self.query_sock)
-        });
+                serves(&self.log_sock, &self.query_sock)
+            },
+            TIMEOUT,
+        );
         if let Some(st) = exited {
             panic!(
                 "memlogd exited at start with {st}; stderr: {}",
@@ -634,7 +640,7 @@ impl Memlogd {
     /// Waits (bounded) for an adopted memlogd to be gone.
     pub fn wait_gone(&mut self) {
         let pid = self.foreign.take().expect("an adopted memlogd");
-        if !wait_for(TIMEOUT, || !process_alive(pid)) {
+        if !wait_for(|| !process_alive(pid), TIMEOUT) {
             let _ = signal(pid, libc::SIGKILL);
             reap(pid);
             panic!("memlogd {pid} did not exit within {TIMEOUT:?}");
@@ -738,11 +744,14 @@ impl Memlogd {
     pub fn wait_record(&self, what: &str, pred: impl Fn(&Record) -> bool) -> Record {
         let mut found = None;
         let mut last = Vec::new();
-        let ok = wait_for(TIMEOUT, || {
-            last = self.records();
-            found = last.iter().find(|r| pred(r)).cloned();
-            found.is_some()
-        });
+        let ok = wait_for(
+            || {
+                last = self.records();
+                found = last.iter().find(|r| pred(r)).cloned();
+                found.is_some()
+            },
+            TIMEOUT,
+        );
         assert!(ok, "no record {what} within {TIMEOUT:?}; dump: {last:#?}");
         found.expect("found")
     }
@@ -858,7 +867,7 @@ impl Drop for Memlogd {
         if let Some(pid) = self.foreign.take() {
             if process_alive(pid) {
                 let _ = signal(pid, libc::SIGKILL);
-                wait_for(TIMEOUT, || !process_alive(pid));
+                wait_for(|| !process_alive(pid), TIMEOUT);
             }
             reap(pid);
         }
