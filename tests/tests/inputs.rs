@@ -156,4 +156,17 @@ fn long_line_is_cut_at_max_line_len_and_marked() {
             ("last".to_owned(), false),
         ]
     );
+    // A long last line without `\n` is cut once, not stored twice.
+    let mut w2 = m.writer("long-unterminated");
+    w2.write_all(&[b'q'; 250]).expect("write");
+    drop(w2);
+    m.wait_msg("long-unterminated", &"q".repeat(100));
+    m.assert_serves();
+    let got: Vec<(String, bool)> = m
+        .records()
+        .into_iter()
+        .filter(|r| r.source == "long-unterminated")
+        .map(|r| (r.msg, r.truncated))
+        .collect();
+    assert_eq!(got, [("q".repeat(100), true)]);
 }

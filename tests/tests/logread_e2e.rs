@@ -301,3 +301,26 @@ fn missing_socket_is_a_one_line_error() {
     assert!(err.contains("nothing-here.sock"), "{err:?}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn refused_over_max_readers_is_never_an_empty_success() {
+    // With every reader slot taken, `logread` must either print memlogd's
+    // refusal record or fail with a message: a silent, empty, successful
+    // dump would look like an empty buffer. Several tries, because memlogd
+    // may refuse before or after logread has written its request.
+    let m = Memlogd::start(&["-max-readers", "1"]);
+    let (_p, out) = logread_follow("-f", m.query_socket());
+    m.sync_follower(|t| out.next(t));
+    for attempt in 0..10 {
+        let res = run_with_timeout(logread(["-socket"]).arg(m.query_socket()), TIMEOUT);
+        let stdout = String::from_utf8_lossy(&res.stdout);
+        let stderr = String::from_utf8_lossy(&res.stderr);
+        let told = stdout.contains(";memlogd;refused a reader")
+            || (!res.status.success() && !stderr.trim().is_empty());
+        assert!(
+            told,
+            "attempt {attempt}: exit {}, stdout {stdout:?}, stderr {stderr:?}",
+            res.status
+        );
+    }
+}
