@@ -9,6 +9,7 @@ pub mod client;
 pub mod daemon;
 pub mod goflags;
 pub mod json;
+pub mod meta;
 pub mod proto;
 pub mod ring;
 pub mod sys;

@@ -3,6 +3,7 @@
 //! decoding for clients; nothing else in the workspace frames these bytes.
 
 use crate::json::{self, Value};
+use crate::meta;
 use crate::ring::{self, FLAG_TRUNCATED};
 use crate::timefmt;
 use std::fmt;
@@ -238,10 +239,62 @@ pub fn encode_record(out: &mut Vec<u8>, r: &ring::Record<'_>, ext: bool) {
     json::write_str(out, r.source);
     out.extend_from_slice(b",\"msg\":");
     json::write_str(out, r.msg);
-    if ext && r.flags & FLAG_TRUNCATED != 0 {
-        out.extend_from_slice(b",\"truncated\":true");
+    if ext {
+        if r.flags & FLAG_TRUNCATED != 0 {
+            out.extend_from_slice(b",\"truncated\":true");
+        }
+        if r.pri != ring::NO_PRI {
+            out.extend_from_slice(b",\"facility\":");
+            json::write_u64(out, u64::from(r.pri >> 3));
+            out.extend_from_slice(b",\"severity\":");
+            json::write_u64(out, u64::from(r.pri & 7));
+        }
+        if !r.meta.is_empty() {
+            encode_meta(out, r.meta);
+        }
     }
     out.extend_from_slice(b"}\n");
+}
+
+fn encode_meta(out: &mut Vec<u8>, m: &[u8]) {
+    let mut kv: Vec<u8> = Vec::new();
+    for (k, v) in meta::entries(m) {
+        let key: &[u8] = match k {
+            meta::PID => b"pid",
+            meta::UID => b"uid",
+            meta::GID => b"gid",
+            meta::KSEQ => b"kseq",
+            meta::KTIME => b"ktime_us",
+            meta::APP => b"app",
+            meta::PROCID => b"procid",
+            meta::MSGID => b"msgid",
+            meta::SD => b"sd",
+            meta::STIME => b"stime",
+            meta::HOST => b"host",
+            meta::KV => {
+                // All continuation lines go in one string, one per line.
+                if !kv.is_empty() {
+                    kv.push(b'\n');
+                }
+                kv.extend_from_slice(v);
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(key);
+        out.extend_from_slice(b"\":");
+        match k {
+            meta::PID | meta::UID | meta::GID | meta::KSEQ | meta::KTIME => {
+                json::write_u64(out, meta::number(v).unwrap_or(0))
+            }
+            _ => json::write_str(out, v),
+        }
+    }
+    if !kv.is_empty() {
+        out.extend_from_slice(b",\"kv\":");
+        json::write_str(out, &kv);
+    }
 }
 
 /// Appends the notice that `lost` records were overwritten before this reader
@@ -257,13 +310,7 @@ pub fn encode_lost(out: &mut Vec<u8>, lost: u64, next_seq: u64, now_ns: i64, ext
     } else {
         let msg =
             format!("{lost} records lost: this reader fell behind and the buffer overwrote them");
-        let r = ring::Record {
-            seq: 0,
-            time_ns: now_ns,
-            flags: 0,
-            source: SELF_SOURCE,
-            msg: msg.as_bytes(),
-        };
+        let r = ring::Record::plain(now_ns, SELF_SOURCE, msg.as_bytes());
         encode_record(out, &r, false);
     }
 }
@@ -298,6 +345,19 @@ pub struct Record {
     pub pid: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Syslog tag / APP-NAME, PROCID (as claimed by the sender), MSGID,
+    /// STRUCTURED-DATA, the sender's timestamp and HOSTNAME, as sent.
+    pub app: Option<String>,
+    pub procid: Option<String>,
+    pub msgid: Option<String>,
+    pub sd: Option<String>,
+    pub stime: Option<String>,
+    pub host: Option<String>,
+    /// Kernel log sequence number and timestamp (µs since boot).
+    pub kseq: Option<u64>,
+    pub ktime_us: Option<u64>,
+    /// Kernel continuation lines, `KEY=value` each.
+    pub kv: Vec<String>,
 }
 
 /// Syslog severity names, by number (RFC 5424 section 6.2.1).
@@ -496,6 +556,17 @@ pub fn decode_line(line: &[u8]) -> Result<Line, DecodeError> {
         gid: get("gid")
             .and_then(Value::as_u64)
             .and_then(|v| u32::try_from(v).ok()),
+        app: s("app"),
+        procid: s("procid"),
+        msgid: s("msgid"),
+        sd: s("sd"),
+        stime: s("stime"),
+        host: s("host"),
+        kseq: get("kseq").and_then(Value::as_u64),
+        ktime_us: get("ktime_us").and_then(Value::as_u64),
+        kv: s("kv")
+            .map(|k| k.split('\n').map(str::to_owned).collect())
+            .unwrap_or_default(),
     }))
 }
 
@@ -562,6 +633,8 @@ mod tests {
             seq: 9,
             time_ns: 1_531_041_413_123_456_789,
             flags: FLAG_TRUNCATED,
+            pri: ring::NO_PRI,
+            meta: &[],
             source: b"onboot.001-dhcpcd.out",
             msg: b"eth0: waiting for carrier",
         };
@@ -632,6 +705,48 @@ mod tests {
         let mut out = Vec::new();
         r.write_text(&mut out);
         assert_eq!(out, b"T;a\\;b;m;n\n");
+    }
+
+    #[test]
+    fn extended_record_carries_priority_and_metadata() {
+        let mut m = meta::MetaBuf::default();
+        m.u32(meta::PID, 7)
+            .u32(meta::UID, 0)
+            .text(meta::APP, b"sshd")
+            .text(meta::PROCID, b"99")
+            .text(meta::KV, b"SUBSYSTEM=pci")
+            .text(meta::KV, b"DEVICE=+pci:0000:00:01.0")
+            .u64(meta::KSEQ, 12);
+        let r = ring::Record {
+            seq: 3,
+            time_ns: 0,
+            flags: 0,
+            pri: 4 << 3 | 2,
+            source: b"sshd",
+            msg: b"m",
+            meta: m.as_bytes(),
+        };
+        let mut out = Vec::new();
+        encode_record(&mut out, &r, true);
+        let Line::Record(d) = decode_line(&out[..out.len() - 1]).expect("decodes") else {
+            panic!()
+        };
+        assert_eq!(
+            (d.facility, d.severity, d.pid, d.uid),
+            (Some(4), Some(2), Some(7), Some(0))
+        );
+        assert_eq!(
+            (d.app.as_deref(), d.procid.as_deref(), d.kseq),
+            (Some("sshd"), Some("99"), Some(12))
+        );
+        assert_eq!(d.kv, vec!["SUBSYSTEM=pci", "DEVICE=+pci:0000:00:01.0"]);
+        // LinuxKit readers get exactly their three keys, whatever the metadata.
+        out.clear();
+        encode_record(&mut out, &r, false);
+        assert_eq!(
+            out,
+            b"{\"time\":\"1970-01-01T00:00:00Z\",\"source\":\"sshd\",\"msg\":\"m\"}\n"
+        );
     }
 
     #[test]

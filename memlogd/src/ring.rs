@@ -10,13 +10,18 @@
 //! one kept, which gives the exact number of records it lost.
 //!
 //! Record layout (little endian, 8-byte aligned):
-//! `len u32 | source_len u16 | flags u16 | seq u64 | time_ns i64 | msg_len u32 | reserved u32 | source | msg | pad`
+//! `len u32 | source_len u16 | flags u16 | seq u64 | time_ns i64 | msg_len u32 | pri u8 | 0 u8 | meta_len u16 | source | msg | meta | pad`
+//!
+//! `pri` is the syslog priority (`facility << 3 | severity`) or [`NO_PRI`];
+//! `meta` is optional metadata encoded by [`crate::meta`].
 
 const HDR: usize = 32;
 const ALIGN: usize = 8;
 
 /// The record's line was cut at the maximum line length.
 pub const FLAG_TRUNCATED: u16 = 1;
+/// `pri` of a record whose input carried no syslog priority.
+pub const NO_PRI: u8 = 0xff;
 
 /// A position in the ring: the sequence number of the next record to read,
 /// and where that record is (or will be) stored.
@@ -32,8 +37,27 @@ pub struct Record<'a> {
     pub seq: u64,
     pub time_ns: i64,
     pub flags: u16,
+    /// Syslog priority (`facility << 3 | severity`), or [`NO_PRI`].
+    pub pri: u8,
     pub source: &'a [u8],
     pub msg: &'a [u8],
+    /// Metadata ([`crate::meta`] encoding), usually empty.
+    pub meta: &'a [u8],
+}
+
+impl Record<'_> {
+    /// A record without priority or metadata (for memlogd's own notices).
+    pub fn plain<'a>(time_ns: i64, source: &'a [u8], msg: &'a [u8]) -> Record<'a> {
+        Record {
+            seq: 0,
+            time_ns,
+            flags: 0,
+            pri: NO_PRI,
+            source,
+            msg,
+            meta: &[],
+        }
+    }
 }
 
 /// What reading at a cursor found.
@@ -72,10 +96,13 @@ fn align(n: usize) -> usize {
     (n + ALIGN - 1) & !(ALIGN - 1)
 }
 
-/// Bytes a record with these lengths takes in the arena.
+/// Bytes a record with these lengths (and no metadata) takes in the arena.
 pub fn record_size(source_len: usize, msg_len: usize) -> usize {
     align(HDR + source_len + msg_len)
 }
+
+/// Most metadata bytes one record may carry.
+pub const MAX_META: usize = 4096;
 
 impl Ring {
     /// A ring of `capacity` bytes (rounded down to a multiple of 8, at least
@@ -162,16 +189,36 @@ impl Ring {
     /// records as needed. `source` and `msg` together must fit
     /// [`Ring::max_payload`]; the message is cut to fit otherwise (and
     /// marked truncated).
-    pub fn push(&mut self, time_ns: i64, source: &[u8], msg: &[u8], mut flags: u16) -> u64 {
+    pub fn push(&mut self, time_ns: i64, source: &[u8], msg: &[u8], flags: u16) -> u64 {
+        self.push_with(time_ns, source, msg, flags, NO_PRI, &[])
+    }
+
+    /// [`Ring::push`] with a syslog priority and metadata. Metadata longer
+    /// than [`MAX_META`] (or than the ring can hold) is dropped whole.
+    pub fn push_with(
+        &mut self,
+        time_ns: i64,
+        source: &[u8],
+        msg: &[u8],
+        mut flags: u16,
+        pri: u8,
+        meta: &[u8],
+    ) -> u64 {
         let source = &source[..source.len().min(u16::MAX as usize).min(self.max_payload())];
-        let room = self.max_payload() - source.len();
+        let meta = if meta.len() <= MAX_META && meta.len() + source.len() <= self.max_payload() / 2
+        {
+            meta
+        } else {
+            &[]
+        };
+        let room = self.max_payload() - source.len() - meta.len();
         let msg = if msg.len() > room {
             flags |= FLAG_TRUNCATED;
             &msg[..room]
         } else {
             msg
         };
-        let need = record_size(source.len(), msg.len());
+        let need = align(HDR + source.len() + msg.len() + meta.len());
         while self.len() >= self.max_records {
             self.evict_head();
         }
@@ -207,9 +254,13 @@ impl Ring {
         b[8..16].copy_from_slice(&seq.to_le_bytes());
         b[16..24].copy_from_slice(&time_ns.to_le_bytes());
         b[24..28].copy_from_slice(&(msg.len() as u32).to_le_bytes());
+        b[28] = pri;
+        b[29] = 0;
+        b[30..32].copy_from_slice(&(meta.len() as u16).to_le_bytes());
         let s = HDR + source.len();
         b[HDR..s].copy_from_slice(source);
         b[s..s + msg.len()].copy_from_slice(msg);
+        b[s + msg.len()..s + msg.len() + meta.len()].copy_from_slice(meta);
         self.tail += need;
         self.bytes_used += need;
         self.next_seq += 1;
@@ -223,12 +274,16 @@ impl Ring {
         let mut t = [0u8; 8];
         t.copy_from_slice(&b[16..24]);
         let msg_len = u32::from_le_bytes([b[24], b[25], b[26], b[27]]) as usize;
+        let meta_len = u16::from_le_bytes([b[30], b[31]]) as usize;
+        let m = HDR + source_len + msg_len;
         Record {
             seq: self.rec_seq(off),
             time_ns: i64::from_le_bytes(t),
             flags,
+            pri: b[28],
             source: &b[HDR..HDR + source_len],
-            msg: &b[HDR + source_len..HDR + source_len + msg_len],
+            msg: &b[HDR + source_len..m],
+            meta: &b[m..m + meta_len],
         }
     }
 
@@ -426,6 +481,24 @@ mod tests {
         assert_eq!(rec.seq, r.first_seq() + 3);
         assert_eq!(r.seek(10_000), r.newest());
         assert_eq!(r.seek(0).seq, r.first_seq());
+    }
+
+    #[test]
+    fn priority_and_metadata_are_kept() {
+        let mut r = Ring::new(4096, 10);
+        r.push_with(1, b"sshd", b"accepted", 0, 4 << 3 | 6, b"\x01\x04\x00abcd");
+        r.push(2, b"svc", b"plain", 0);
+        let Read::Record(a, c) = r.read(r.oldest()) else {
+            panic!()
+        };
+        assert_eq!(
+            (a.pri, a.meta, a.msg),
+            (38, &b"\x01\x04\x00abcd"[..], &b"accepted"[..])
+        );
+        let Read::Record(b, _) = r.read(c) else {
+            panic!()
+        };
+        assert_eq!((b.pri, b.meta), (NO_PRI, &b""[..]));
     }
 
     #[test]

@@ -206,13 +206,8 @@ impl Daemon {
                 self.cfg.max_readers
             );
             let mut out = Vec::new();
-            let rec = crate::ring::Record {
-                seq: 0,
-                time_ns: timefmt::now_ns(),
-                flags: 0,
-                source: proto::SELF_SOURCE,
-                msg: msg.as_bytes(),
-            };
+            let rec =
+                crate::ring::Record::plain(timefmt::now_ns(), proto::SELF_SOURCE, msg.as_bytes());
             proto::encode_record(&mut out, &rec, false);
             let _ = (&s).write(&out);
             self.note(msg);
@@ -351,13 +346,11 @@ impl Daemon {
                 if ext {
                     proto::encode_error(&mut r.out, &msg);
                 } else {
-                    let rec = crate::ring::Record {
-                        seq: 0,
-                        time_ns: timefmt::now_ns(),
-                        flags: 0,
-                        source: proto::SELF_SOURCE,
-                        msg: msg.as_bytes(),
-                    };
+                    let rec = crate::ring::Record::plain(
+                        timefmt::now_ns(),
+                        proto::SELF_SOURCE,
+                        msg.as_bytes(),
+                    );
                     proto::encode_record(&mut r.out, &rec, false);
                 }
                 r.close_when_flushed = true;
