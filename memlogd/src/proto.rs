@@ -457,6 +457,8 @@ impl Record {
 }
 
 /// One line of a reply, decoded.
+// Records are nearly every line; boxing them would allocate for each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Line {
     /// First line of an extended reply.
