@@ -38,55 +38,72 @@ fn main() -> ExitCode {
     let args: Args = goflags::parse_or_exit("logread", &argv, &SPEC);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
+        // Only our own stdout closing is a quiet end (`logread | head`).
+        Err(Error::Stdout(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Error::Stdout(e)) => {
+            eprintln!("logread: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+        Err(Error::Memlogd(e)) => {
             eprintln!("logread: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(args: &Args) -> io::Result<()> {
+enum Error {
+    /// Writing our output failed.
+    Stdout(io::Error),
+    /// Talking to memlogd failed.
+    Memlogd(io::Error),
+}
+
+fn run(args: &Args) -> Result<(), Error> {
     let mode = match (args.dump_follow, args.follow) {
         (true, _) => Mode::DumpFollow,
         (false, true) => Mode::Follow,
         _ => Mode::Dump,
     };
-    let mut client = Client::connect(Path::new(&args.socket), &Request::new(mode))
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {}: {e}", args.socket)))?;
+    let mut client =
+        Client::connect(Path::new(&args.socket), &Request::new(mode)).map_err(|e| {
+            Error::Memlogd(io::Error::new(
+                e.kind(),
+                format!("cannot connect to {}: {e}", args.socket),
+            ))
+        })?;
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
         if !client.ready() || buf.len() >= 32 * 1024 {
-            out.write_all(&buf)?;
-            out.flush()?;
+            out.write_all(&buf).map_err(Error::Stdout)?;
+            out.flush().map_err(Error::Stdout)?;
             buf.clear();
         }
-        match client.next_line()? {
+        match client.next_line().map_err(Error::Memlogd)? {
             None => break,
             Some(Line::Record(r)) => r.write_text(&mut buf),
             Some(Line::Lost { count, .. }) => {
-                out.write_all(&buf)?;
+                out.write_all(&buf).map_err(Error::Stdout)?;
                 buf.clear();
-                out.flush()?;
+                out.flush().map_err(Error::Stdout)?;
                 eprintln!("logread: {count} records lost: this reader fell behind and the buffer overwrote them");
             }
             Some(Line::Error(e)) => {
-                return Err(io::Error::other(format!(
+                return Err(Error::Memlogd(io::Error::other(format!(
                     "memlogd refused the request: {e}"
-                )))
+                ))))
             }
             Some(Line::Hello { .. } | Line::Stats(_)) => {}
         }
     }
-    out.write_all(&buf)?;
-    out.flush()?;
+    out.write_all(&buf).map_err(Error::Stdout)?;
+    out.flush().map_err(Error::Stdout)?;
     if mode != Mode::Dump && client.server() != Server::Unknown {
-        return Err(io::Error::new(
+        return Err(Error::Memlogd(io::Error::new(
             io::ErrorKind::ConnectionAborted,
             "memlogd closed the connection",
-        ));
+        )));
     }
     Ok(())
 }

@@ -49,7 +49,16 @@ impl Client {
 
     /// Sends `req` on an already connected stream.
     pub fn start(mut stream: UnixStream, req: &Request) -> io::Result<Client> {
-        stream.write_all(&req.encode())?;
+        match stream.write_all(&req.encode()) {
+            // The server may answer and close before reading the request
+            // (memlogd refusing a reader over its limit): read its answer.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) => {}
+            other => other?,
+        }
         Ok(Client {
             stream,
             buf: Vec::with_capacity(64 * 1024),
@@ -187,6 +196,21 @@ mod tests {
         drop(srv);
         assert_eq!(c.next_line().expect("eof"), None);
         assert_eq!(c.server(), Server::LinuxKit);
+    }
+
+    #[test]
+    fn reads_an_answer_sent_before_the_request() {
+        let (a, mut srv) = UnixStream::pair().expect("pair");
+        srv.write_all(b"{\"time\":\"2020-01-01T00:00:00Z\",\"source\":\"memlogd\",\"msg\":\"refused a reader\"}\n").expect("w");
+        drop(srv);
+        crate::sys::ignore_sigpipe();
+        let mut c =
+            Client::start(a, &Request::new(Mode::Dump)).expect("a refused request is not an error");
+        let Some(Line::Record(r)) = c.next_line().expect("line") else {
+            panic!("record")
+        };
+        assert_eq!(r.msg, "refused a reader");
+        assert_eq!(c.next_line().expect("eof"), None);
     }
 
     #[test]
