@@ -111,6 +111,29 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
+/// Parses a duration: `30` (seconds), `30s`, `500ms`, `5m`, `2h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let ms: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    n.checked_mul(ms)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("duration {s:?} is too large"))
+}
+
 /// Parses `args` (without the program name) into `T` with Go-style flags.
 /// On `--help` prints the help and exits 0; on an error prints one line and
 /// exits 2, as Go's flag package does.
@@ -209,6 +232,18 @@ mod tests {
             vec!["-f", "cmd", "-nope"]
         );
         assert_eq!(n(&["--", "-nope"]).expect("ok"), vec!["--", "-nope"]);
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("s").is_err());
     }
 
     #[test]

@@ -133,6 +133,110 @@ pub fn send_with_fds(
     }
 }
 
+/// Who sent something, as the kernel says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Creds {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One datagram with the sender's credentials (`SCM_CREDENTIALS`; the
+/// socket needs `SO_PASSCRED`, see [`set_passcred`]).
+#[derive(Debug, Default)]
+pub struct Datagram {
+    pub len: usize,
+    /// Longer than the buffer; `full_len` is its real length.
+    pub truncated: bool,
+    pub full_len: usize,
+    pub creds: Option<Creds>,
+}
+
+/// Receives one datagram and its sender's credentials, without blocking.
+pub fn recv_with_creds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Datagram> {
+    let mut cbuf = vec![0u64; cmsg_space_bytes(std::mem::size_of::<libc::ucred>()).div_ceil(8) + 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid initial value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = cbuf.len() * 8;
+    // SAFETY: msg points at live buffers (buf, cbuf, iov) for the whole call.
+    // MSG_CMSG_CLOEXEC guards against fds a sender might attach.
+    let n = unsafe {
+        libc::recvmsg(
+            sock.as_raw_fd(),
+            &mut msg,
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC | libc::MSG_CMSG_CLOEXEC,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let full_len = n as usize;
+    let mut out = Datagram {
+        len: full_len.min(buf.len()),
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0 || full_len > buf.len(),
+        full_len,
+        creds: None,
+    };
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled,
+    // bounded by msg_controllen. A SCM_CREDENTIALS payload is a ucred; fds
+    // (SCM_RIGHTS) nobody asked for are adopted so they get closed.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
+            if (*c).cmsg_level == libc::SOL_SOCKET
+                && (*c).cmsg_type == libc::SCM_CREDENTIALS
+                && bytes >= std::mem::size_of::<libc::ucred>()
+            {
+                let u: libc::ucred = std::ptr::read_unaligned(data.cast());
+                out.creds = Some(Creds {
+                    pid: u.pid as u32,
+                    uid: u.uid,
+                    gid: u.gid,
+                });
+            } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                    drop(OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+                        data.cast::<RawFd>().add(i),
+                    )));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(out)
+}
+
+fn cmsg_space_bytes(n: usize) -> usize {
+    // SAFETY: CMSG_SPACE is a pure arithmetic macro.
+    unsafe { libc::CMSG_SPACE(n as u32) as usize }
+}
+
+/// Asks the kernel to attach senders' credentials to every datagram.
+pub fn set_passcred(sock: BorrowedFd<'_>) -> io::Result<()> {
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::PassCred, &true)
+        .map_err(io::Error::from)
+}
+
+/// The credentials of a connected socket's peer (`SO_PEERCRED`); `None`
+/// when `fd` is not a Unix socket.
+pub fn peer_creds(fd: BorrowedFd<'_>) -> Option<Creds> {
+    let c = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+    Some(Creds {
+        pid: c.pid() as u32,
+        uid: c.uid(),
+        gid: c.gid(),
+    })
+}
+
 /// Sets or clears `O_NONBLOCK`.
 pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     // SAFETY: F_GETFL/F_SETFL on a valid fd have no memory effects.
@@ -263,6 +367,26 @@ mod tests {
                 .expect("read");
         }
         assert_eq!(s, "onetwo");
+    }
+
+    #[test]
+    fn credentials_of_datagram_senders_and_stream_peers() {
+        let (a, b) = UnixDatagram::pair().expect("pair");
+        set_passcred(b.as_fd()).expect("passcred");
+        a.send(b"<13>hi").expect("send");
+        let mut buf = [0u8; 64];
+        let d = recv_with_creds(b.as_fd(), &mut buf).expect("recv");
+        assert_eq!(&buf[..d.len], b"<13>hi");
+        let me = Creds {
+            pid: std::process::id(),
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        };
+        assert_eq!(d.creds, Some(me));
+        let (s1, _s2) = UnixStream::pair().expect("pair");
+        assert_eq!(peer_creds(s1.as_fd()), Some(me));
+        let f = std::fs::File::open("/dev/null").expect("null");
+        assert_eq!(peer_creds(f.as_fd()), None);
     }
 
     #[test]

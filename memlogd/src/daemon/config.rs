@@ -5,10 +5,11 @@ use crate::goflags::{self, Spec};
 use crate::proto;
 use argh::FromArgs;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Go-style names of every flag, for [`goflags::normalize`].
 pub const SPEC: Spec = Spec {
-    switches: &["daemonize", "echo", "remove-sockets"],
+    switches: &["daemonize", "echo", "remove-sockets", "kmsg"],
     options: &[
         "socket-log",
         "socket-query",
@@ -21,11 +22,20 @@ pub const SPEC: Spec = Spec {
         "max-inputs",
         "max-readers",
         "reader-buffer",
+        "syslog",
+        "syslog-stream",
+        "kmsg-file",
+        "rate-limit-interval",
+        "rate-limit-burst",
     ],
 };
 
 fn size(s: &str) -> Result<usize, String> {
     goflags::parse_size(s)
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    goflags::parse_duration(s)
 }
 
 /// memlogd: an in-memory ring buffer of log records (LinuxKit compatible).
@@ -75,6 +85,24 @@ pub struct Args {
     /// with -fd-log/-fd-query: remove -socket-log/-socket-query on exit (set by -daemonize for its child)
     #[argh(switch)]
     pub remove_sockets: bool,
+    /// take syslog messages on this SOCK_DGRAM socket, e.g. -syslog /dev/log (repeatable; off unless given)
+    #[argh(option)]
+    pub syslog: Vec<String>,
+    /// take syslog messages on this SOCK_STREAM socket (repeatable; for C libraries that fall back to a stream)
+    #[argh(option)]
+    pub syslog_stream: Vec<String>,
+    /// read the kernel log from /dev/kmsg (source kmsg)
+    #[argh(switch)]
+    pub kmsg: bool,
+    /// read kernel log records from this file or FIFO instead of /dev/kmsg (implies -kmsg)
+    #[argh(option)]
+    pub kmsg_file: Option<String>,
+    /// rate-limit window per source (default 30s; 0 disables), e.g. -rate-limit-interval 10s
+    #[argh(option, default = "Duration::from_secs(30)", from_str_fn(duration))]
+    pub rate_limit_interval: Duration,
+    /// records a source may store per window (default 10000; 0 disables); emergencies are exempt
+    #[argh(option, default = "10000")]
+    pub rate_limit_burst: u32,
 }
 
 /// Where a socket comes from.
@@ -99,6 +127,11 @@ pub struct Config {
     pub max_readers: usize,
     pub reader_buffer: usize,
     pub echo: bool,
+    pub syslog_dgram: Vec<PathBuf>,
+    pub syslog_stream: Vec<PathBuf>,
+    pub kmsg: Option<PathBuf>,
+    pub rate_interval: Duration,
+    pub rate_burst: u32,
 }
 
 impl Config {
@@ -148,6 +181,15 @@ impl Config {
             max_readers: a.max_readers,
             reader_buffer: a.reader_buffer,
             echo: a.echo,
+            syslog_dgram: a.syslog.iter().map(PathBuf::from).collect(),
+            syslog_stream: a.syslog_stream.iter().map(PathBuf::from).collect(),
+            kmsg: match (&a.kmsg_file, a.kmsg) {
+                (Some(p), _) => Some(PathBuf::from(p)),
+                (None, true) => Some(PathBuf::from("/dev/kmsg")),
+                (None, false) => None,
+            },
+            rate_interval: a.rate_limit_interval,
+            rate_burst: a.rate_limit_burst,
         })
     }
 }
@@ -194,6 +236,11 @@ mod tests {
             ("max-inputs", "5"),
             ("max-readers", "6"),
             ("reader-buffer", "8k"),
+            ("syslog", "/x/log"),
+            ("syslog-stream", "/x/slog"),
+            ("kmsg-file", "/x/kmsg"),
+            ("rate-limit-interval", "5s"),
+            ("rate-limit-burst", "9"),
         ];
         for (name, val) in cases {
             let spellings = [
@@ -216,6 +263,12 @@ mod tests {
                 "{name} changed nothing"
             );
         }
+        let a = parse(&["-syslog", "/a", "--syslog=/b", "-kmsg"]).expect("repeatable");
+        assert_eq!(a.syslog, vec!["/a", "/b"]);
+        assert_eq!(
+            Config::from_args(&a).expect("valid").kmsg,
+            Some(PathBuf::from("/dev/kmsg"))
+        );
         for sw in ["daemonize", "echo"] {
             for s in [
                 format!("-{sw}"),
