@@ -80,6 +80,22 @@ fn spawn_background(args: &Args, log: Bound, query: Bound) -> Result<(), String>
     if args.echo {
         cmd.arg("-echo");
     }
+    for p in &args.syslog {
+        cmd.args(["-syslog", p]);
+    }
+    for p in &args.syslog_stream {
+        cmd.args(["-syslog-stream", p]);
+    }
+    if let Some(p) = &args.kmsg_file {
+        cmd.args(["-kmsg-file", p]);
+    } else if args.kmsg {
+        cmd.arg("-kmsg");
+    }
+    cmd.args([
+        "-rate-limit-interval",
+        &format!("{}ms", args.rate_limit_interval.as_millis()),
+    ]);
+    cmd.args(["-rate-limit-burst", &args.rate_limit_burst.to_string()]);
     cmd.spawn()
         .map_err(|e| format!("cannot start the background daemon: {e}"))?;
     drop((fd3, fd4));

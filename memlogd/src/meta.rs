@@ -10,6 +10,8 @@ pub const PID: u8 = 1;
 pub const UID: u8 = 2;
 /// Sender's gid as the kernel reported it (u32).
 pub const GID: u8 = 3;
+/// pid, uid, gid as the kernel reported them (3 × u32), the compact form.
+pub const CREDS: u8 = 4;
 /// Syslog tag / RFC 5424 APP-NAME (text).
 pub const APP: u8 = 10;
 /// Process id the sender claimed in its syslog header (text).
@@ -57,6 +59,14 @@ impl MetaBuf {
     pub fn u64(&mut self, key: u8, v: u64) -> &mut Self {
         self.text(key, &v.to_le_bytes())
     }
+    /// Adds the sender's kernel-reported credentials.
+    pub fn creds(&mut self, c: crate::sys::Creds) -> &mut Self {
+        let mut b = [0u8; 12];
+        b[0..4].copy_from_slice(&c.pid.to_le_bytes());
+        b[4..8].copy_from_slice(&c.uid.to_le_bytes());
+        b[8..12].copy_from_slice(&c.gid.to_le_bytes());
+        self.text(CREDS, &b)
+    }
 }
 
 /// Iterates over the entries of encoded metadata; stops at malformed bytes.
@@ -71,6 +81,15 @@ pub fn entries(mut b: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
         b = &b[3 + len..];
         Some((key, v))
     })
+}
+
+/// The (pid, uid, gid) of a [`CREDS`] entry.
+pub fn creds(v: &[u8]) -> Option<(u32, u32, u32)> {
+    if v.len() != 12 {
+        return None;
+    }
+    let n = |i: usize| u32::from_le_bytes([v[i], v[i + 1], v[i + 2], v[i + 3]]);
+    Some((n(0), n(4), n(8)))
 }
 
 /// A number stored with [`MetaBuf::u32`] or [`MetaBuf::u64`].
@@ -105,6 +124,14 @@ mod tests {
         assert_eq!(got[1], (APP, b"sshd".to_vec()));
         assert_eq!(number(&got[2].1), Some(1 << 40));
         assert_eq!(got[3].1, b"SUBSYSTEM=pci");
+        let mut c = MetaBuf::default();
+        c.creds(crate::sys::Creds {
+            pid: 1,
+            uid: 2,
+            gid: 3,
+        });
+        let (k, v) = entries(c.as_bytes()).next().expect("entry");
+        assert_eq!((k, creds(v)), (CREDS, Some((1, 2, 3))));
         // Truncated input ends the iteration instead of panicking.
         assert_eq!(entries(&m.as_bytes()[..5]).count(), 0);
     }

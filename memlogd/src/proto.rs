@@ -259,6 +259,17 @@ pub fn encode_record(out: &mut Vec<u8>, r: &ring::Record<'_>, ext: bool) {
 fn encode_meta(out: &mut Vec<u8>, m: &[u8]) {
     let mut kv: Vec<u8> = Vec::new();
     for (k, v) in meta::entries(m) {
+        if k == meta::CREDS {
+            if let Some((pid, uid, gid)) = meta::creds(v) {
+                for (name, n) in [(&b"pid"[..], pid), (b"uid", uid), (b"gid", gid)] {
+                    out.extend_from_slice(b",\"");
+                    out.extend_from_slice(name);
+                    out.extend_from_slice(b"\":");
+                    json::write_u64(out, u64::from(n));
+                }
+            }
+            continue;
+        }
         let key: &[u8] = match k {
             meta::PID => b"pid",
             meta::UID => b"uid",
@@ -712,13 +723,16 @@ mod tests {
     #[test]
     fn extended_record_carries_priority_and_metadata() {
         let mut m = meta::MetaBuf::default();
-        m.u32(meta::PID, 7)
-            .u32(meta::UID, 0)
-            .text(meta::APP, b"sshd")
-            .text(meta::PROCID, b"99")
-            .text(meta::KV, b"SUBSYSTEM=pci")
-            .text(meta::KV, b"DEVICE=+pci:0000:00:01.0")
-            .u64(meta::KSEQ, 12);
+        m.creds(crate::sys::Creds {
+            pid: 7,
+            uid: 0,
+            gid: 9,
+        })
+        .text(meta::APP, b"sshd")
+        .text(meta::PROCID, b"99")
+        .text(meta::KV, b"SUBSYSTEM=pci")
+        .text(meta::KV, b"DEVICE=+pci:0000:00:01.0")
+        .u64(meta::KSEQ, 12);
         let r = ring::Record {
             seq: 3,
             time_ns: 0,

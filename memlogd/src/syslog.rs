@@ -151,8 +151,11 @@ fn tag_char(c: u8) -> bool {
     c.is_ascii_graphic() && c != b':' && c != b'[' && c != b']'
 }
 
-/// `TAG[PID]: ` or `TAG: ` at the start of `b`: (tag, pid, rest of message).
-fn parse_tag(b: &[u8]) -> Option<(&[u8], Option<&[u8]>, &[u8])> {
+/// A tag, its claimed pid, and the message after them.
+type Tagged<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8]);
+
+/// `TAG[PID]: ` or `TAG: ` at the start of `b`.
+fn parse_tag(b: &[u8]) -> Option<Tagged<'_>> {
     let n = b.iter().take(MAX_TAG + 1).position(|&c| !tag_char(c))?;
     if n == 0 || n > MAX_TAG {
         return None;

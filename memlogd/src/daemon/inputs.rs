@@ -1,25 +1,43 @@
-//! Writers: fds received on the log socket, and the lines read from them.
+//! Writers: fds received on the log socket (lines), connections to a
+//! stream syslog socket, and the kernel log; what is read from them becomes
+//! records, subject to the per-source rate limit.
 
 use super::lines::LineSplitter;
 use super::slab::Key;
 use super::{Daemon, KIND_INPUT};
-use crate::ring::FLAG_TRUNCATED;
-use crate::{sys, timefmt};
+use crate::ring::{FLAG_TRUNCATED, NO_PRI};
+use crate::{kmsg, meta, sys, syslog, timefmt};
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 use nix::sys::stat::{fstat, SFlag};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
 
 /// Reads per input per loop turn, so one busy writer cannot starve others.
 const READS_PER_TURN: usize = 4;
 /// Datagrams taken from the log socket per loop turn.
 const DATAGRAMS_PER_TURN: usize = 64;
 
-/// One fd a writer handed over.
+/// How an input's bytes become records.
+pub enum Kind {
+    /// A service's output: one record per line.
+    Lines(LineSplitter),
+    /// A connection to a stream syslog socket: framed syslog messages.
+    Syslog(Vec<u8>),
+    /// The kernel log. `per_read`: each read is one whole record (/dev/kmsg).
+    Kmsg {
+        parser: kmsg::Parser,
+        per_read: bool,
+    },
+}
+
+/// One fd a writer handed over (or one memlogd opened itself).
 pub struct Input {
     fd: OwnedFd,
     name: Box<[u8]>,
-    lines: LineSplitter,
+    kind: Kind,
+    /// Metadata stored with every record of this input (the peer's credentials).
+    meta: meta::MetaBuf,
 }
 
 /// A name for messages: lossy UTF-8, at most 64 characters.
@@ -88,7 +106,7 @@ impl Daemon {
             return;
         }
         for fd in fds {
-            self.add_input(name, fd);
+            self.add_stream_input(name, fd);
         }
     }
 
@@ -97,10 +115,8 @@ impl Daemon {
         self.note(format!("refused an fd for {}: {why}", show(name)));
     }
 
-    fn add_input(&mut self, name: &[u8], fd: OwnedFd) {
-        if self.inputs.len() >= self.cfg.max_inputs {
-            return self.refuse_input(name, format!("-max-inputs {} reached", self.cfg.max_inputs));
-        }
+    /// A service's fd: refuse what cannot be polled, record its peer's credentials.
+    fn add_stream_input(&mut self, name: &[u8], fd: OwnedFd) {
         match fstat(&fd) {
             Ok(st) => {
                 let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
@@ -116,28 +132,50 @@ impl Daemon {
             }
             Err(e) => return self.refuse_input(name, format!("fstat failed: {e}")),
         }
+        let mut m = meta::MetaBuf::default();
+        if let Some(c) = sys::peer_creds(fd.as_fd()) {
+            m.creds(c);
+        }
+        self.add_input(name, fd, Kind::Lines(LineSplitter::default()), m);
+    }
+
+    /// Starts polling an input. Returns false (and says why) if it was refused.
+    pub(super) fn add_input(
+        &mut self,
+        name: &[u8],
+        fd: OwnedFd,
+        kind: Kind,
+        meta: meta::MetaBuf,
+    ) -> bool {
+        if self.inputs.len() >= self.cfg.max_inputs {
+            self.refuse_input(name, format!("-max-inputs {} reached", self.cfg.max_inputs));
+            return false;
+        }
         if let Err(e) = sys::set_nonblocking(fd.as_fd(), true) {
-            return self.refuse_input(name, format!("cannot make it non-blocking: {e}"));
+            self.refuse_input(name, format!("cannot make it non-blocking: {e}"));
+            return false;
         }
         let key = self.inputs.insert(Input {
             fd,
             name: name.into(),
-            lines: LineSplitter::default(),
+            kind,
+            meta,
         });
         let Some(input) = self.inputs.get_mut(key) else {
-            return;
+            return false;
         };
         let ev = EpollEvent::new(EpollFlags::EPOLLIN, KIND_INPUT | key.to_u64());
         if let Err(e) = self.epoll.add(input.fd.as_fd(), ev) {
             self.inputs.remove(key);
-            return self.refuse_input(name, format!("cannot poll it: {e}"));
+            self.refuse_input(name, format!("cannot poll it: {e}"));
+            return false;
         }
         self.counters.inputs_total += 1;
+        true
     }
 
     /// An input is readable (or hung up): read what is there.
     pub(super) fn on_input(&mut self, key: Key, _flags: EpollFlags) {
-        let max = self.cfg.max_line_len;
         for _ in 0..READS_PER_TURN {
             let Some(input) = self.inputs.get_mut(key) else {
                 return;
@@ -146,6 +184,9 @@ impl Daemon {
                 Ok(n) => n,
                 Err(nix::Error::EAGAIN) => return,
                 Err(nix::Error::EINTR) => continue,
+                // /dev/kmsg: the kernel overwrote records we had not read;
+                // the next read continues, and the sequence gap says how many.
+                Err(nix::Error::EPIPE) if matches!(input.kind, Kind::Kmsg { .. }) => continue,
                 Err(e) => {
                     let msg = format!("input {}: read failed: {e}; closed", show(&input.name));
                     self.counters.input_errors += 1;
@@ -158,23 +199,69 @@ impl Daemon {
                 self.close_input(key);
                 return;
             }
-            let now = timefmt::now_ns();
-            let mut lines = std::mem::take(&mut input.lines);
-            let name = std::mem::take(&mut input.name);
+            let Some(mut input) = self.inputs.take(key) else {
+                return;
+            };
             let scratch = std::mem::take(&mut self.scratch);
-            lines.feed(&scratch[..n], max, |line, cut| {
-                if cut {
-                    self.counters.lines_truncated += 1;
-                }
-                self.store(now, &name, line, if cut { FLAG_TRUNCATED } else { 0 });
-            });
+            self.consume(&mut input, &scratch[..n]);
             self.scratch = scratch;
-            if let Some(input) = self.inputs.get_mut(key) {
-                input.lines = lines;
-                input.name = name;
-            }
+            self.inputs.restore(key, input);
             if n < self.scratch.len() {
                 return;
+            }
+        }
+    }
+
+    /// Turns bytes read from `input` into records.
+    fn consume(&mut self, input: &mut Input, data: &[u8]) {
+        let now = timefmt::now_ns();
+        match &mut input.kind {
+            Kind::Lines(lines) => {
+                let name = &input.name;
+                let max = self.cfg.max_line_len;
+                let mut allowed = self.rate.allowance(name, Instant::now(), |s, n| {
+                    self.pending_reports.push((s.into(), n))
+                });
+                let (mut used, mut dropped) = (0u32, 0u64);
+                lines.feed(data, max, |line, cut| {
+                    if allowed == 0 {
+                        dropped += 1;
+                        return;
+                    }
+                    allowed -= 1;
+                    used += 1;
+                    if cut {
+                        self.counters.lines_truncated += 1;
+                    }
+                    self.store(
+                        now,
+                        name,
+                        line,
+                        if cut { FLAG_TRUNCATED } else { 0 },
+                        NO_PRI,
+                        input.meta.as_bytes(),
+                    );
+                });
+                self.rate.consume(name, used, dropped);
+                self.counters.rate_limited += dropped;
+            }
+            Kind::Syslog(buf) => {
+                buf.extend_from_slice(data);
+                let frames = std::mem::take(buf);
+                let used = syslog::split_stream(&frames, self.cfg.max_line_len, |f| {
+                    self.store_syslog(now, f, false, &input.meta)
+                });
+                buf.extend_from_slice(&frames[used..]);
+                if buf.len() > self.cfg.max_line_len + 64 * 1024 {
+                    buf.clear();
+                }
+            }
+            Kind::Kmsg { parser, per_read } => {
+                let mut events = Vec::new();
+                parser.feed(data, *per_read, |e| events.push(own_event(e)));
+                for e in events {
+                    self.store_kmsg(now, e);
+                }
             }
         }
     }
@@ -186,12 +273,129 @@ impl Daemon {
         };
         let _ = self.epoll.delete(input.fd.as_fd());
         let now = timefmt::now_ns();
-        let name = std::mem::take(&mut input.name);
-        input
-            .lines
-            .finish(|line, _| self.store(now, &name, line, 0));
+        match &mut input.kind {
+            Kind::Lines(lines) => {
+                let name = std::mem::take(&mut input.name);
+                let m = std::mem::take(&mut input.meta);
+                lines.finish(|line, _| self.store(now, &name, line, 0, NO_PRI, m.as_bytes()));
+            }
+            Kind::Syslog(buf) => {
+                if !buf.is_empty() {
+                    let rest = std::mem::take(buf);
+                    self.store_syslog(now, &rest, false, &input.meta);
+                }
+            }
+            Kind::Kmsg { parser, .. } => {
+                let mut events = Vec::new();
+                parser.finish(|e| events.push(own_event(e)));
+                for e in events {
+                    self.store_kmsg(now, e);
+                }
+            }
+        }
         if self.accept_paused {
             self.resume_accept();
         }
+    }
+
+    /// Stores one syslog message (a datagram or a stream frame).
+    pub(super) fn store_syslog(&mut self, now: i64, raw: &[u8], cut: bool, base: &meta::MetaBuf) {
+        let m = syslog::parse(raw);
+        let max = self.cfg.max_line_len;
+        let (msg, cut) = if m.msg.len() > max {
+            (&m.msg[..max], true)
+        } else {
+            (m.msg, cut)
+        };
+        let source = m.source();
+        if !self
+            .rate
+            .admit(source, m.pri.map(|p| p & 7), Instant::now(), |s, n| {
+                self.pending_reports.push((s.into(), n))
+            })
+        {
+            self.counters.rate_limited += 1;
+            return;
+        }
+        let mut md = base.clone();
+        for (k, v) in [
+            (meta::APP, m.app),
+            (meta::PROCID, m.procid),
+            (meta::MSGID, m.msgid),
+            (meta::SD, m.sd),
+            (meta::STIME, m.timestamp),
+            (meta::HOST, m.host),
+        ] {
+            if let Some(v) = v {
+                md.text(k, v);
+            }
+        }
+        if cut {
+            self.counters.lines_truncated += 1;
+        }
+        self.store(
+            now,
+            source,
+            msg,
+            if cut { FLAG_TRUNCATED } else { 0 },
+            m.pri.unwrap_or(NO_PRI),
+            md.as_bytes(),
+        );
+    }
+
+    pub(super) fn store_kmsg(&mut self, now: i64, e: KEvent) {
+        match e {
+            KEvent::Record(r) => {
+                if !self
+                    .rate
+                    .admit(KMSG_SOURCE, Some(r.pri & 7), Instant::now(), |s, n| {
+                        self.pending_reports.push((s.into(), n))
+                    })
+                {
+                    self.counters.rate_limited += 1;
+                    return;
+                }
+                let mut md = meta::MetaBuf::default();
+                md.u64(meta::KSEQ, r.seq).u64(meta::KTIME, r.ts_us);
+                for kv in &r.kv {
+                    md.text(meta::KV, kv);
+                }
+                let max = self.cfg.max_line_len;
+                let (msg, flags) = if r.msg.len() > max {
+                    (&r.msg[..max], FLAG_TRUNCATED)
+                } else {
+                    (&r.msg[..], 0)
+                };
+                let time = self
+                    .boot_time_ns
+                    .saturating_add((r.ts_us as i64).saturating_mul(1000));
+                // A record from before memlogd's clock offset was known, or
+                // from a recording, may claim a future time: never store one.
+                self.store(time.min(now), KMSG_SOURCE, msg, flags, r.pri, md.as_bytes());
+            }
+            KEvent::Gap(lost) => {
+                self.counters.kmsg_lost += lost;
+                self.note(format!("kmsg: {lost} kernel messages lost (the kernel overwrote them before memlogd read them)"));
+            }
+            KEvent::Other(line) => self.store(now, KMSG_SOURCE, &line, 0, NO_PRI, &[]),
+        }
+    }
+}
+
+/// Source of kernel log records, as LinuxKit's kmsg package names them.
+pub const KMSG_SOURCE: &[u8] = b"kmsg";
+
+/// An owned kernel log event (parsed first, stored after the parser is done).
+pub(super) enum KEvent {
+    Record(kmsg::KRecord),
+    Gap(u64),
+    Other(Vec<u8>),
+}
+
+pub(super) fn own_event(e: kmsg::Event<'_>) -> KEvent {
+    match e {
+        kmsg::Event::Record(r) => KEvent::Record(r.clone()),
+        kmsg::Event::Gap { lost } => KEvent::Gap(lost),
+        kmsg::Event::Other(l) => KEvent::Other(l.to_vec()),
     }
 }

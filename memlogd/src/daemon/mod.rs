@@ -6,12 +6,14 @@ pub mod config;
 mod echo;
 mod inputs;
 pub mod lines;
+mod ratelimit;
 mod readers;
 mod slab;
 pub mod sockets;
 pub mod stats;
+mod syslog_in;
 
-use crate::ring::Ring;
+use crate::ring::{self, Ring};
 use crate::{proto, sys, timefmt};
 use config::Config;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -28,6 +30,10 @@ use std::time::{Duration, Instant};
 const TOKEN_LOG: u64 = 1;
 const TOKEN_QUERY: u64 = 2;
 const TOKEN_SIGNAL: u64 = 3;
+/// Tokens of syslog sockets: base + index.
+const TOKEN_SYSLOG_DGRAM: u64 = 0x1000;
+const TOKEN_SYSLOG_STREAM: u64 = 0x2000;
+const MAX_SYSLOG_SOCKETS: usize = 0x1000;
 const KIND_INPUT: u64 = 1 << 62;
 const KIND_READER: u64 = 2 << 62;
 const KIND_MASK: u64 = 3 << 62;
@@ -42,6 +48,8 @@ pub enum RunError {
     Socket(SocketError),
     Epoll(nix::Error),
     Signals(nix::Error),
+    Kmsg(std::io::Error),
+    TooManySyslogSockets,
 }
 
 impl fmt::Display for RunError {
@@ -50,6 +58,10 @@ impl fmt::Display for RunError {
             RunError::Socket(e) => e.fmt(f),
             RunError::Epoll(e) => write!(f, "epoll: {e}"),
             RunError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
+            RunError::Kmsg(e) => write!(f, "kernel log: {e}"),
+            RunError::TooManySyslogSockets => {
+                write!(f, "too many -syslog sockets (at most {MAX_SYSLOG_SOCKETS})")
+            }
         }
     }
 }
@@ -90,6 +102,21 @@ pub struct Daemon {
     reader_keys: Vec<Key>,
     /// Set when some reader has more to send than one turn allowed.
     busy: bool,
+    syslog: syslog_in::SyslogSockets,
+    rate: ratelimit::RateLimiter,
+    /// Rate-limit windows that ended with records suppressed, to be noted.
+    pending_reports: Vec<(Box<[u8]>, u64)>,
+    /// Wall-clock time of boot (for kernel log timestamps).
+    boot_time_ns: i64,
+}
+
+/// Wall-clock time at which the monotonic clock read zero (kernel log
+/// timestamps count from there).
+fn boot_time_ns() -> i64 {
+    let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() * 1_000_000_000 + t.tv_nsec())
+        .unwrap_or(0);
+    timefmt::now_ns() - mono
 }
 
 /// Binds (or adopts) both sockets. Separate from [`Daemon::new`] so that
@@ -168,7 +195,28 @@ impl Daemon {
                 EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL),
             )
             .map_err(RunError::Epoll)?;
+        if cfg.syslog_dgram.len() + cfg.syslog_stream.len() > MAX_SYSLOG_SOCKETS {
+            return Err(RunError::TooManySyslogSockets);
+        }
+        let syslog = syslog_in::bind(&cfg.syslog_dgram, &cfg.syslog_stream)?;
+        for (i, (fd, _)) in syslog.dgram.iter().enumerate() {
+            epoll
+                .add(
+                    fd.as_fd(),
+                    EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SYSLOG_DGRAM + i as u64),
+                )
+                .map_err(RunError::Epoll)?;
+        }
+        for (i, (l, _)) in syslog.stream.iter().enumerate() {
+            epoll
+                .add(
+                    l.as_fd(),
+                    EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SYSLOG_STREAM + i as u64),
+                )
+                .map_err(RunError::Epoll)?;
+        }
         let ring = Ring::new(cfg.buffer_size, cfg.max_lines);
+        let rate = ratelimit::RateLimiter::new(cfg.rate_interval, cfg.rate_burst);
         let echo = cfg.echo.then(echo::Echo::start);
         let mut d = Daemon {
             instance: sys::random_u64(),
@@ -193,8 +241,18 @@ impl Daemon {
             accept_paused: false,
             reader_keys: Vec::new(),
             busy: false,
+            syslog,
+            rate,
+            pending_reports: Vec::new(),
+            boot_time_ns: boot_time_ns(),
         };
         d.note("memlogd started".into());
+        if let Some(p) = d.cfg.kmsg.clone() {
+            if let Err(e) = d.open_kmsg(&p) {
+                d.syslog.remove();
+                return Err(RunError::Kmsg(e));
+            }
+        }
         if let Some(n) = fd_limit_note {
             d.note(n);
         }
@@ -207,8 +265,8 @@ impl Daemon {
     }
 
     /// Appends a record to the ring (and the echo).
-    fn store(&mut self, time_ns: i64, source: &[u8], msg: &[u8], flags: u16) {
-        self.ring.push(time_ns, source, msg, flags);
+    fn store(&mut self, time_ns: i64, source: &[u8], msg: &[u8], flags: u16, pri: u8, meta: &[u8]) {
+        self.ring.push_with(time_ns, source, msg, flags, pri, meta);
         if let Some(e) = &mut self.echo {
             self.counters.echo_dropped += e.record(time_ns, source, msg);
         }
@@ -224,7 +282,14 @@ impl Daemon {
             return;
         }
         self.selflog.in_window += 1;
-        self.store(timefmt::now_ns(), proto::SELF_SOURCE, msg.as_bytes(), 0);
+        self.store(
+            timefmt::now_ns(),
+            proto::SELF_SOURCE,
+            msg.as_bytes(),
+            0,
+            ring::NO_PRI,
+            &[],
+        );
     }
 
     fn roll_selflog_window(&mut self) {
@@ -238,7 +303,25 @@ impl Daemon {
             self.selflog.in_window = 1;
             let msg =
                 format!("suppressed {n} memlogd messages (more than {SELFLOG_PER_SEC} per second)");
-            self.store(timefmt::now_ns(), proto::SELF_SOURCE, msg.as_bytes(), 0);
+            self.store(
+                timefmt::now_ns(),
+                proto::SELF_SOURCE,
+                msg.as_bytes(),
+                0,
+                ring::NO_PRI,
+                &[],
+            );
+        }
+    }
+
+    /// One record per rate-limit window that ended with records suppressed.
+    fn report_suppressed(&mut self) {
+        if self.pending_reports.is_empty() {
+            return;
+        }
+        for (source, n) in std::mem::take(&mut self.pending_reports) {
+            let name = String::from_utf8_lossy(&source).into_owned();
+            self.note(format!("suppressed {n} messages from {name}"));
         }
     }
 
@@ -284,10 +367,20 @@ impl Daemon {
                                 signal = Some(si.ssi_signo);
                             }
                         }
+                        t if (TOKEN_SYSLOG_DGRAM..TOKEN_SYSLOG_STREAM).contains(&t) => {
+                            self.on_syslog_dgram((t - TOKEN_SYSLOG_DGRAM) as usize)
+                        }
+                        t if (TOKEN_SYSLOG_STREAM
+                            ..TOKEN_SYSLOG_STREAM + MAX_SYSLOG_SOCKETS as u64)
+                            .contains(&t) =>
+                        {
+                            self.on_syslog_accept((t - TOKEN_SYSLOG_STREAM) as usize)
+                        }
                         _ => {}
                     },
                 }
             }
+            self.report_suppressed();
             self.pump_readers();
             if let Some(e) = &mut self.echo {
                 self.counters.echo_dropped += e.flush();
@@ -310,6 +403,7 @@ impl Daemon {
             self.pump_readers();
         }
         sockets::remove(&self.log_sock);
+        self.syslog.remove();
         if let Some(p) = &self.query_path {
             let _ = std::fs::remove_file(p);
         }
@@ -319,6 +413,9 @@ impl Daemon {
     /// Once a second: expire silent readers, resume accepting, summarise
     /// suppressed self-messages.
     fn tick(&mut self) {
+        let reports = &mut self.pending_reports;
+        self.rate
+            .expire(Instant::now(), |s, n| reports.push((s.into(), n)));
         self.expire_requests();
         if self.accept_paused {
             self.resume_accept();

@@ -84,6 +84,24 @@ impl<T> Slab<T> {
         self.len -= 1;
         Some(v)
     }
+    /// Takes an entry out while keeping its slot and key reserved; give it
+    /// back with [`Slab::restore`] (lets the owner mutate it and the rest of
+    /// the daemon at once).
+    pub fn take(&mut self, k: Key) -> Option<T> {
+        let s = self.slots.get_mut(k.idx as usize)?;
+        if s.gen != k.gen {
+            return None;
+        }
+        s.val.take()
+    }
+    /// Puts back an entry taken with [`Slab::take`].
+    pub fn restore(&mut self, k: Key, v: T) {
+        if let Some(s) = self.slots.get_mut(k.idx as usize) {
+            if s.gen == k.gen && s.val.is_none() {
+                s.val = Some(v);
+            }
+        }
+    }
     /// Keys of all live entries.
     pub fn keys(&self) -> Vec<Key> {
         self.slots

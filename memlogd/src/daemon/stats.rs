@@ -28,6 +28,10 @@ pub struct Counters {
     pub reader_records_lost: u64,
     /// accept() failures (e.g. out of fds).
     pub accept_errors: u64,
+    /// Records dropped by the per-source rate limit.
+    pub rate_limited: u64,
+    /// Kernel log records the kernel overwrote before memlogd read them.
+    pub kmsg_lost: u64,
     /// Echo lines dropped because stdout was slow.
     pub echo_dropped: u64,
     /// memlogd's own messages dropped by its rate limit.
@@ -50,7 +54,7 @@ pub struct Gauges {
 impl Counters {
     /// Appends the stats reply line.
     pub fn encode(&self, g: &Gauges, out: &mut Vec<u8>) {
-        let pairs: [(&str, u64); 22] = [
+        let pairs: [(&str, u64); 24] = [
             ("first", g.first),
             ("next", g.next),
             ("records", g.records),
@@ -71,6 +75,8 @@ impl Counters {
             ("readers_blocked", self.readers_blocked),
             ("reader_records_lost", self.reader_records_lost),
             ("accept_errors", self.accept_errors),
+            ("rate_limited", self.rate_limited),
+            ("kmsg_lost", self.kmsg_lost),
             ("echo_dropped", self.echo_dropped),
             ("selflog_suppressed", self.selflog_suppressed),
         ];

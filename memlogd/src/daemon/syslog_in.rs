@@ -1,0 +1,210 @@
+//! `/dev/log`-style syslog sockets (datagram and stream) and the kernel
+//! log: opened at start as the flags ask, read by the loop like any input.
+
+use super::inputs::{Kind, KMSG_SOURCE};
+use super::sockets::SocketError;
+use super::Daemon;
+use crate::{kmsg, meta, sys, timefmt};
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::{fstat, Mode, SFlag};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::{Path, PathBuf};
+
+/// Datagrams taken from one syslog socket per loop turn.
+const DATAGRAMS_PER_TURN: usize = 256;
+
+/// The syslog sockets memlogd bound, and their paths (removed on exit).
+#[derive(Default)]
+pub struct SyslogSockets {
+    pub dgram: Vec<(OwnedFd, PathBuf)>,
+    pub stream: Vec<(UnixListener, PathBuf)>,
+}
+
+fn prepare(path: &Path) -> Result<(), SocketError> {
+    // A socket file left by a dead daemon is replaced; anything else (a
+    // live socket, a symlink to journald's) makes bind fail with the path.
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if m.file_type().is_socket()
+            && UnixDatagram::unbound()
+                .and_then(|s| s.connect(path))
+                .is_err()
+            && std::os::unix::net::UnixStream::connect(path).is_err()
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(())
+}
+
+fn world_writable(path: &Path) -> Result<(), SocketError> {
+    // Any local process may log, as with /dev/log everywhere.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(|err| {
+        SocketError::Bind {
+            path: path.to_owned(),
+            err,
+        }
+    })
+}
+
+/// Binds every `-syslog` and `-syslog-stream` path.
+pub fn bind(dgram: &[PathBuf], stream: &[PathBuf]) -> Result<SyslogSockets, SocketError> {
+    let mut out = SyslogSockets::default();
+    for p in dgram {
+        prepare(p)?;
+        let s = UnixDatagram::bind(p).map_err(|err| SocketError::Bind {
+            path: p.clone(),
+            err,
+        })?;
+        let fd = OwnedFd::from(s);
+        world_writable(p)?;
+        sys::set_nonblocking(fd.as_fd(), true).map_err(|err| SocketError::Configure {
+            what: "syslog",
+            err,
+        })?;
+        sys::set_passcred(fd.as_fd()).map_err(|err| SocketError::Configure {
+            what: "syslog",
+            err,
+        })?;
+        out.dgram.push((fd, p.clone()));
+    }
+    for p in stream {
+        prepare(p)?;
+        let l = UnixListener::bind(p).map_err(|err| SocketError::Bind {
+            path: p.clone(),
+            err,
+        })?;
+        world_writable(p)?;
+        l.set_nonblocking(true)
+            .map_err(|err| SocketError::Configure {
+                what: "syslog stream",
+                err,
+            })?;
+        out.stream.push((l, p.clone()));
+    }
+    Ok(out)
+}
+
+impl SyslogSockets {
+    /// Removes the socket paths.
+    pub fn remove(&self) {
+        for p in self
+            .dgram
+            .iter()
+            .map(|d| &d.1)
+            .chain(self.stream.iter().map(|s| &s.1))
+        {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Daemon {
+    /// Datagrams on syslog socket `i`.
+    pub(super) fn on_syslog_dgram(&mut self, i: usize) {
+        for _ in 0..DATAGRAMS_PER_TURN {
+            let Some((fd, _)) = self.syslog.dgram.get(i) else {
+                return;
+            };
+            let r = sys::recv_with_creds(fd.as_fd(), &mut self.scratch);
+            match r {
+                Ok(d) => {
+                    let mut base = meta::MetaBuf::default();
+                    if let Some(c) = d.creds {
+                        base.creds(c);
+                    }
+                    let raw = std::mem::take(&mut self.scratch);
+                    self.store_syslog(timefmt::now_ns(), &raw[..d.len], d.truncated, &base);
+                    self.scratch = raw;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.note(format!("syslog socket: receive failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A connection on stream syslog socket `i`: it becomes an input.
+    pub(super) fn on_syslog_accept(&mut self, i: usize) {
+        for _ in 0..64 {
+            let Some((l, _)) = self.syslog.stream.get(i) else {
+                return;
+            };
+            match l.accept() {
+                Ok((s, _)) => {
+                    let mut m = meta::MetaBuf::default();
+                    if let Some(c) = sys::peer_creds(s.as_fd()) {
+                        m.creds(c);
+                    }
+                    self.add_input(b"syslog", OwnedFd::from(s), Kind::Syslog(Vec::new()), m);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.counters.accept_errors += 1;
+                    self.note(format!("syslog stream socket: accept failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Opens the kernel log: `/dev/kmsg` (a record per read) or a FIFO are
+    /// polled; a regular file (a recording) is read whole now.
+    pub(super) fn open_kmsg(&mut self, path: &Path) -> io::Result<()> {
+        let fd = open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("cannot open {}: {e}", path.display()),
+            )
+        })?;
+        let st = fstat(&fd).map_err(io::Error::from)?;
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFREG {
+            let mut parser = kmsg::Parser::default();
+            let mut f = std::fs::File::from(fd);
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = io::Read::read(&mut f, &mut buf)?;
+                let now = timefmt::now_ns();
+                let mut events = Vec::new();
+                if n == 0 {
+                    parser.finish(|e| events.push(super::inputs::own_event(e)));
+                } else {
+                    parser.feed(&buf[..n], false, |e| {
+                        events.push(super::inputs::own_event(e))
+                    });
+                }
+                for e in events {
+                    self.store_kmsg(now, e);
+                }
+                if n == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        let per_read = kind == SFlag::S_IFCHR;
+        if !self.add_input(
+            KMSG_SOURCE,
+            fd,
+            Kind::Kmsg {
+                parser: kmsg::Parser::default(),
+                per_read,
+            },
+            meta::MetaBuf::default(),
+        ) {
+            return Err(io::Error::other(format!("cannot poll {}", path.display())));
+        }
+        Ok(())
+    }
+}
