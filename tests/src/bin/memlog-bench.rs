@@ -50,6 +50,28 @@ impl<T, E: std::fmt::Display> Ctx<T> for Result<T, E> {
     }
 }
 
+/// An I/O error, saying plainly when it is one of the benchmark's timeouts.
+fn io_msg(what: &str, e: &io::Error) -> String {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        format!("{what}: timed out (no progress within the time limit, see --timeout)")
+    } else {
+        format!("{what}: {e}")
+    }
+}
+
+trait IoCtx<T> {
+    fn io_ctx(self, what: &str) -> Res<T>;
+}
+
+impl<T> IoCtx<T> for io::Result<T> {
+    fn io_ctx(self, what: &str) -> Res<T> {
+        self.map_err(|e| io_msg(what, &e))
+    }
+}
+
 const USAGE: &str = "\
 memlog-bench: benchmark the release memlogd against bare baselines
 
@@ -62,6 +84,7 @@ usage: cargo run --release -p memlog-tests --bin memlog-bench -- [OPTIONS]
   --dump-lines N      lines held for the dump test (default 1000000)
   --samples N         follow-latency samples per repetition (default 20000)
   --writers LIST      writer counts for ingest (default 1,4,16)
+  --ingest-buffer SZ  memlogd -buffer-size for ingest (default 64M)
   --mem-sizes LIST    buffer sizes for the memory test (default 1M,16M,64M)
   --only LIST         sections to run: ingest,latency,dump,memory,size
   --timeout SECS      longest wait for any one step (default 60)
@@ -78,6 +101,7 @@ struct Opts {
     samples: usize,
     warmup: usize,
     writers: Vec<usize>,
+    ingest_buffer: u64,
     mem_sizes: Vec<u64>,
     only: Vec<String>,
     timeout: Duration,
@@ -140,6 +164,7 @@ fn parse_opts() -> Res<Opts> {
         samples: if quick { 1_000 } else { 20_000 },
         warmup: 0,
         writers: vec![1, 4, 16],
+        ingest_buffer: 64 << 20,
         mem_sizes: if quick {
             vec![1 << 20]
         } else {
@@ -192,6 +217,7 @@ fn parse_opts() -> Res<Opts> {
                     .map(|v| parse_num(a, v))
                     .collect::<Res<_>>()?
             }
+            "ingest-buffer" => o.ingest_buffer = parse_size(&val)?,
             "mem-sizes" => o.mem_sizes = val.split(',').map(parse_size).collect::<Res<_>>()?,
             "only" => {
                 o.only = val.split(',').map(|s| s.trim().to_string()).collect();
@@ -337,6 +363,7 @@ impl Daemon {
             }
             thread::sleep(Duration::from_millis(5));
         }
+        eprintln!("started memlogd pid {} {}", d.pid(), extra.join(" "));
         Ok(d)
     }
 
@@ -368,21 +395,55 @@ impl Daemon {
 
     /// Connects to the query socket with read and write timeouts.
     fn connect(&self) -> Res<UnixStream> {
-        let s = UnixStream::connect(&self.query).ctx("connecting to memlogd's query socket")?;
+        let s = UnixStream::connect(&self.query)
+            .map_err(|e| self.why(format!("connecting to memlogd's query socket: {e}")))?;
         s.set_read_timeout(Some(self.timeout)).ctx("timeout")?;
         s.set_write_timeout(Some(self.timeout)).ctx("timeout")?;
         Ok(s)
     }
 
+    /// Why memlogd may not be answering: it has exited (a zombie until
+    /// waited for), with its stderr.
+    fn exit_note(&self) -> String {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        if !matches!(fields.first(), None | Some(&"Z" | &"X")) {
+            return String::new();
+        }
+        // Field 52, the wait status, is kept for a zombie.
+        let how = match fields.get(49).and_then(|v| v.parse::<i32>().ok()) {
+            Some(st) if st & 0x7f != 0 => format!("was killed by signal {}", st & 0x7f),
+            Some(st) => format!("exited with status {}", st >> 8),
+            None => "exited".into(),
+        };
+        format!(" (memlogd {how}; its stderr:\n{})", self.stderr_tail())
+    }
+
+    /// `e`, plus whether memlogd has exited (once).
+    fn why(&self, e: String) -> String {
+        if e.contains(" (memlogd ") {
+            e
+        } else {
+            format!("{e}{}", self.exit_note())
+        }
+    }
+
     /// memlogd's counters (an extended `stats` request).
     fn stats(&self) -> Res<Vec<(String, u64)>> {
+        self.try_stats().map_err(|e| self.why(e))
+    }
+
+    fn try_stats(&self) -> Res<Vec<(String, u64)>> {
         let s = self.connect()?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))
+        s.set_read_timeout(Some(self.timeout.min(Duration::from_secs(10))))
             .ctx("timeout")?;
         let mut req = Request::new(Mode::Dump);
         req.stats = true;
-        let mut c = Client::start(s, &req).ctx("sending a stats request")?;
-        while let Some(line) = c.next_line().ctx("reading memlogd's stats")? {
+        let mut c = Client::start(s, &req).io_ctx("sending a stats request")?;
+        while let Some(line) = c.next_line().io_ctx("reading memlogd's stats")? {
             match line {
                 Line::Stats(v) => return Ok(v),
                 Line::Error(e) => return Err(format!("memlogd refused a stats request: {e}")),
@@ -559,7 +620,7 @@ fn write_share(mut w: UnixStream, mut n: u64, chunk: &[u8], start: &Barrier) -> 
     while n > 0 {
         let k = n.min(CHUNK_LINES as u64);
         w.write_all(&chunk[..k as usize * LINE_LEN])
-            .ctx("writer: write")?;
+            .io_ctx("writer: write")?;
         n -= k;
     }
     Ok(w)
@@ -608,7 +669,7 @@ impl LineReader {
         match self.try_line() {
             Ok(Some((a, b))) => Ok(&self.buf[a..b]),
             Ok(None) => Err("the follower's stream ended".into()),
-            Err(e) => Err(format!("follower: read: {e}")),
+            Err(e) => Err(io_msg("follower: read", &e)),
         }
     }
 
@@ -660,7 +721,7 @@ fn ingest_memlogd(d: &mut Daemon, writers: usize, lines: u64, tag: &str) -> Res<
     // One line each first: memlogd has taken every input before the clock starts.
     let warm = make_line("warm-up");
     for mut w in &ws {
-        w.write_all(&warm).ctx("writer: warm-up write")?;
+        w.write_all(&warm).io_ctx("writer: warm-up write")?;
     }
     let base = d.settle(before + writers as u64)?;
     let chunk = line_chunk();
@@ -800,7 +861,7 @@ fn ping_pong(
         let token = format!("ping {i:010} ");
         let line = make_line(&token);
         let t = Instant::now();
-        w.write_all(&line).ctx("latency writer: write")?;
+        w.write_all(&line).io_ctx("latency writer: write")?;
         while !contains(rd.next_line()?, token.as_bytes()) {}
         let dt = t.elapsed();
         if i >= warmup {
@@ -812,6 +873,10 @@ fn ping_pong(
 
 /// Through memlogd; `legacy` follows with LinuxKit's one-byte request.
 fn latency_memlogd(d: &Daemon, legacy: bool, warmup: usize, samples: usize) -> Res<Vec<f64>> {
+    latency_memlogd_inner(d, legacy, warmup, samples).map_err(|e| d.why(e))
+}
+
+fn latency_memlogd_inner(d: &Daemon, legacy: bool, warmup: usize, samples: usize) -> Res<Vec<f64>> {
     let (mut w, r) = UnixStream::pair().ctx("socketpair")?;
     w.set_write_timeout(Some(d.timeout)).ctx("timeout")?;
     d.pass("lat", r.as_fd())?;
@@ -822,7 +887,7 @@ fn latency_memlogd(d: &Daemon, legacy: bool, warmup: usize, samples: usize) -> R
     } else {
         Request::new(Mode::Follow).encode()
     };
-    f.write_all(&req).ctx("follower: request")?;
+    f.write_all(&req).io_ctx("follower: request")?;
     let mut rd = LineReader::new(f);
     if legacy {
         sync_follower(&mut w, &mut rd, d.timeout)?;
@@ -852,7 +917,7 @@ fn sync_follower(w: &mut UnixStream, rd: &mut LineReader, timeout: Duration) -> 
             ));
         }
         w.write_all(&make_line(&format!("sync {i}")))
-            .ctx("latency writer: write")?;
+            .io_ctx("latency writer: write")?;
         match rd.try_line() {
             Ok(Some(_)) => break,
             Ok(None) => return Err("the follower's stream ended".into()),
@@ -861,7 +926,7 @@ fn sync_follower(w: &mut UnixStream, rd: &mut LineReader, timeout: Duration) -> 
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) => {}
-            Err(e) => return Err(format!("follower: read: {e}")),
+            Err(e) => return Err(io_msg("follower: read", &e)),
         }
     }
     rd.s.set_read_timeout(Some(timeout)).ctx("timeout")
@@ -919,7 +984,7 @@ fn count_to_eof(mut s: UnixStream, t0: Instant) -> Res<DumpRun> {
                 lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("dump reader: read: {e}")),
+            Err(e) => return Err(io_msg("dump reader: read", &e)),
         }
     }
     Ok(DumpRun {
@@ -939,7 +1004,7 @@ fn dump_raw(d: &Daemon, ext: bool) -> Res<DumpRun> {
     } else {
         vec![Mode::Dump as u8]
     };
-    s.write_all(&req).ctx("dump: request")?;
+    s.write_all(&req).io_ctx("dump: request")?;
     let mut r = count_to_eof(s, t0)?;
     if ext {
         r.records = r.records.saturating_sub(1); // the hello line
@@ -950,7 +1015,7 @@ fn dump_raw(d: &Daemon, ext: bool) -> Res<DumpRun> {
 /// Counts records through [`Client`], which decodes every line.
 fn count_decoded(mut c: Client) -> Res<u64> {
     let mut n = 0u64;
-    while let Some(l) = c.next_line().ctx("dump client")? {
+    while let Some(l) = c.next_line().io_ctx("dump client")? {
         match l {
             Line::Record(r) => {
                 n += 1;
@@ -973,7 +1038,7 @@ fn count_decoded(mut c: Client) -> Res<u64> {
 
 fn dump_decoded(d: &Daemon, wire_bytes: u64) -> Res<DumpRun> {
     let t0 = Instant::now();
-    let c = Client::start(d.connect()?, &Request::new(Mode::Dump)).ctx("dump: request")?;
+    let c = Client::start(d.connect()?, &Request::new(Mode::Dump)).io_ctx("dump: request")?;
     let records = count_decoded(c)?;
     Ok(DumpRun {
         records,
@@ -991,10 +1056,7 @@ fn json_block() -> Vec<u8> {
         let line = make_line(&format!("bench line {i:06} "));
         let r = ring::Record {
             seq: 1_000_000 + i as u64,
-            time_ns: now + i as i64 * 1_037,
-            flags: 0,
-            source: b"d0",
-            msg: &line[..LINE_LEN - 1],
+            ..ring::Record::plain(now + i as i64 * 1_037, b"d0", &line[..LINE_LEN - 1])
         };
         proto::encode_record(&mut out, &r, true);
     }
@@ -1013,10 +1075,10 @@ fn dump_baseline(records: u64, decoded: bool, timeout: Duration) -> Res<DumpRun>
     let sender = thread::spawn(move || -> Res<()> {
         // Read the request first: closing with it unread would reset the reader.
         let mut req = [0u8; 256];
-        let _ = tx.read(&mut req).ctx("baseline sender: request")?;
+        let _ = tx.read(&mut req).io_ctx("baseline sender: request")?;
         let mut hello = Vec::new();
         proto::encode_hello(&mut hello, 0x0123_4567_89ab_cdef, 1, records + 1);
-        tx.write_all(&hello).ctx("baseline sender: write")?;
+        tx.write_all(&hello).io_ctx("baseline sender: write")?;
         let mut left = records;
         while left > 0 {
             let k = left.min(CHUNK_LINES as u64) as usize;
@@ -1031,13 +1093,14 @@ fn dump_baseline(records: u64, decoded: bool, timeout: Duration) -> Res<DumpRun>
                     .nth(k - 1)
                     .map_or(block.len(), |(i, _)| i + 1)
             };
-            tx.write_all(&block[..end]).ctx("baseline sender: write")?;
+            tx.write_all(&block[..end])
+                .io_ctx("baseline sender: write")?;
             left -= k as u64;
         }
         Ok(())
     });
     let run = if decoded {
-        let c = Client::start(rx, &Request::new(Mode::Dump)).ctx("baseline: request")?;
+        let c = Client::start(rx, &Request::new(Mode::Dump)).io_ctx("baseline: request")?;
         let n = count_decoded(c)?;
         Ok(DumpRun {
             records: n,
@@ -1047,7 +1110,7 @@ fn dump_baseline(records: u64, decoded: bool, timeout: Duration) -> Res<DumpRun>
     } else {
         let mut rx = rx;
         rx.write_all(&Request::new(Mode::Dump).encode())
-            .ctx("baseline: request")?;
+            .io_ctx("baseline: request")?;
         count_to_eof(rx, t0).map(|mut r| {
             r.records = r.records.saturating_sub(1);
             r
@@ -1328,7 +1391,7 @@ fn header(o: &Opts, r: &mut Report) {
 
 fn ingest(o: &Opts, r: &mut Report) -> Res<()> {
     let max_w = o.writers.iter().copied().max().unwrap_or(1);
-    let buffer = 64u64 << 20;
+    let buffer = o.ingest_buffer;
     let args: Vec<String> = [
         "-max-lines",
         "100000000",
@@ -1511,16 +1574,16 @@ fn dump(o: &Opts, r: &mut Report) -> Res<()> {
     ];
     let mut runs: Vec<Vec<DumpRun>> = vec![Vec::new(); names.len()];
     for rep in 0..o.reps {
-        let ext = dump_raw(&d, true)?;
+        let ext = dump_raw(&d, true).map_err(|e| d.why(e))?;
         let records = ext.records;
         if records < o.dump_lines * 9 / 10 {
-            return Err(format!(
+            return Err(d.why(format!(
                 "dump returned {records} records, expected about {}",
                 o.dump_lines
-            ));
+            )));
         }
-        let legacy = dump_raw(&d, false)?;
-        let dec = dump_decoded(&d, ext.bytes)?;
+        let legacy = dump_raw(&d, false).map_err(|e| d.why(e))?;
+        let dec = dump_decoded(&d, ext.bytes).map_err(|e| d.why(e))?;
         let b_raw = dump_baseline(records, false, o.timeout)?;
         let mut b_dec = dump_baseline(records, true, o.timeout)?;
         b_dec.bytes = b_raw.bytes;
@@ -1633,13 +1696,13 @@ fn memory_one(o: &Opts, size: u64) -> Res<MemRow> {
     let (ext_f, legacy_f, idle) = (d.connect()?, d.connect()?, d.connect()?);
     (&ext_f)
         .write_all(&Request::new(Mode::Follow).encode())
-        .ctx("follower: request")?;
+        .io_ctx("follower: request")?;
     (&legacy_f)
         .write_all(&[Mode::Follow as u8])
-        .ctx("follower: request")?;
+        .io_ctx("follower: request")?;
     (&idle)
         .write_all(&Request::new(Mode::DumpFollow).encode())
-        .ctx("idle reader: request")?;
+        .io_ctx("idle reader: request")?;
     let res = thread::scope(|s| {
         let stop = &stop;
         let fs = [
