@@ -33,7 +33,18 @@ fn run(args: &Args) -> Result<(), String> {
 /// copy of this program in its own session with them as fds 3 and 4, and
 /// return so the parent exits 0. The child removes the paths when it stops.
 fn spawn_background(args: &Args, log: Bound, query: Bound) -> Result<(), String> {
-    let (log_fd, query_fd): (OwnedFd, OwnedFd) = (log.fd, query.fd);
+    // The background child owns the sockets (and removes the paths) now.
+    let (
+        Bound {
+            fd: log_fd,
+            path: log_path,
+        },
+        Bound {
+            fd: query_fd,
+            path: query_path,
+        },
+    ) = (log, query);
+    let (log_fd, query_fd): (OwnedFd, OwnedFd) = (log_fd, query_fd);
     // Move both out of the way of 3 and 4 first, then onto them.
     let log_fd =
         sys::dup_to(log_fd, 100).map_err(|e| format!("cannot pass the log socket: {e}"))?;
@@ -98,6 +109,8 @@ fn spawn_background(args: &Args, log: Bound, query: Bound) -> Result<(), String>
     cmd.args(["-rate-limit-burst", &args.rate_limit_burst.to_string()]);
     cmd.spawn()
         .map_err(|e| format!("cannot start the background daemon: {e}"))?;
+    log_path.disarm();
+    query_path.disarm();
     drop((fd3, fd4));
     Ok(())
 }

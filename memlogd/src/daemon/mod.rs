@@ -24,7 +24,6 @@ use sockets::{Bound, SocketError};
 use std::fmt;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const TOKEN_LOG: u64 = 1;
@@ -89,7 +88,7 @@ pub struct Daemon {
     ring: Ring,
     log_sock: Bound,
     listener: UnixListener,
-    query_path: Option<PathBuf>,
+    _query_path: sockets::PathGuard,
     signals: SignalFd,
     inputs: Slab<inputs::Input>,
     readers: Slab<readers::Reader>,
@@ -123,13 +122,8 @@ fn boot_time_ns() -> i64 {
 /// `-daemonize` can bind in the parent and hand the fds to its child.
 pub fn bind(cfg: &Config) -> Result<(Bound, Bound), RunError> {
     let log = sockets::log_socket(&cfg.log)?;
-    let query = match sockets::query_socket(&cfg.query) {
-        Ok(q) => q,
-        Err(e) => {
-            sockets::remove(&log);
-            return Err(e.into());
-        }
-    };
+    // If this fails, `log` drops and its path guard removes the log socket.
+    let query = sockets::query_socket(&cfg.query)?;
     nix::sys::socket::listen(
         &query.fd,
         nix::sys::socket::Backlog::new(128).unwrap_or(nix::sys::socket::Backlog::MAXCONN),
@@ -187,8 +181,11 @@ impl Daemon {
                 EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_QUERY),
             )
             .map_err(RunError::Epoll)?;
-        let query_path = query_sock.remove_on_exit;
-        let listener = UnixListener::from(query_sock.fd);
+        let Bound {
+            fd: query_fd,
+            path: query_path,
+        } = query_sock;
+        let listener = UnixListener::from(query_fd);
         epoll
             .add(
                 signals.as_fd(),
@@ -226,7 +223,7 @@ impl Daemon {
             epoll,
             log_sock,
             listener,
-            query_path,
+            _query_path: query_path,
             signals,
             inputs: Slab::default(),
             readers: Slab::default(),
@@ -248,10 +245,8 @@ impl Daemon {
         };
         d.note("memlogd started".into());
         if let Some(p) = d.cfg.kmsg.clone() {
-            if let Err(e) = d.open_kmsg(&p) {
-                d.syslog.remove();
-                return Err(RunError::Kmsg(e));
-            }
+            // On error the socket paths go with `d` (their guards).
+            d.open_kmsg(&p).map_err(RunError::Kmsg)?;
         }
         if let Some(n) = fd_limit_note {
             d.note(n);
@@ -402,11 +397,7 @@ impl Daemon {
             self.note(format!("memlogd stopping on {name}"));
             self.pump_readers();
         }
-        sockets::remove(&self.log_sock);
-        self.syslog.remove();
-        if let Some(p) = &self.query_path {
-            let _ = std::fs::remove_file(p);
-        }
+        // The socket paths are removed as `self` drops (their guards).
         stop.map(|_| ())
     }
 

@@ -38,11 +38,34 @@ impl fmt::Display for SocketError {
 
 impl std::error::Error for SocketError {}
 
-/// A listening socket and the path to remove when the daemon exits.
+/// Removes a socket path when dropped: however the daemon ends (a clean
+/// stop, or a start that fails half way), the paths it owns go with it.
+#[derive(Debug, Default)]
+pub struct PathGuard(Option<PathBuf>);
+
+impl PathGuard {
+    pub fn new(p: Option<PathBuf>) -> PathGuard {
+        PathGuard(p)
+    }
+    /// Keeps the path (its socket now belongs to another process).
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for PathGuard {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A listening socket and the guard of its path.
 #[derive(Debug)]
 pub struct Bound {
     pub fd: OwnedFd,
-    pub remove_on_exit: Option<PathBuf>,
+    pub path: PathGuard,
 }
 
 /// A socket file left behind by a daemon that died is removed so a restart
@@ -81,13 +104,13 @@ pub fn log_socket(src: &SocketSource) -> Result<Bound, SocketError> {
             })?;
             Bound {
                 fd: s.into(),
-                remove_on_exit: Some(p.clone()),
+                path: PathGuard::new(Some(p.clone())),
             }
         }
         SocketSource::Fd { fd, remove } => Bound {
             fd: sys::adopt_inherited_fd(*fd)
                 .map_err(|err| SocketError::Inherit { fd: *fd, err })?,
-            remove_on_exit: remove.clone(),
+            path: PathGuard::new(remove.clone()),
         },
     };
     configure(&b, "log")?;
@@ -105,13 +128,13 @@ pub fn query_socket(src: &SocketSource) -> Result<Bound, SocketError> {
             })?;
             Bound {
                 fd: s.into(),
-                remove_on_exit: Some(p.clone()),
+                path: PathGuard::new(Some(p.clone())),
             }
         }
         SocketSource::Fd { fd, remove } => Bound {
             fd: sys::adopt_inherited_fd(*fd)
                 .map_err(|err| SocketError::Inherit { fd: *fd, err })?,
-            remove_on_exit: remove.clone(),
+            path: PathGuard::new(remove.clone()),
         },
     };
     configure(&b, "query")?;
@@ -121,11 +144,4 @@ pub fn query_socket(src: &SocketSource) -> Result<Bound, SocketError> {
 fn configure(b: &Bound, what: &'static str) -> Result<(), SocketError> {
     sys::set_nonblocking(b.fd.as_fd(), true).map_err(|err| SocketError::Configure { what, err })?;
     sys::set_cloexec(b.fd.as_fd(), true).map_err(|err| SocketError::Configure { what, err })
-}
-
-/// Removes the socket path, if this process is responsible for it.
-pub fn remove(b: &Bound) {
-    if let Some(p) = &b.remove_on_exit {
-        let _ = std::fs::remove_file(p);
-    }
 }

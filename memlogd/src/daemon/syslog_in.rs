@@ -2,7 +2,7 @@
 //! log: opened at start as the flags ask, read by the loop like any input.
 
 use super::inputs::{Kind, KMSG_SOURCE};
-use super::sockets::SocketError;
+use super::sockets::{PathGuard, SocketError};
 use super::Daemon;
 use crate::{kmsg, meta, sys, timefmt};
 use nix::fcntl::{open, OFlag};
@@ -19,8 +19,8 @@ const DATAGRAMS_PER_TURN: usize = 256;
 /// The syslog sockets memlogd bound, and their paths (removed on exit).
 #[derive(Default)]
 pub struct SyslogSockets {
-    pub dgram: Vec<(OwnedFd, PathBuf)>,
-    pub stream: Vec<(UnixListener, PathBuf)>,
+    pub dgram: Vec<(OwnedFd, PathGuard)>,
+    pub stream: Vec<(UnixListener, PathGuard)>,
 }
 
 fn prepare(path: &Path) -> Result<(), SocketError> {
@@ -59,6 +59,7 @@ pub fn bind(dgram: &[PathBuf], stream: &[PathBuf]) -> Result<SyslogSockets, Sock
             err,
         })?;
         let fd = OwnedFd::from(s);
+        let guard = PathGuard::new(Some(p.clone()));
         world_writable(p)?;
         sys::set_nonblocking(fd.as_fd(), true).map_err(|err| SocketError::Configure {
             what: "syslog",
@@ -68,7 +69,7 @@ pub fn bind(dgram: &[PathBuf], stream: &[PathBuf]) -> Result<SyslogSockets, Sock
             what: "syslog",
             err,
         })?;
-        out.dgram.push((fd, p.clone()));
+        out.dgram.push((fd, guard));
     }
     for p in stream {
         prepare(p)?;
@@ -76,29 +77,16 @@ pub fn bind(dgram: &[PathBuf], stream: &[PathBuf]) -> Result<SyslogSockets, Sock
             path: p.clone(),
             err,
         })?;
+        let guard = PathGuard::new(Some(p.clone()));
         world_writable(p)?;
         l.set_nonblocking(true)
             .map_err(|err| SocketError::Configure {
                 what: "syslog stream",
                 err,
             })?;
-        out.stream.push((l, p.clone()));
+        out.stream.push((l, guard));
     }
     Ok(out)
-}
-
-impl SyslogSockets {
-    /// Removes the socket paths.
-    pub fn remove(&self) {
-        for p in self
-            .dgram
-            .iter()
-            .map(|d| &d.1)
-            .chain(self.stream.iter().map(|s| &s.1))
-        {
-            let _ = std::fs::remove_file(p);
-        }
-    }
 }
 
 impl Daemon {
