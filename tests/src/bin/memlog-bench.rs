@@ -107,6 +107,8 @@ struct Opts {
     timeout: Duration,
     json: Option<PathBuf>,
     quick: bool,
+    /// Flags given to every memlogd (see [`base_flags`]).
+    base_flags: Vec<String>,
 }
 
 const SECTIONS: [&str; 5] = ["ingest", "latency", "dump", "memory", "size"];
@@ -174,6 +176,7 @@ fn parse_opts() -> Res<Opts> {
         timeout: Duration::from_secs(60),
         json: None,
         quick,
+        base_flags: Vec::new(),
     };
     let mut memlogd = None;
     let mut i = 0;
@@ -248,7 +251,45 @@ fn parse_opts() -> Res<Opts> {
             o.memlogd.display()
         ));
     }
+    o.base_flags = base_flags(&o.memlogd)?;
     Ok(o)
+}
+
+/// Flags every memlogd of the benchmark gets: memlogd's per-source rate
+/// limit (when this build has one) is off, or it would drop the lines of a
+/// benchmark writer past its burst. Found in `memlogd --help`, so that the
+/// benchmark also runs builds without the flag.
+fn base_flags(bin: &Path) -> Res<Vec<String>> {
+    let out = std::env::temp_dir().join(format!("memlog-bench.{}.help", std::process::id()));
+    let f = fs::File::create(&out).ctx(&format!("creating {}", out.display()))?;
+    let mut child = Command::new(bin)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().ctx("dup")?)
+        .stderr(f)
+        .spawn()
+        .ctx(&format!("running {} --help", bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child
+        .try_wait()
+        .ctx("waiting for memlogd --help")?
+        .is_none()
+    {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = fs::remove_file(&out);
+            return Err(format!("{} --help did not exit within 10 s", bin.display()));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let help = fs::read_to_string(&out).unwrap_or_default();
+    let _ = fs::remove_file(&out);
+    Ok(if help.contains("rate-limit-burst") {
+        vec!["-rate-limit-burst".into(), "0".into()]
+    } else {
+        Vec::new()
+    })
 }
 
 /// `target/release/memlogd`: next to this binary when it is a release
@@ -301,7 +342,9 @@ fn die_with_parent() -> io::Result<()> {
 }
 
 impl Daemon {
-    fn start(bin: &Path, extra: &[String], timeout: Duration) -> Res<Daemon> {
+    fn start(o: &Opts, args: &[String]) -> Res<Daemon> {
+        let (bin, timeout) = (&o.memlogd, o.timeout);
+        let extra: Vec<String> = o.base_flags.iter().chain(args).cloned().collect();
         let dir = std::env::temp_dir().join(format!(
             "memlog-bench.{}.{}",
             std::process::id(),
@@ -317,7 +360,7 @@ impl Daemon {
             .arg(&logp)
             .arg("-socket-query")
             .arg(&query)
-            .args(extra)
+            .args(&extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
@@ -497,10 +540,18 @@ impl Daemon {
             }
             let el = now - t0;
             if el > self.timeout {
+                let counters: Vec<String> = self
+                    .stats()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, v)| *v != 0)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 return Err(format!(
-                    "memlogd stored only {} of {lines} lines within {:?}; its stderr:\n{}",
+                    "memlogd stored only {} of {lines} lines within {:?} (its non-zero counters: {}); its stderr:\n{}",
                     n.saturating_sub(base),
                     self.timeout,
+                    counters.join(" "),
                     self.stderr_tail()
                 ));
             }
@@ -560,8 +611,10 @@ fn check_clean(stats: &[(String, u64)]) -> Res<()> {
         "input_errors",
         "readers_refused",
         "fds_dropped",
+        "rate_limited",
     ] {
-        let v = stat(stats, key)?;
+        // Counters an older memlogd does not have are skipped.
+        let Ok(v) = stat(stats, key) else { continue };
         if v != 0 {
             return Err(format!("memlogd counted {key} = {v} during the benchmark"));
         }
@@ -973,7 +1026,17 @@ struct DumpRun {
 }
 
 /// Reads a reply to EOF, counting bytes and lines (no decoding).
-fn count_to_eof(mut s: UnixStream, t0: Instant) -> Res<DumpRun> {
+fn count_to_eof(s: UnixStream, t0: Instant) -> Res<DumpRun> {
+    count_to_eof_capturing(s, t0, &mut Vec::new(), 0)
+}
+
+/// [`count_to_eof`], keeping the first `keep` bytes in `head`.
+fn count_to_eof_capturing(
+    mut s: UnixStream,
+    t0: Instant,
+    head: &mut Vec<u8>,
+    keep: usize,
+) -> Res<DumpRun> {
     let mut buf = vec![0u8; READ_BUF];
     let (mut lines, mut bytes) = (0u64, 0u64);
     loop {
@@ -982,6 +1045,9 @@ fn count_to_eof(mut s: UnixStream, t0: Instant) -> Res<DumpRun> {
             Ok(n) => {
                 bytes += n as u64;
                 lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                if head.len() < keep {
+                    head.extend_from_slice(&buf[..n.min(keep - head.len())]);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io_msg("dump reader: read", &e)),
@@ -996,7 +1062,8 @@ fn count_to_eof(mut s: UnixStream, t0: Instant) -> Res<DumpRun> {
 
 /// A mode-0 dump read raw; `ext` sends the extended request (records then
 /// carry `seq`, and a hello line comes first).
-fn dump_raw(d: &Daemon, ext: bool) -> Res<DumpRun> {
+/// The first 128 KiB of the reply go to `head`.
+fn dump_raw(d: &Daemon, ext: bool, head: &mut Vec<u8>) -> Res<DumpRun> {
     let t0 = Instant::now();
     let mut s = d.connect()?;
     let req = if ext {
@@ -1005,7 +1072,7 @@ fn dump_raw(d: &Daemon, ext: bool) -> Res<DumpRun> {
         vec![Mode::Dump as u8]
     };
     s.write_all(&req).io_ctx("dump: request")?;
-    let mut r = count_to_eof(s, t0)?;
+    let mut r = count_to_eof_capturing(s, t0, head, 128 * 1024)?;
     if ext {
         r.records = r.records.saturating_sub(1); // the hello line
     }
@@ -1047,26 +1114,48 @@ fn dump_decoded(d: &Daemon, wire_bytes: u64) -> Res<DumpRun> {
     })
 }
 
-/// `CHUNK_LINES` extended record lines like memlogd sends for a dump of
-/// the benchmark's lines.
-fn json_block() -> Vec<u8> {
+/// The benchmark's record lines from the start of a captured extended
+/// dump (the hello, memlogd's own records and a cut last line left out),
+/// so the baseline sends exactly the bytes memlogd sends. Falls back to
+/// lines encoded here if the capture holds none.
+fn record_block(head: &[u8]) -> (Vec<u8>, usize) {
     let mut out = Vec::new();
-    let now = timefmt::now_ns();
-    for i in 0..CHUNK_LINES {
-        let line = make_line(&format!("bench line {i:06} "));
-        let r = ring::Record {
-            seq: 1_000_000 + i as u64,
-            ..ring::Record::plain(now + i as i64 * 1_037, b"d0", &line[..LINE_LEN - 1])
-        };
-        proto::encode_record(&mut out, &r, true);
+    let mut n = 0;
+    let whole = head
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&head[..0], |i| &head[..=i]);
+    for line in whole.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"{\"seq\":") && contains(line, b"\"source\":\"d") {
+            out.extend_from_slice(line);
+            n += 1;
+        }
     }
-    out
+    if n == 0 {
+        let now = timefmt::now_ns();
+        for i in 0..CHUNK_LINES {
+            let line = make_line(&format!("bench line {i:06} "));
+            let r = ring::Record {
+                seq: 1_000_000 + i as u64,
+                ..ring::Record::plain(now + i as i64 * 1_037, b"d0", &line[..LINE_LEN - 1])
+            };
+            proto::encode_record(&mut out, &r, true);
+        }
+        n = CHUNK_LINES;
+    }
+    (out, n)
 }
 
 /// A bare sender thread writing `records` pre-built JSON lines (after a
 /// hello line when `hello`) to a reader in this thread, raw or decoded.
-fn dump_baseline(records: u64, decoded: bool, timeout: Duration) -> Res<DumpRun> {
-    let block = json_block();
+fn dump_baseline(
+    block: &[u8],
+    block_lines: usize,
+    records: u64,
+    decoded: bool,
+    timeout: Duration,
+) -> Res<DumpRun> {
+    let block = block.to_vec();
     let (mut tx, rx) = UnixStream::pair().ctx("socketpair")?;
     tx.set_write_timeout(Some(timeout)).ctx("timeout")?;
     tx.set_read_timeout(Some(timeout)).ctx("timeout")?;
@@ -1081,9 +1170,9 @@ fn dump_baseline(records: u64, decoded: bool, timeout: Duration) -> Res<DumpRun>
         tx.write_all(&hello).io_ctx("baseline sender: write")?;
         let mut left = records;
         while left > 0 {
-            let k = left.min(CHUNK_LINES as u64) as usize;
+            let k = left.min(block_lines as u64) as usize;
             // Whole lines: the block's k-th line ends at its k-th '\n'.
-            let end = if k == CHUNK_LINES {
+            let end = if k == block_lines {
                 block.len()
             } else {
                 block
@@ -1361,6 +1450,13 @@ fn header(o: &Opts, r: &mut Report) {
         }
     );
     let _ = writeln!(m, "- memlogd: `{}`", o.memlogd.display());
+    if !o.base_flags.is_empty() {
+        let _ = writeln!(
+            m,
+            "- Every memlogd also runs with `{}`: its per-source rate limit would otherwise drop a benchmark writer's lines past the burst.",
+            o.base_flags.join(" ")
+        );
+    }
     let _ = writeln!(
         m,
         "- Each measurement is repeated {} times{}; cells show the median, then (min–max) over the repetitions.",
@@ -1403,7 +1499,7 @@ fn ingest(o: &Opts, r: &mut Report) -> Res<()> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut d = Daemon::start(&o.memlogd, &args, o.timeout)?;
+    let mut d = Daemon::start(o, &args)?;
     // One untimed pass that fills the ring: a long-running memlogd has
     // every page of it resident, a fresh one takes page faults first.
     let fill = buffer / ring::record_size(5, LINE_LEN - 1) as u64 + 1_000;
@@ -1481,7 +1577,7 @@ fn ingest(o: &Opts, r: &mut Report) -> Res<()> {
 }
 
 fn latency(o: &Opts, r: &mut Report) -> Res<()> {
-    let d = Daemon::start(&o.memlogd, &[], o.timeout)?;
+    let d = Daemon::start(o, &[])?;
     let names = [
         "memlogd, extended follower",
         "memlogd, LinuxKit follower (mode byte 1)",
@@ -1558,7 +1654,7 @@ fn dump(o: &Opts, r: &mut Report) -> Res<()> {
         "-buffer-size".into(),
         size_arg(buffer),
     ];
-    let mut d = Daemon::start(&o.memlogd, &args, o.timeout)?;
+    let mut d = Daemon::start(o, &args)?;
     let fill = ingest_memlogd(&mut d, 2, o.dump_lines, "d")?;
     eprintln!(
         "dump: filled memlogd with {} lines at {:.3} M lines/s",
@@ -1573,8 +1669,11 @@ fn dump(o: &Opts, r: &mut Report) -> Res<()> {
         "baseline: bare sender, decoded by Client",
     ];
     let mut runs: Vec<Vec<DumpRun>> = vec![Vec::new(); names.len()];
+    let mut block = None;
     for rep in 0..o.reps {
-        let ext = dump_raw(&d, true).map_err(|e| d.why(e))?;
+        let mut head = Vec::new();
+        let ext = dump_raw(&d, true, &mut head).map_err(|e| d.why(e))?;
+        let (block, block_lines) = block.get_or_insert_with(|| record_block(&head));
         let records = ext.records;
         if records < o.dump_lines * 9 / 10 {
             return Err(d.why(format!(
@@ -1582,10 +1681,10 @@ fn dump(o: &Opts, r: &mut Report) -> Res<()> {
                 o.dump_lines
             )));
         }
-        let legacy = dump_raw(&d, false).map_err(|e| d.why(e))?;
+        let legacy = dump_raw(&d, false, &mut Vec::new()).map_err(|e| d.why(e))?;
         let dec = dump_decoded(&d, ext.bytes).map_err(|e| d.why(e))?;
-        let b_raw = dump_baseline(records, false, o.timeout)?;
-        let mut b_dec = dump_baseline(records, true, o.timeout)?;
+        let b_raw = dump_baseline(block, *block_lines, records, false, o.timeout)?;
+        let mut b_dec = dump_baseline(block, *block_lines, records, true, o.timeout)?;
         b_dec.bytes = b_raw.bytes;
         for (k, x) in [ext, legacy, dec, b_raw, b_dec].into_iter().enumerate() {
             runs[k].push(x);
@@ -1609,7 +1708,7 @@ fn dump(o: &Opts, r: &mut Report) -> Res<()> {
     let m = &mut r.md;
     let _ = writeln!(
         m,
-        "\n## 3. Dump\n\nmemlogd `{}` filled with {} lines of {LINE_LEN} bytes from 2 writers, then a mode-0 dump of the {held} records held, read to EOF (about {avg_len:.0} bytes per JSON line with an extended request). Raw: `read` into 64 KiB and count `\\n`; decoded: `memlog::client::Client::next_line` on every line. Baseline: a bare thread writing the same number of pre-built JSON record lines of the same length over a socketpair to the same reader. Timed from `connect` to EOF.\n",
+        "\n## 3. Dump\n\nmemlogd `{}` filled with {} lines of {LINE_LEN} bytes from 2 writers, then a mode-0 dump of the {held} records held, read to EOF (about {avg_len:.0} bytes per JSON line with an extended request). Raw: `read` into 64 KiB and count `\\n`; decoded: `memlog::client::Client::next_line` on every line. Baseline: a bare thread writing the same number of record lines, copies of the ones memlogd sent (same bytes), over a socketpair to the same reader. Timed from `connect` to EOF.\n",
         args.join(" "),
         o.dump_lines
     );
@@ -1687,7 +1786,7 @@ fn memory_one(o: &Opts, size: u64) -> Res<MemRow> {
         "-buffer-size".into(),
         size_arg(size),
     ];
-    let mut d = Daemon::start(&o.memlogd, &args, o.timeout)?;
+    let mut d = Daemon::start(o, &args)?;
     let (idle_hwm, _) = d.memory()?;
     // Lines enough to fill the ring more than twice (a line takes more than
     // LINE_LEN bytes there).
