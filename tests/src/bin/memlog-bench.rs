@@ -1583,8 +1583,8 @@ fn latency(o: &Opts, r: &mut Report) -> Res<()> {
         "memlogd, LinuxKit follower (mode byte 1)",
         "baseline: bare relay thread",
     ];
-    // [path][percentile] -> per-rep values; percentiles p50 p90 p99 max.
-    let mut res = vec![vec![Vec::new(); 4]; names.len()];
+    // [path][statistic] -> per-rep values: p50 p90 p99 max, samples >= 1 ms.
+    let mut res = vec![vec![Vec::new(); 5]; names.len()];
     for rep in 0..o.reps {
         for (pi, name) in names.iter().enumerate() {
             let mut v = match pi {
@@ -1598,6 +1598,7 @@ fn latency(o: &Opts, r: &mut Report) -> Res<()> {
                 percentile(&v, 90.0),
                 percentile(&v, 99.0),
                 v.last().copied().unwrap_or(f64::NAN),
+                v.iter().filter(|&&x| x >= 1000.0).count() as f64,
             ];
             eprintln!(
                 "latency rep {}/{} {name}: p50 {:.1} µs, p99 {:.1} µs",
@@ -1615,15 +1616,23 @@ fn latency(o: &Opts, r: &mut Report) -> Res<()> {
     let m = &mut r.md;
     let _ = writeln!(
         m,
-        "\n## 2. Follow latency\n\nOne thread writes a {LINE_LEN}-byte line carrying a counter to a socketpair passed to memlogd, then blocks until its follower (a mode-1 query connection) has received that line; {} samples per repetition after {} warm-up rounds. Baseline: the same two hops without memlogd (socketpair, a relay thread that `read`s and `write`s, a stream to the follower). Microseconds; the percentiles are per repetition, then median (min–max) over repetitions.\n",
+        "\n## 2. Follow latency\n\nOne thread writes a {LINE_LEN}-byte line carrying a counter to a socketpair passed to memlogd, then blocks until its follower (a mode-1 query connection) has received that line; {} samples per repetition after {} warm-up rounds. Baseline: the same two hops without memlogd (socketpair, a relay thread that `read`s and `write`s, a stream to the follower). Microseconds; the percentiles are per repetition, then median (min–max) over repetitions. On a loaded machine the max and the count of samples of 1 ms or more measure scheduling more than memlogd.\n",
         o.samples, o.warmup
     );
-    let _ = writeln!(m, "| path | p50 | p90 | p99 | max |");
-    let _ = writeln!(m, "| --- | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(m, "| path | p50 | p90 | p99 | max | samples ≥ 1 ms |");
+    let _ = writeln!(m, "| --- | ---: | ---: | ---: | ---: | ---: |");
     let mut rows = Vec::new();
     for (pi, name) in names.iter().enumerate() {
-        let c: Vec<String> = res[pi].iter().map(|v| cell(summary(v), 1)).collect();
-        let _ = writeln!(m, "| {name} | {} | {} | {} | {} |", c[0], c[1], c[2], c[3]);
+        let c: Vec<String> = res[pi]
+            .iter()
+            .enumerate()
+            .map(|(k, v)| cell(summary(v), if k == 4 { 0 } else { 1 }))
+            .collect();
+        let _ = writeln!(
+            m,
+            "| {name} | {} | {} | {} | {} | {} |",
+            c[0], c[1], c[2], c[3], c[4]
+        );
         let j = |k: usize| jsum(summary(&res[pi][k]), &res[pi][k]);
         rows.push(J::O(vec![
             ("path", J::S(name.to_string())),
@@ -1631,6 +1640,7 @@ fn latency(o: &Opts, r: &mut Report) -> Res<()> {
             ("p90_us", j(1)),
             ("p99_us", j(2)),
             ("max_us", j(3)),
+            ("samples_over_1ms", j(4)),
         ]));
     }
     r.json.push((
