@@ -902,34 +902,35 @@ fn drain(epoll: &Epoll, rs: &[UnixStream], total: u64, timeout: Duration) -> Res
 // ---------------------------------------------------------------------------
 // 2. Follow latency
 
-/// Writes one line, waits until the follower has it, repeats. Microseconds.
-fn ping_pong(
-    w: &mut UnixStream,
-    rd: &mut LineReader,
-    warmup: usize,
-    samples: usize,
-) -> Res<Vec<f64>> {
-    let mut out = Vec::with_capacity(samples);
-    for i in 0..warmup + samples {
-        let token = format!("ping {i:010} ");
-        let line = make_line(&token);
-        let t = Instant::now();
-        w.write_all(&line).io_ctx("latency writer: write")?;
-        while !contains(rd.next_line()?, token.as_bytes()) {}
-        let dt = t.elapsed();
-        if i >= warmup {
-            out.push(dt.as_secs_f64() * 1e6);
+/// Round trips per path before the next path takes over.
+const LAT_CHUNK: usize = 500;
+
+/// One writer-to-follower path, driven one round trip at a time.
+struct LatPath {
+    w: UnixStream,
+    rd: LineReader,
+    next: u64,
+}
+
+impl LatPath {
+    /// `n` round trips: write one line, wait until the follower has it.
+    /// Their times in microseconds are appended to `out`.
+    fn rounds(&mut self, n: usize, out: &mut Vec<f64>) -> Res<()> {
+        for _ in 0..n {
+            let token = format!("ping {:010} ", self.next);
+            self.next += 1;
+            let line = make_line(&token);
+            let t = Instant::now();
+            self.w.write_all(&line).io_ctx("latency writer: write")?;
+            while !contains(self.rd.next_line()?, token.as_bytes()) {}
+            out.push(t.elapsed().as_secs_f64() * 1e6);
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// Through memlogd; `legacy` follows with LinuxKit's one-byte request.
-fn latency_memlogd(d: &Daemon, legacy: bool, warmup: usize, samples: usize) -> Res<Vec<f64>> {
-    latency_memlogd_inner(d, legacy, warmup, samples).map_err(|e| d.why(e))
-}
-
-fn latency_memlogd_inner(d: &Daemon, legacy: bool, warmup: usize, samples: usize) -> Res<Vec<f64>> {
+fn memlogd_path(d: &Daemon, legacy: bool) -> Res<LatPath> {
     let (mut w, r) = UnixStream::pair().ctx("socketpair")?;
     w.set_write_timeout(Some(d.timeout)).ctx("timeout")?;
     d.pass("lat", r.as_fd())?;
@@ -954,7 +955,7 @@ fn latency_memlogd_inner(d: &Daemon, legacy: bool, warmup: usize, samples: usize
             ));
         }
     }
-    ping_pong(&mut w, &mut rd, warmup, samples)
+    Ok(LatPath { w, rd, next: 0 })
 }
 
 /// A LinuxKit follower gets no hello, so nothing tells when memlogd has
@@ -986,12 +987,13 @@ fn sync_follower(w: &mut UnixStream, rd: &mut LineReader, timeout: Duration) -> 
 }
 
 /// Two hops without memlogd: socketpair -> relay thread -> stream -> follower.
-fn latency_baseline(warmup: usize, samples: usize, timeout: Duration) -> Res<Vec<f64>> {
-    let (mut w, mut r) = UnixStream::pair().ctx("socketpair")?;
+/// The relay ends when the path (its writer) is dropped.
+fn baseline_path(timeout: Duration) -> Res<LatPath> {
+    let (w, mut r) = UnixStream::pair().ctx("socketpair")?;
     let (mut out, f) = UnixStream::pair().ctx("socketpair")?;
     w.set_write_timeout(Some(timeout)).ctx("timeout")?;
     f.set_read_timeout(Some(timeout)).ctx("timeout")?;
-    let relay = thread::spawn(move || {
+    thread::spawn(move || {
         let mut buf = vec![0u8; READ_BUF];
         loop {
             match r.read(&mut buf) {
@@ -1006,13 +1008,11 @@ fn latency_baseline(warmup: usize, samples: usize, timeout: Duration) -> Res<Vec
             }
         }
     });
-    let res = {
-        let mut rd = LineReader::new(f);
-        ping_pong(&mut w, &mut rd, warmup, samples)
-    };
-    drop(w);
-    let _ = relay.join();
-    res
+    Ok(LatPath {
+        w,
+        rd: LineReader::new(f),
+        next: 0,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1577,26 +1577,53 @@ fn ingest(o: &Opts, r: &mut Report) -> Res<()> {
 }
 
 fn latency(o: &Opts, r: &mut Report) -> Res<()> {
-    let d = Daemon::start(o, &[])?;
+    // One memlogd per follower kind, so that neither adds work to the other.
+    let d_ext = Daemon::start(o, &[])?;
+    let d_legacy = Daemon::start(o, &[])?;
     let names = [
         "memlogd, extended follower",
         "memlogd, LinuxKit follower (mode byte 1)",
         "baseline: bare relay thread",
     ];
+    let why = |pi: usize, e: String| match pi {
+        0 => d_ext.why(e),
+        1 => d_legacy.why(e),
+        _ => e,
+    };
+    let mut paths = [
+        memlogd_path(&d_ext, false).map_err(|e| why(0, e))?,
+        memlogd_path(&d_legacy, true).map_err(|e| why(1, e))?,
+        baseline_path(o.timeout)?,
+    ];
+    for (pi, p) in paths.iter_mut().enumerate() {
+        p.rounds(o.warmup, &mut Vec::new())
+            .map_err(|e| why(pi, e))?;
+    }
     // [path][statistic] -> per-rep values: p50 p90 p99 max, samples >= 1 ms.
     let mut res = vec![vec![Vec::new(); 5]; names.len()];
     for rep in 0..o.reps {
+        // The paths take turns, LAT_CHUNK round trips at a time (starting
+        // with a different one each turn), so load on the machine falls on
+        // all of them alike.
+        let mut v = vec![Vec::with_capacity(o.samples); names.len()];
+        let mut done = 0;
+        let mut turn = 0;
+        while done < o.samples {
+            let k = (o.samples - done).min(LAT_CHUNK);
+            for j in 0..paths.len() {
+                let pi = (turn + j) % paths.len();
+                paths[pi].rounds(k, &mut v[pi]).map_err(|e| why(pi, e))?;
+            }
+            done += k;
+            turn += 1;
+        }
         for (pi, name) in names.iter().enumerate() {
-            let mut v = match pi {
-                0 => latency_memlogd(&d, false, o.warmup, o.samples)?,
-                1 => latency_memlogd(&d, true, o.warmup, o.samples)?,
-                _ => latency_baseline(o.warmup, o.samples, o.timeout)?,
-            };
+            let v = &mut v[pi];
             v.sort_by(f64::total_cmp);
             let ps = [
-                percentile(&v, 50.0),
-                percentile(&v, 90.0),
-                percentile(&v, 99.0),
+                percentile(v, 50.0),
+                percentile(v, 90.0),
+                percentile(v, 99.0),
                 v.last().copied().unwrap_or(f64::NAN),
                 v.iter().filter(|&&x| x >= 1000.0).count() as f64,
             ];
@@ -1612,11 +1639,12 @@ fn latency(o: &Opts, r: &mut Report) -> Res<()> {
             }
         }
     }
-    drop(d);
+    drop(paths);
+    drop((d_ext, d_legacy));
     let m = &mut r.md;
     let _ = writeln!(
         m,
-        "\n## 2. Follow latency\n\nOne thread writes a {LINE_LEN}-byte line carrying a counter to a socketpair passed to memlogd, then blocks until its follower (a mode-1 query connection) has received that line; {} samples per repetition after {} warm-up rounds. Baseline: the same two hops without memlogd (socketpair, a relay thread that `read`s and `write`s, a stream to the follower). Microseconds; the percentiles are per repetition, then median (min–max) over repetitions. On a loaded machine the max and the count of samples of 1 ms or more measure scheduling more than memlogd.\n",
+        "\n## 2. Follow latency\n\nOne thread writes a {LINE_LEN}-byte line carrying a counter to a socketpair passed to memlogd, then blocks until its follower (a mode-1 query connection) has received that line; {} samples per repetition after {} warm-up rounds. Baseline: the same two hops without memlogd (socketpair, a relay thread that `read`s and `write`s, a stream to the follower). Each follower kind has its own memlogd, and the three paths take turns, {LAT_CHUNK} round trips at a time, so that load on the machine falls on all of them alike. Microseconds; the percentiles are per repetition, then median (min–max) over repetitions. On a loaded machine the max and the count of samples of 1 ms or more measure scheduling more than memlogd.\n",
         o.samples, o.warmup
     );
     let _ = writeln!(m, "| path | p50 | p90 | p99 | max | samples ≥ 1 ms |");
