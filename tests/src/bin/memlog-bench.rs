@@ -39,6 +39,14 @@ const READ_BUF: usize = 64 * 1024;
 
 type Res<T> = Result<T, String>;
 
+/// A line on stderr. Unlike `eprintln!` it never panics (a closed stderr,
+/// e.g. `2>&1 | head`, must not abort the run before memlogd is stopped).
+macro_rules! progress {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stderr(), $($arg)*);
+    }};
+}
+
 /// Adds what was being done to an error.
 trait Ctx<T> {
     fn ctx(self, what: &str) -> Res<T>;
@@ -318,6 +326,30 @@ fn default_memlogd() -> PathBuf {
 
 static DIR_SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// Removes temporary directories of earlier runs whose process is gone (a
+/// run killed by a signal cannot clean up; its memlogd died with it).
+fn remove_stale_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("memlog-bench.")) else {
+            continue;
+        };
+        let Some((pid, seq)) = rest.split_once('.') else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok()
+            && seq.parse::<u32>().is_ok()
+            && !Path::new("/proc").join(pid).exists()
+            && e.file_type().is_ok_and(|t| t.is_dir())
+        {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// A running memlogd in its own temporary directory. Dropping it kills the
 /// process and removes the directory.
 struct Daemon {
@@ -406,7 +438,7 @@ impl Daemon {
             }
             thread::sleep(Duration::from_millis(5));
         }
-        eprintln!("started memlogd pid {} {}", d.pid(), extra.join(" "));
+        progress!("started memlogd pid {} {}", d.pid(), extra.join(" "));
         Ok(d)
     }
 
@@ -1366,7 +1398,7 @@ fn main() {
     let opts = match parse_opts() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("memlog-bench: {e}");
+            progress!("memlog-bench: {e}");
             std::process::exit(2);
         }
     };
@@ -1374,6 +1406,7 @@ fn main() {
         md: String::new(),
         json: Vec::new(),
     };
+    remove_stale_dirs();
     let t0 = Instant::now();
     let res = run(&opts, &mut rep);
     let _ = writeln!(
@@ -1381,19 +1414,20 @@ fn main() {
         "\nTotal benchmark time: {:.0} s.",
         t0.elapsed().as_secs_f64()
     );
-    print!("{}", rep.md);
-    let _ = io::stdout().flush();
+    let mut stdout = io::stdout();
+    let _ = stdout.write_all(rep.md.as_bytes());
+    let _ = stdout.flush();
     if let Some(p) = &opts.json {
         let mut out = Vec::new();
         J::O(std::mem::take(&mut rep.json)).write(&mut out);
         out.push(b'\n');
         if let Err(e) = fs::write(p, out) {
-            eprintln!("memlog-bench: writing {}: {e}", p.display());
+            progress!("memlog-bench: writing {}: {e}", p.display());
             std::process::exit(1);
         }
     }
     if let Err(e) = res {
-        eprintln!("memlog-bench: error: {e}");
+        progress!("memlog-bench: error: {e}");
         std::process::exit(1);
     }
 }
@@ -1504,7 +1538,7 @@ fn ingest(o: &Opts, r: &mut Report) -> Res<()> {
     // every page of it resident, a fresh one takes page faults first.
     let fill = buffer / ring::record_size(5, LINE_LEN - 1) as u64 + 1_000;
     let secs = ingest_memlogd(&mut d, 1, fill, "warm")?;
-    eprintln!(
+    progress!(
         "ingest warm-up: {fill} lines into a fresh ring at {:.3} M lines/s",
         fill as f64 / secs / 1e6
     );
@@ -1514,7 +1548,7 @@ fn ingest(o: &Opts, r: &mut Report) -> Res<()> {
         for (wi, &w) in o.writers.iter().enumerate() {
             let m = o.lines as f64 / ingest_memlogd(&mut d, w, o.lines, &format!("r{rep}w"))?;
             let b = o.lines as f64 / ingest_baseline(w, o.lines, o.timeout)?;
-            eprintln!(
+            progress!(
                 "ingest rep {}/{} {w:>2} writers: memlogd {:.3} M lines/s, baseline {:.3} M lines/s",
                 rep + 1,
                 o.reps,
@@ -1627,7 +1661,7 @@ fn latency(o: &Opts, r: &mut Report) -> Res<()> {
                 v.last().copied().unwrap_or(f64::NAN),
                 v.iter().filter(|&&x| x >= 1000.0).count() as f64,
             ];
-            eprintln!(
+            progress!(
                 "latency rep {}/{} {name}: p50 {:.1} µs, p99 {:.1} µs",
                 rep + 1,
                 o.reps,
@@ -1694,7 +1728,7 @@ fn dump(o: &Opts, r: &mut Report) -> Res<()> {
     ];
     let mut d = Daemon::start(o, &args)?;
     let fill = ingest_memlogd(&mut d, 2, o.dump_lines, "d")?;
-    eprintln!(
+    progress!(
         "dump: filled memlogd with {} lines at {:.3} M lines/s",
         o.dump_lines,
         o.dump_lines as f64 / fill / 1e6
@@ -1727,7 +1761,7 @@ fn dump(o: &Opts, r: &mut Report) -> Res<()> {
         for (k, x) in [ext, legacy, dec, b_raw, b_dec].into_iter().enumerate() {
             runs[k].push(x);
         }
-        eprintln!(
+        progress!(
             "dump rep {}/{}: raw {:.3} M records/s, decoded {:.3} M/s, baseline raw {:.3} M/s, baseline decoded {:.3} M/s",
             rep + 1,
             o.reps,
@@ -1874,7 +1908,7 @@ fn memory(o: &Opts, r: &mut Report) -> Res<()> {
     let mut rows = Vec::new();
     for &size in &o.mem_sizes {
         let row = memory_one(o, size)?;
-        eprintln!(
+        progress!(
             "memory {}: VmHWM {}, VmRSS {}",
             size_arg(size),
             mib(row.hwm),
