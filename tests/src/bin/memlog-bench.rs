@@ -15,7 +15,9 @@
 use memlog::client::Client;
 use memlog::proto::{self, Line, Mode, Request};
 use memlog::{ring, sys, timefmt};
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::unistd::Pid;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -942,6 +944,8 @@ struct LatPath {
     w: UnixStream,
     rd: LineReader,
     next: u64,
+    /// The far side: memlogd's pid, or the relay thread's tid.
+    far: Pid,
 }
 
 impl LatPath {
@@ -987,7 +991,12 @@ fn memlogd_path(d: &Daemon, legacy: bool) -> Res<LatPath> {
             ));
         }
     }
-    Ok(LatPath { w, rd, next: 0 })
+    Ok(LatPath {
+        w,
+        rd,
+        next: 0,
+        far: Pid::from_raw(d.pid() as i32),
+    })
 }
 
 /// A LinuxKit follower gets no hello, so nothing tells when memlogd has
@@ -1025,7 +1034,9 @@ fn baseline_path(timeout: Duration) -> Res<LatPath> {
     let (mut out, f) = UnixStream::pair().ctx("socketpair")?;
     w.set_write_timeout(Some(timeout)).ctx("timeout")?;
     f.set_read_timeout(Some(timeout)).ctx("timeout")?;
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     thread::spawn(move || {
+        let _ = tid_tx.send(nix::unistd::gettid());
         let mut buf = vec![0u8; READ_BUF];
         loop {
             match r.read(&mut buf) {
@@ -1040,10 +1051,14 @@ fn baseline_path(timeout: Duration) -> Res<LatPath> {
             }
         }
     });
+    let far = tid_rx
+        .recv_timeout(timeout)
+        .ctx("the relay thread did not start")?;
     Ok(LatPath {
         w,
         rd: LineReader::new(f),
         next: 0,
+        far,
     })
 }
 
@@ -1610,6 +1625,43 @@ fn ingest(o: &Opts, r: &mut Report) -> Res<()> {
     Ok(())
 }
 
+/// Where the two ends of a latency path run.
+struct Placement {
+    name: String,
+    /// The writer and follower (this thread).
+    near: usize,
+    /// memlogd, or the relay thread.
+    far: usize,
+}
+
+/// The CPUs this process may use.
+fn allowed_cpus() -> Vec<usize> {
+    sched_getaffinity(Pid::from_raw(0))
+        .map(|set| {
+            (0..CpuSet::count())
+                .filter(|&c| set.is_set(c).unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pin(who: Pid, cpu: usize) -> Res<()> {
+    let mut set = CpuSet::new();
+    set.set(cpu).ctx("CPU set")?;
+    sched_setaffinity(who, &set).ctx(&format!("pinning {who} to CPU {cpu}"))
+}
+
+/// Restores this thread's CPU affinity when dropped.
+struct AffinityGuard(Option<CpuSet>);
+
+impl Drop for AffinityGuard {
+    fn drop(&mut self) {
+        if let Some(set) = &self.0 {
+            let _ = sched_setaffinity(Pid::from_raw(0), set);
+        }
+    }
+}
+
 fn latency(o: &Opts, r: &mut Report) -> Res<()> {
     // One memlogd per follower kind, so that neither adds work to the other.
     let d_ext = Daemon::start(o, &[])?;
@@ -1629,11 +1681,62 @@ fn latency(o: &Opts, r: &mut Report) -> Res<()> {
         memlogd_path(&d_legacy, true).map_err(|e| why(1, e))?,
         baseline_path(o.timeout)?,
     ];
-    for (pi, p) in paths.iter_mut().enumerate() {
-        p.rounds(o.warmup, &mut Vec::new())
-            .map_err(|e| why(pi, e))?;
+    // A wakeup on another CPU costs far more than one on the same CPU (tens
+    // of microseconds on some VMs), and the scheduler may pick either for
+    // any path at any time: both placements are measured, pinned.
+    let cpus = allowed_cpus();
+    let placements = match cpus[..] {
+        [a, b, ..] => vec![
+            Placement {
+                name: format!("one CPU ({a})"),
+                near: a,
+                far: a,
+            },
+            Placement {
+                name: format!("two CPUs ({a}, {b})"),
+                near: a,
+                far: b,
+            },
+        ],
+        [a] => vec![Placement {
+            name: format!("one CPU ({a})"),
+            near: a,
+            far: a,
+        }],
+        [] => return Err("cannot read this process's CPU affinity".into()),
+    };
+    let _restore = AffinityGuard(sched_getaffinity(Pid::from_raw(0)).ok());
+    // [placement][path][statistic] -> per-rep values: p50 p90 p99 max,
+    // samples >= 1 ms.
+    let mut all = Vec::new();
+    for pl in &placements {
+        pin(Pid::from_raw(0), pl.near)?;
+        for p in &paths {
+            pin(p.far, pl.far)?;
+        }
+        for (pi, p) in paths.iter_mut().enumerate() {
+            p.rounds(o.warmup, &mut Vec::new())
+                .map_err(|e| why(pi, e))?;
+        }
+        all.push(latency_reps(o, &names, &mut paths, &why, &pl.name)?);
     }
-    // [path][statistic] -> per-rep values: p50 p90 p99 max, samples >= 1 ms.
+    drop(_restore);
+    drop(paths);
+    drop((d_ext, d_legacy));
+    latency_report(o, r, &names, &placements, &all);
+    Ok(())
+}
+
+type Why<'a> = dyn Fn(usize, String) -> String + 'a;
+
+/// The repetitions of one placement: [path][statistic] -> per-rep values.
+fn latency_reps(
+    o: &Opts,
+    names: &[&str],
+    paths: &mut [LatPath],
+    why: &Why<'_>,
+    placement: &str,
+) -> Res<Vec<Vec<Vec<f64>>>> {
     let mut res = vec![vec![Vec::new(); 5]; names.len()];
     for rep in 0..o.reps {
         // The paths take turns, LAT_CHUNK round trips at a time (starting
@@ -1662,7 +1765,7 @@ fn latency(o: &Opts, r: &mut Report) -> Res<()> {
                 v.iter().filter(|&&x| x >= 1000.0).count() as f64,
             ];
             progress!(
-                "latency rep {}/{} {name}: p50 {:.1} µs, p99 {:.1} µs",
+                "latency {placement} rep {}/{} {name}: p50 {:.1} µs, p99 {:.1} µs",
                 rep + 1,
                 o.reps,
                 ps[0],
@@ -1673,37 +1776,51 @@ fn latency(o: &Opts, r: &mut Report) -> Res<()> {
             }
         }
     }
-    drop(paths);
-    drop((d_ext, d_legacy));
+    Ok(res)
+}
+
+fn latency_report(
+    o: &Opts,
+    r: &mut Report,
+    names: &[&str],
+    placements: &[Placement],
+    all: &[Vec<Vec<Vec<f64>>>],
+) {
     let m = &mut r.md;
     let _ = writeln!(
         m,
-        "\n## 2. Follow latency\n\nOne thread writes a {LINE_LEN}-byte line carrying a counter to a socketpair passed to memlogd, then blocks until its follower (a mode-1 query connection) has received that line; {} samples per repetition after {} warm-up rounds. Baseline: the same two hops without memlogd (socketpair, a relay thread that `read`s and `write`s, a stream to the follower). Each follower kind has its own memlogd, and the three paths take turns, {LAT_CHUNK} round trips at a time, so that load on the machine falls on all of them alike. Microseconds; the percentiles are per repetition, then median (min–max) over repetitions. On a loaded machine the max and the count of samples of 1 ms or more measure scheduling more than memlogd.\n",
+        "\n## 2. Follow latency\n\nOne thread writes a {LINE_LEN}-byte line carrying a counter to a socketpair passed to memlogd, then blocks until its follower (a mode-1 query connection) has received that line; {} samples per repetition after {} warm-up rounds. Baseline: the same two hops without memlogd (socketpair, a relay thread that `read`s and `write`s, a stream to the follower). Each follower kind has its own memlogd, and the three paths take turns, {LAT_CHUNK} round trips at a time, so that load on the machine falls on all of them alike. Placement: the writer/follower thread and the far side (memlogd, or the relay thread) are pinned to one CPU, then to two different CPUs; a wakeup on another CPU costs much more (tens of µs on some VMs), and unpinned the scheduler switches between the two at will, which makes unpinned results bimodal. Microseconds; the percentiles are per repetition, then median (min–max) over repetitions. On a loaded machine the max and the count of samples of 1 ms or more measure scheduling more than memlogd.\n",
         o.samples, o.warmup
     );
-    let _ = writeln!(m, "| path | p50 | p90 | p99 | max | samples ≥ 1 ms |");
-    let _ = writeln!(m, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        m,
+        "| placement | path | p50 | p90 | p99 | max | samples ≥ 1 ms |"
+    );
+    let _ = writeln!(m, "| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     let mut rows = Vec::new();
-    for (pi, name) in names.iter().enumerate() {
-        let c: Vec<String> = res[pi]
-            .iter()
-            .enumerate()
-            .map(|(k, v)| cell(summary(v), if k == 4 { 0 } else { 1 }))
-            .collect();
-        let _ = writeln!(
-            m,
-            "| {name} | {} | {} | {} | {} | {} |",
-            c[0], c[1], c[2], c[3], c[4]
-        );
-        let j = |k: usize| jsum(summary(&res[pi][k]), &res[pi][k]);
-        rows.push(J::O(vec![
-            ("path", J::S(name.to_string())),
-            ("p50_us", j(0)),
-            ("p90_us", j(1)),
-            ("p99_us", j(2)),
-            ("max_us", j(3)),
-            ("samples_over_1ms", j(4)),
-        ]));
+    for (pl, res) in placements.iter().zip(all) {
+        for (pi, name) in names.iter().enumerate() {
+            let c: Vec<String> = res[pi]
+                .iter()
+                .enumerate()
+                .map(|(k, v)| cell(summary(v), if k == 4 { 0 } else { 1 }))
+                .collect();
+            let _ = writeln!(
+                m,
+                "| {} | {name} | {} | {} | {} | {} | {} |",
+                pl.name, c[0], c[1], c[2], c[3], c[4]
+            );
+            let j = |k: usize| jsum(summary(&res[pi][k]), &res[pi][k]);
+            rows.push(J::O(vec![
+                ("placement", J::S(pl.name.clone())),
+                ("path", J::S(name.to_string())),
+                ("p50_us", j(0)),
+                ("p90_us", j(1)),
+                ("p99_us", j(2)),
+                ("max_us", j(3)),
+                ("samples_over_1ms", j(4)),
+            ]));
+        }
     }
     r.json.push((
         "latency",
@@ -1713,7 +1830,6 @@ fn latency(o: &Opts, r: &mut Report) -> Res<()> {
             ("rows", J::A(rows)),
         ]),
     ));
-    Ok(())
 }
 
 fn dump(o: &Opts, r: &mut Report) -> Res<()> {
