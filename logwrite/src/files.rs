@@ -496,7 +496,9 @@ impl Sink for Files {
 
     fn fail(&mut self) {
         for (stem, o) in &self.open {
-            if o.written > o.saved && o.file.set_len(o.saved).is_err() {
+            // A failed write may have left part of its bytes behind.
+            let size = o.file.metadata().map(|m| m.len());
+            if size.map_or(true, |s| s > o.saved) && o.file.set_len(o.saved).is_err() {
                 self.cut.push((format!("{stem}.log"), o.saved));
             }
         }

@@ -108,10 +108,10 @@ pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration) {
             &mut progress,
             &mut said_linuxkit,
             &mut memlogd_trouble,
+            &mut output_trouble,
         );
         if progress {
             backoff.reset();
-            output_trouble.recover("writing again");
         }
         match ended {
             Ended::Memlogd(why) => {
@@ -138,6 +138,7 @@ fn pump(
     progress: &mut bool,
     said_linuxkit: &mut bool,
     memlogd_trouble: &mut Episode,
+    output_trouble: &mut Episode,
 ) -> Ended {
     let mut instance = None;
     let mut last_tick = Instant::now();
@@ -147,7 +148,10 @@ fn pump(
             if let Err(e) = sink.commit() {
                 return Ended::Sink(e);
             }
-            *progress |= memlogd_ok;
+            if memlogd_ok && !*progress {
+                *progress = true;
+                output_trouble.recover("writing again");
+            }
         }
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
