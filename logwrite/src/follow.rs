@@ -79,6 +79,11 @@ pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration) {
     let mut output_trouble = Episode::new(&name, "cannot write");
     let mut memlogd_trouble = Episode::new(&name, "memlogd");
     let mut said_linuxkit = false;
+    // Without a saved position, where this output started in the current
+    // memlogd instance: (instance, first sequence number then held). If a
+    // failure comes before the first commit, what the ring overwrote since
+    // is still counted as lost.
+    let mut floor: Option<(u64, u64)> = None;
     loop {
         if let Err(e) = sink.open() {
             output_trouble.fail(&e.to_string());
@@ -109,6 +114,7 @@ pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration) {
             &mut said_linuxkit,
             &mut memlogd_trouble,
             &mut output_trouble,
+            &mut floor,
         );
         if progress {
             backoff.reset();
@@ -139,6 +145,7 @@ fn pump(
     said_linuxkit: &mut bool,
     memlogd_trouble: &mut Episode,
     output_trouble: &mut Episode,
+    floor: &mut Option<(u64, u64)>,
 ) -> Ended {
     let mut instance = None;
     let mut last_tick = Instant::now();
@@ -187,7 +194,24 @@ fn pump(
             }
         }
         let res = match line {
-            Line::Hello { instance: i, .. } => {
+            Line::Hello {
+                instance: i, first, ..
+            } => {
+                let mut res = Ok(());
+                if after.is_none() {
+                    match *floor {
+                        Some((fi, ff)) if fi == i => {
+                            if first > ff {
+                                let pos = Position {
+                                    instance: i,
+                                    seq: first - 1,
+                                };
+                                res = sink.lost(first - ff, Some(pos));
+                            }
+                        }
+                        _ => *floor = Some((i, first)),
+                    }
+                }
                 if let Some(p) = after.filter(|p| p.instance != i) {
                     say(
                         sink.name(),
@@ -198,7 +222,7 @@ fn pump(
                     );
                 }
                 instance = Some(i);
-                Ok(())
+                res
             }
             Line::Record(r) => {
                 let pos = match (instance, r.seq) {

@@ -336,8 +336,10 @@ impl Rsyslog {
         });
         assert!(
             ok,
-            "rsyslog got {} messages from {app}, want {n}; logwrite: {}; rsyslogd: {}",
+            "rsyslog got {} messages from {app}, want {n} (first {:?}, last {:?}); logwrite: {}; rsyslogd: {}",
             got.len(),
+            got.first(),
+            got.last(),
             lw.stderr(),
             self.log()
         );

@@ -74,8 +74,12 @@ fn disk_full_while_the_ring_overruns_counts_the_lost() {
     let m = Memlogd::start(&["-max-lines", "300"]);
     let errs = TempDir::new("lw-err");
     let lw = Logwrite::start(m.query_socket(), &logs, &errs, &["-max-log-size", "10M"]);
-    let want = numbered("big", 0..2000, 100);
-    write_lines(&m, "big", &want);
+    let mut want = numbered("big", 0..2000, 100);
+    // logwrite is following before the flood (so everything counts).
+    want[0] = "first".into();
+    write_lines(&m, "big", &want[..1]);
+    wait_msgs(&logs, "big.log", &want[..1], &lw);
+    write_lines(&m, "big", &want[1..]);
     lw.wait_stderr("No space left");
     remount(&logs, "remount,size=4m");
     // The ring's last record ends up written.
@@ -191,7 +195,9 @@ fn log_directory_removed_while_running() {
     let a = numbered("before", 0..20, 0);
     write_lines(&m, "svc", &a);
     wait_msgs(&logs, "svc.log", &a, &lw);
-    std::fs::remove_dir_all(&logs).expect("rm -rf");
+    // logwrite may be saving its state right then: retry until gone.
+    let gone = wait_for(TIMEOUT, || std::fs::remove_dir_all(&logs).is_ok());
+    assert!(gone, "cannot remove {}", logs.display());
     lw.wait_stderr("removed");
     let b = numbered("after", 0..20, 0);
     write_lines(&m, "svc", &b);
