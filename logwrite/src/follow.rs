@@ -72,21 +72,31 @@ enum Ended {
     Sink(io::Error),
 }
 
+/// What one output's loop keeps across connections.
+struct Ctx {
+    said_linuxkit: bool,
+    memlogd_trouble: Episode,
+    output_trouble: Episode,
+    /// Without a saved position, where this output started in the current
+    /// memlogd instance: (instance, first sequence number then held). If a
+    /// failure comes before the first commit, what the ring overwrote since
+    /// is still counted as lost.
+    floor: Option<(u64, u64)>,
+}
+
 /// Runs `sink` against the memlogd query socket at `socket`, forever.
 pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration) {
     let name = sink.name().to_owned();
     let mut backoff = Backoff::new(Duration::from_millis(100), max_backoff);
-    let mut output_trouble = Episode::new(&name, "cannot write");
-    let mut memlogd_trouble = Episode::new(&name, "memlogd");
-    let mut said_linuxkit = false;
-    // Without a saved position, where this output started in the current
-    // memlogd instance: (instance, first sequence number then held). If a
-    // failure comes before the first commit, what the ring overwrote since
-    // is still counted as lost.
-    let mut floor: Option<(u64, u64)> = None;
+    let mut ctx = Ctx {
+        said_linuxkit: false,
+        memlogd_trouble: Episode::new(&name, "memlogd"),
+        output_trouble: Episode::new(&name, "cannot write"),
+        floor: None,
+    };
     loop {
         if let Err(e) = sink.open() {
-            output_trouble.fail(&e.to_string());
+            ctx.output_trouble.fail(&e.to_string());
             sink.fail();
             backoff.wait();
             continue;
@@ -100,36 +110,28 @@ pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration) {
         let mut client = match client {
             Ok(c) => c,
             Err(e) => {
-                memlogd_trouble.fail(&format!("cannot connect to {}: {e}", socket.display()));
+                ctx.memlogd_trouble
+                    .fail(&format!("cannot connect to {}: {e}", socket.display()));
                 backoff.wait();
                 continue;
             }
         };
         let mut progress = false;
-        let ended = pump(
-            sink,
-            &mut client,
-            req.after,
-            &mut progress,
-            &mut said_linuxkit,
-            &mut memlogd_trouble,
-            &mut output_trouble,
-            &mut floor,
-        );
+        let ended = pump(sink, &mut client, req.after, &mut progress, &mut ctx);
         if progress {
             backoff.reset();
         }
         match ended {
             Ended::Memlogd(why) => {
-                memlogd_trouble.fail(&why);
+                ctx.memlogd_trouble.fail(&why);
                 // Whatever was taken is written before we wait.
                 if let Err(e) = sink.commit() {
-                    output_trouble.fail(&e.to_string());
+                    ctx.output_trouble.fail(&e.to_string());
                     sink.fail();
                 }
             }
             Ended::Sink(e) => {
-                output_trouble.fail(&e.to_string());
+                ctx.output_trouble.fail(&e.to_string());
                 sink.fail();
             }
         }
@@ -142,10 +144,7 @@ fn pump(
     client: &mut Client,
     after: Option<Position>,
     progress: &mut bool,
-    said_linuxkit: &mut bool,
-    memlogd_trouble: &mut Episode,
-    output_trouble: &mut Episode,
-    floor: &mut Option<(u64, u64)>,
+    ctx: &mut Ctx,
 ) -> Ended {
     let mut instance = None;
     let mut last_tick = Instant::now();
@@ -157,7 +156,7 @@ fn pump(
             }
             if memlogd_ok && !*progress {
                 *progress = true;
-                output_trouble.recover("writing again");
+                ctx.output_trouble.recover("writing again");
             }
         }
         if last_tick.elapsed() >= TICK {
@@ -182,9 +181,9 @@ fn pump(
         };
         if !memlogd_ok {
             memlogd_ok = true;
-            memlogd_trouble.recover("connected to memlogd");
-            if client.server() == Server::LinuxKit && !*said_linuxkit {
-                *said_linuxkit = true;
+            ctx.memlogd_trouble.recover("connected to memlogd");
+            if client.server() == Server::LinuxKit && !ctx.said_linuxkit {
+                ctx.said_linuxkit = true;
                 say(
                     sink.name(),
                     "memlogd does not speak memlog/1 (LinuxKit's memlogd?): no exact resume; \
@@ -199,7 +198,7 @@ fn pump(
             } => {
                 let mut res = Ok(());
                 if after.is_none() {
-                    match *floor {
+                    match ctx.floor {
                         Some((fi, ff)) if fi == i => {
                             if first > ff {
                                 let pos = Position {
@@ -209,7 +208,7 @@ fn pump(
                                 res = sink.lost(first - ff, Some(pos));
                             }
                         }
-                        _ => *floor = Some((i, first)),
+                        _ => ctx.floor = Some((i, first)),
                     }
                 }
                 if let Some(p) = after.filter(|p| p.instance != i) {
