@@ -35,7 +35,9 @@ fn all_msgs(dir: &Path, stem: &str) -> Vec<String> {
                 assert!(o.status.success(), "{} is not valid gzip", p.display());
                 String::from_utf8(o.stdout).expect("utf8")
             } else {
-                std::fs::read_to_string(&p).expect("read")
+                // Rotation may rename it away meanwhile: that snapshot is
+                // then short, and callers wait for a complete one.
+                std::fs::read_to_string(&p).unwrap_or_default()
             };
             out.extend(
                 text.lines()
@@ -158,7 +160,11 @@ fn hostile_names_stay_inside_and_apart() {
             })
             .unwrap_or_default()
     };
-    let ok = wait_for(TIMEOUT, || files().len() == names.len());
+    // Files are created before their first line is written out.
+    let ok = wait_for(TIMEOUT, || {
+        let fs = files();
+        fs.len() == names.len() && fs.iter().all(|f| !lines(&logs, f).is_empty())
+    });
     assert!(ok, "files: {:?}; stderr: {}", files(), lw.stderr());
     // One file per source, each holding exactly that source's line.
     let mut seen = vec![false; names.len()];
