@@ -94,7 +94,7 @@ impl Logwrite {
     pub fn wait_stderr(&self, needle: &str) {
         let n = needle.to_lowercase();
         assert!(
-            wait_for(TIMEOUT, || self.stderr().to_lowercase().contains(&n)),
+            wait_for(|| self.stderr().to_lowercase().contains(&n), TIMEOUT),
             "logwrite's stderr never mentioned {needle:?}: {}",
             self.stderr()
         );
@@ -136,10 +136,13 @@ pub fn msgs(dir: &Path, name: &str) -> Vec<String> {
 /// with what it holds after [`TIMEOUT`].
 pub fn wait_msgs(dir: &Path, name: &str, want: &[String], lw: &Logwrite) {
     let mut got = Vec::new();
-    let ok = wait_for(TIMEOUT, || {
-        got = msgs(dir, name);
-        got.len() >= want.len()
-    });
+    let ok = wait_for(
+        || {
+            got = msgs(dir, name);
+            got.len() >= want.len()
+        },
+        TIMEOUT,
+    );
     assert!(
         ok && got == want,
         "{} holds {} lines, want {}; first difference at {:?}; logwrite stderr: {}",
@@ -271,9 +274,10 @@ impl Rsyslog {
             .expect("spawn rsyslogd");
         self.child = Some(child);
         let port = self.tcp_port;
-        let ok = wait_for(TIMEOUT, || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let ok = wait_for(
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            TIMEOUT,
+        );
         assert!(ok, "rsyslogd did not listen on {port}: {}", self.log());
     }
 
@@ -330,10 +334,13 @@ impl Rsyslog {
     /// Waits until at least `n` messages from `app` arrived; returns them.
     pub fn wait_count(&self, app: &str, n: usize, lw: &Logwrite) -> Vec<String> {
         let mut got = Vec::new();
-        let ok = wait_for(TIMEOUT, || {
-            got = self.msgs_from(app);
-            got.len() >= n
-        });
+        let ok = wait_for(
+            || {
+                got = self.msgs_from(app);
+                got.len() >= n
+            },
+            TIMEOUT,
+        );
         assert!(
             ok,
             "rsyslog got {} messages from {app}, want {n} (first {:?}, last {:?}); logwrite: {}; rsyslogd: {}",

@@ -112,10 +112,13 @@ fn disk_full_while_the_ring_overruns_counts_the_lost() {
         (notes, msgs(&logs, "big.log").len() as u64 + memlogd_written)
     };
     let mut last = (Vec::new(), 0);
-    let ok = wait_for(TIMEOUT, || {
-        last = count();
-        last.0.iter().sum::<u64>() + last.1 == total
-    });
+    let ok = wait_for(
+        || {
+            last = count();
+            last.0.iter().sum::<u64>() + last.1 == total
+        },
+        TIMEOUT,
+    );
     assert!(
         ok && !last.0.is_empty(),
         "lost {:?} + written {} != {total}; {}",
@@ -196,13 +199,13 @@ fn log_directory_removed_while_running() {
     write_lines(&m, "svc", &a);
     wait_msgs(&logs, "svc.log", &a, &lw);
     // logwrite may be saving its state right then: retry until gone.
-    let gone = wait_for(TIMEOUT, || std::fs::remove_dir_all(&logs).is_ok());
+    let gone = wait_for(|| std::fs::remove_dir_all(&logs).is_ok(), TIMEOUT);
     assert!(gone, "cannot remove {}", logs.display());
     lw.wait_stderr("removed");
     let b = numbered("after", 0..20, 0);
     write_lines(&m, "svc", &b);
     // The directory comes back with what came after, each line once.
-    let ok = wait_for(TIMEOUT, || msgs(&logs, "svc.log").len() >= b.len());
+    let ok = wait_for(|| msgs(&logs, "svc.log").len() >= b.len(), TIMEOUT);
     assert!(ok, "stderr: {}", lw.stderr());
     assert_eq!(msgs(&logs, "svc.log"), b, "{:?}", lines(&logs, "svc.log"));
     assert!(lw.alive());

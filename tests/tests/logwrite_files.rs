@@ -161,10 +161,13 @@ fn hostile_names_stay_inside_and_apart() {
             .unwrap_or_default()
     };
     // Files are created before their first line is written out.
-    let ok = wait_for(TIMEOUT, || {
-        let fs = files();
-        fs.len() == names.len() && fs.iter().all(|f| !lines(&logs, f).is_empty())
-    });
+    let ok = wait_for(
+        || {
+            let fs = files();
+            fs.len() == names.len() && fs.iter().all(|f| !lines(&logs, f).is_empty())
+        },
+        TIMEOUT,
+    );
     assert!(ok, "files: {:?}; stderr: {}", files(), lw.stderr());
     // One file per source, each holding exactly that source's line.
     let mut seen = vec![false; names.len()];
@@ -261,7 +264,7 @@ fn kill9_and_restart_resume_exactly() {
     for round in 0..6 {
         // Let it write something, then kill it wherever it is.
         let before = all_msgs(logs.path(), "stream").len();
-        wait_for(TIMEOUT, || all_msgs(logs.path(), "stream").len() > before);
+        wait_for(|| all_msgs(logs.path(), "stream").len() > before, TIMEOUT);
         lw.kill9();
         if round % 2 == 1 {
             std::thread::sleep(Duration::from_millis(20));

@@ -109,9 +109,10 @@ fn rsyslog_gets_every_record_once_in_order_across_restarts() {
 
     // UDP, RFC 3164, only udp.* sources.
     write_lines(&m, "udp.svc", &["over udp".to_string()]);
-    let ok = wait_for(memlog_tests::TIMEOUT, || {
-        rs.msgs_from("udp.svc") == vec!["over udp".to_string()]
-    });
+    let ok = wait_for(
+        || rs.msgs_from("udp.svc") == vec!["over udp".to_string()],
+        memlog_tests::TIMEOUT,
+    );
     assert!(ok, "udp: {:?}; {}", rs.received().last(), lw.stderr());
     assert_eq!(
         rs.msgs_from("udp.svc").len(),

@@ -121,9 +121,10 @@ fn main() {
         let logs = TempDir::new("bench-logs");
         let t0 = Instant::now();
         let mut lw = Logwrite::start(m.query_socket(), logs.path(), &errs, &extra);
-        let ok = wait_for(TIMEOUT, || {
-            saved_position(logs.path(), ".logwrite.state").is_some_and(|(_, s)| s >= last_seq)
-        });
+        let ok = wait_for(
+            || saved_position(logs.path(), ".logwrite.state").is_some_and(|(_, s)| s >= last_seq),
+            TIMEOUT,
+        );
         let dt = t0.elapsed().as_secs_f64();
         assert!(ok, "logwrite did not finish: {}", lw.stderr());
         lw.kill9();
