@@ -1,8 +1,9 @@
 //! Output formats (`-o`) and colour by severity. The default is LinuxKit's
 //! `TIME;SOURCE;MSG`, byte for byte.
 
-use chrono::{DateTime, Local};
+use chrono::{DateTime, Datelike, Local, Offset, Timelike};
 use memlog::proto::Record;
+use std::io::Write;
 
 /// One line per record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,13 +54,37 @@ impl Format {
         })
     }
 
-    fn local_layout(self) -> Option<&'static str> {
-        match self {
-            Format::Short => Some("%b %e %H:%M:%S"),
-            Format::Precise => Some("%b %e %H:%M:%S%.6f"),
-            Format::Iso => Some("%Y-%m-%dT%H:%M:%S%:z"),
-            Format::IsoPrecise => Some("%Y-%m-%dT%H:%M:%S%.6f%:z"),
-            _ => None,
+    /// Appends the local time `ns` in this format's layout (chrono's
+    /// `%b %e %H:%M:%S`, `%Y-%m-%dT%H:%M:%S%:z` and the `%.6f` variants),
+    /// written field by field: chrono's strftime engine would add tens of
+    /// KiB to the binary for four fixed layouts.
+    fn write_local(self, out: &mut Vec<u8>, ns: i64) {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let t: DateTime<Local> = DateTime::from_timestamp_nanos(ns).into();
+        let (iso, precise) = match self {
+            Format::Short => (false, false),
+            Format::Precise => (false, true),
+            Format::Iso => (true, false),
+            _ => (true, true),
+        };
+        let _ = if iso {
+            write!(out, "{:04}-{:02}-{:02}T", t.year(), t.month(), t.day())
+        } else {
+            let month = MONTHS[t.month0() as usize % 12];
+            write!(out, "{month} {:2} ", t.day())
+        };
+        let _ = write!(out, "{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second());
+        if precise {
+            // A leap second shows as :59.999999 (chrono keeps it in the fraction).
+            let _ = write!(out, ".{:06}", (t.nanosecond() / 1000).min(999_999));
+        }
+        if iso {
+            let off = t.offset().fix().local_minus_utc();
+            let sign = if off < 0 { '-' } else { '+' };
+            let off = off.unsigned_abs() / 60;
+            let _ = write!(out, "{sign}{:02}:{:02}", off / 60, off % 60);
         }
     }
 
@@ -81,12 +106,8 @@ impl Format {
                 out.push(b'\n');
             }
             Format::Short | Format::Precise | Format::Iso | Format::IsoPrecise => {
-                let layout = self.local_layout().unwrap_or_default();
                 match r.time_ns() {
-                    Some(ns) => {
-                        let t: DateTime<Local> = DateTime::from_timestamp_nanos(ns).into();
-                        out.extend_from_slice(t.format(layout).to_string().as_bytes());
-                    }
+                    Some(ns) => self.write_local(out, ns),
                     // A time we cannot read is shown as sent.
                     None => out.extend_from_slice(r.time.as_bytes()),
                 }
@@ -204,6 +225,32 @@ mod tests {
             show(Format::Iso, &r),
             "yesterday-ish a;b[42]: hello; world\n"
         );
+    }
+
+    #[test]
+    fn local_layouts_match_chrono_strftime() {
+        let layouts = [
+            (Format::Short, "%b %e %H:%M:%S"),
+            (Format::Precise, "%b %e %H:%M:%S%.6f"),
+            (Format::Iso, "%Y-%m-%dT%H:%M:%S%:z"),
+            (Format::IsoPrecise, "%Y-%m-%dT%H:%M:%S%.6f%:z"),
+        ];
+        for ns in [
+            0,
+            1_700_000_000_123_456_789,
+            1_780_000_000_000_001_000,
+            -86_399_999_999_999,
+        ] {
+            let t: DateTime<Local> = DateTime::from_timestamp_nanos(ns).into();
+            for (f, layout) in layouts {
+                let mut v = Vec::new();
+                f.write_local(&mut v, ns);
+                assert_eq!(
+                    String::from_utf8(v).expect("utf-8"),
+                    t.format(layout).to_string()
+                );
+            }
+        }
     }
 
     #[test]

@@ -37,6 +37,55 @@ fn age(s: &str) -> Option<i64> {
     Some(total)
 }
 
+fn digits(b: &[u8]) -> Option<u32> {
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    b.iter().try_fold(0u32, |a, &c| {
+        a.checked_mul(10)?.checked_add(u32::from(c - b'0'))
+    })
+}
+
+/// `YYYY-MM-DD`, optionally followed by `T` or a space and `HH:MM`,
+/// `HH:MM:SS` or `HH:MM:SS.fraction`, without a zone (read by hand: chrono's
+/// format-string parser costs tens of KiB of binary).
+fn naive(s: &str) -> Option<NaiveDateTime> {
+    let b = s.as_bytes();
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(
+        i32::try_from(digits(&b[0..4])?).ok()?,
+        digits(&b[5..7])?,
+        digits(&b[8..10])?,
+    )?;
+    let rest = &b[10..];
+    if rest.is_empty() {
+        return Some(date.and_time(NaiveTime::MIN));
+    }
+    if rest.len() < 6 || !matches!(rest[0], b'T' | b' ') || rest[3] != b':' {
+        return None;
+    }
+    let (h, mi) = (digits(&rest[1..3])?, digits(&rest[4..6])?);
+    let (mut sec, mut nano) = (0, 0);
+    let tail = &rest[6..];
+    if !tail.is_empty() {
+        if tail.len() < 3 || tail[0] != b':' {
+            return None;
+        }
+        sec = digits(&tail[1..3])?;
+        let frac = &tail[3..];
+        if !frac.is_empty() {
+            let f = frac.strip_prefix(b".")?;
+            if f.is_empty() || f.len() > 9 {
+                return None;
+            }
+            nano = digits(f)? * 10u32.pow(9 - f.len() as u32);
+        }
+    }
+    date.and_hms_nano_opt(h, mi, sec, nano)
+}
+
 fn local_ns(dt: NaiveDateTime) -> Option<i64> {
     // An ambiguous local time (clocks going back) is its earlier instant; a
     // time that does not exist (clocks going forward) is an error.
@@ -62,22 +111,7 @@ pub fn parse(s: &str, now_ns: i64) -> Result<i64, String> {
         _ => age(t)
             .and_then(|a| now_ns.checked_sub(a))
             .or_else(|| timefmt::parse_rfc3339(t))
-            .or_else(|| {
-                [
-                    "%Y-%m-%d %H:%M:%S%.f",
-                    "%Y-%m-%dT%H:%M:%S%.f",
-                    "%Y-%m-%d %H:%M",
-                    "%Y-%m-%dT%H:%M",
-                ]
-                .iter()
-                .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
-                .and_then(local_ns)
-            })
-            .or_else(|| {
-                NaiveDate::parse_from_str(t, "%Y-%m-%d")
-                    .ok()
-                    .and_then(|d| local_ns(d.and_time(NaiveTime::MIN)))
-            }),
+            .or_else(|| naive(t).and_then(local_ns)),
     };
     found.ok_or_else(|| {
         format!("{s:?} (use RFC 3339 like 2026-11-21T12:00:00Z, a local time like \"2026-11-21 12:00\", today, yesterday, now, or an age like 30s, 10m, 2h, 1d)")
@@ -115,13 +149,31 @@ mod tests {
         assert_eq!(b - a, NS);
         let d = parse("2023-11-14", NOW).expect("date");
         assert_eq!(a - d, 10 * 3600 * NS);
+        let f = parse("2023-11-14T10:00:01.25", NOW).expect("fraction");
+        assert_eq!(f - b, NS / 4);
         assert!(parse("today", NOW).expect("today") <= NOW);
         assert!(parse("yesterday", NOW).expect("y") < parse("today", NOW).expect("t"));
     }
 
     #[test]
     fn garbage() {
-        for s in ["", "-", "10", "10x", "m", "2023-13-01", "soon", "1h-5m"] {
+        for s in [
+            "",
+            "-",
+            "10",
+            "10x",
+            "m",
+            "2023-13-01",
+            "soon",
+            "1h-5m",
+            "2023-11-14 10",
+            "2023-11-14 10:0",
+            "2023-11-14 25:00",
+            "2023-11-14 10:00:5",
+            "2023-11-14 10:00:05.",
+            "2023-11-14 10:00:05,5",
+            "2023-11-14x10:00",
+        ] {
             assert!(parse(s, NOW).is_err(), "{s}");
         }
     }
