@@ -520,3 +520,158 @@ fn on_a_terminal(q: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     }
     String::from_utf8_lossy(&got).into_owned()
 }
+
+/// The selection fields on the wire: what memlogd sends for them, and its
+/// refusal of bad values.
+#[test]
+fn selection_fields_on_the_wire() {
+    let f = fixture();
+    let query = |req: &Request| -> Vec<memlog::proto::Line> {
+        let mut c = f.m.query(req);
+        let mut v = Vec::new();
+        while let Some(l) = c.next_line().expect("read") {
+            v.push(l);
+        }
+        v
+    };
+    let msgs = |lines: &[memlog::proto::Line]| -> Vec<String> {
+        memlog_tests::records(lines)
+            .into_iter()
+            .map(|r| r.msg)
+            .collect()
+    };
+    let mut req = Request::new(Mode::Dump);
+    req.source_globs = vec![b"onboot.*".to_vec()];
+    req.exclude = vec![b"onboot.b".to_vec()];
+    assert_eq!(msgs(&query(&req)), ["boot a1", "boot a2"]);
+    let mut req = Request::new(Mode::Dump);
+    req.exclude_globs = vec![b"*".to_vec()];
+    assert!(msgs(&query(&req)).is_empty());
+    let mut req = Request::new(Mode::Dump);
+    req.min_severity = Some(4);
+    req.grep = vec![b"link".to_vec(), b"!".to_vec()];
+    assert_eq!(msgs(&query(&req)), ["link warning", "emerg!"]);
+    let mut req = Request::new(Mode::Dump);
+    req.since_ns = Some(ns(&f.recs[13]));
+    assert_eq!(msgs(&query(&req)), ["semi;colon msg"]);
+    req.since_ns = None;
+    req.until_ns = Some(ns(&f.recs[0]));
+    assert_eq!(msgs(&query(&req)), ["memlogd started"]);
+    // last=N after after=: the last N of what follows the position.
+    let mut req = Request::new(Mode::Dump);
+    req.last = Some(2);
+    req.after = Some(memlog::proto::Position {
+        instance: match query(&Request::new(Mode::Dump)).first() {
+            Some(memlog::proto::Line::Hello { instance, .. }) => *instance,
+            other => panic!("{other:?}"),
+        },
+        seq: 10,
+    });
+    req.source_globs = vec![b"*".to_vec()];
+    assert_eq!(msgs(&query(&req)), ["boot b1", "semi;colon msg"]);
+    req.last = Some(10);
+    assert_eq!(
+        msgs(&query(&req)),
+        ["emerg!", "boot b1", "semi;colon msg"],
+        "fewer than asked: all after the position"
+    );
+    // Bad values get an error line.
+    for bad in [
+        &b"\x00memlog/1 min-severity=8\n"[..],
+        b"\x00memlog/1 since=yesterday\n",
+        b"\x00memlog/1 last=-1\n",
+        b"\x00memlog/1 grep=%zz\n",
+    ] {
+        let mut s = f.m.connect();
+        s.write_all(bad).expect("request");
+        let mut r = LineReader::new(s);
+        let lines = r.read_to_eof();
+        assert_eq!(lines.len(), 1, "{:?}", String::from_utf8_lossy(bad));
+        assert!(
+            matches!(
+                memlog_tests::decode(&lines[0]),
+                memlog::proto::Line::Error(_)
+            ),
+            "{:?}",
+            String::from_utf8_lossy(&lines[0])
+        );
+    }
+}
+
+/// A memlogd from before the selection fields: it answers a request with
+/// one of them with an error line, and a plain request with its records.
+fn fake_old_memlogd(f: &Fixture) -> (PathBuf, TempDir, std::sync::mpsc::Receiver<String>) {
+    let dir = TempDir::new("lrold");
+    let socket = dir.join("old.sock");
+    let l = UnixListener::bind(&socket).expect("bind");
+    let records: Vec<(String, String)> = f
+        .raw
+        .iter()
+        .zip(&f.recs)
+        .map(|(line, r)| (r.source.clone(), format!("{line}\n")))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut req = Vec::new();
+            let mut b = [0u8; 1];
+            while !req.ends_with(b"\n") && s.read_exact(&mut b).is_ok() {
+                req.push(b[0]);
+            }
+            let text = String::from_utf8_lossy(&req[1..]).trim_end().to_owned();
+            let _ = tx.send(text.clone());
+            let known = text
+                .split(' ')
+                .skip(1)
+                .all(|t| t.starts_with("after=") || t.starts_with("source=") || t == "stats");
+            if known {
+                // It knows exact sources (none of ours needs %-escapes).
+                let sources: Vec<&str> = text
+                    .split(' ')
+                    .filter_map(|t| t.strip_prefix("source="))
+                    .collect();
+                let mut reply =
+                    b"{\"memlog\":1,\"instance\":\"00000000000000aa\",\"first\":0,\"next\":14}\n"
+                        .to_vec();
+                for (source, line) in &records {
+                    if sources.is_empty() || sources.contains(&source.as_str()) {
+                        reply.extend_from_slice(line.as_bytes());
+                    }
+                }
+                let _ = s.write_all(&reply);
+            } else {
+                let _ = s.write_all(b"{\"memlog\":1,\"error\":\"unknown request field\"}\n");
+            }
+        }
+    });
+    (socket, dir, rx)
+}
+
+#[test]
+fn an_older_memlogd_refusing_a_field_gets_the_same_selection_from_logread() {
+    let f = fixture();
+    let (old, _dir, requests) = fake_old_memlogd(&f);
+    for args in [
+        &["-s", "onboot.*"][..],
+        &["-x", "memlogd", "-p", "warning"],
+        &["-n", "2", "-s", "onboot.*"],
+        &["-s", "sshd"],
+    ] {
+        let want = ok(f.m.query_socket(), args);
+        assert_eq!(ok(&old, args), want, "logread {args:?}");
+    }
+    let sent: Vec<String> = requests.try_iter().collect();
+    // The first request carried the fields and was refused; logread asked
+    // again without them and selected the records itself.
+    assert_eq!(
+        &sent[..2],
+        ["memlog/1 source-glob=onboot.*", "memlog/1"],
+        "{sent:?}"
+    );
+    // An exact source alone is a field every memlogd knows: no retry.
+    assert_eq!(
+        sent.last().map(String::as_str),
+        Some("memlog/1 source=sshd")
+    );
+}
