@@ -73,10 +73,10 @@ pub struct Args {
         arg_name = "PATH"
     )]
     pub socket: String,
-    /// follow: print records as they arrive (with -n N, the last N first)
+    /// follow: print records as they arrive (with -n N, the last N first), e.g. -f -s sshd
     #[argh(switch, short = 'f')]
     pub follow: bool,
-    /// dump the buffer, then follow
+    /// dump the buffer, then follow, e.g. -F -n 50
     #[argh(switch, short = 'F')]
     pub dump_follow: bool,
     /// only the last N selected records of the buffer, e.g. -n 20
@@ -112,16 +112,16 @@ pub struct Args {
     /// resume: print the records after the position saved in FILE and save the new position there as it goes (a gap is reported on stderr), e.g. --cursor-file /var/run/logread.cursor
     #[argh(option, arg_name = "FILE")]
     pub cursor_file: Option<String>,
-    /// print notices of lost records on stdout, in line with the records, instead of on stderr
+    /// print notices of lost records on stdout, in line with the records, instead of on stderr, e.g. --show-lost -o json
     #[argh(switch)]
     pub show_lost: bool,
     /// colour by severity: never, always or auto (on a terminal, unless NO_COLOR is set), e.g. --color=never
     #[argh(option, arg_name = "WHEN")]
     pub color: Option<String>,
-    /// when memlogd is not there or goes away, reconnect and go on after the last record seen (nothing twice)
+    /// when memlogd is not there or goes away, reconnect and go on after the last record seen (nothing twice), e.g. -f --retry
     #[argh(switch)]
     pub retry: bool,
-    /// apply every filter in logread, never in memlogd (for checking; the output is the same)
+    /// apply every filter in logread, never in memlogd (for checking; the output is the same), e.g. --client-filter -s 'onboot.*'
     #[argh(switch)]
     pub client_filter: bool,
 }
