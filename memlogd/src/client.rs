@@ -87,11 +87,6 @@ impl Client {
         })
     }
 
-    /// True when the server applies the selection (memlogd got it).
-    pub fn server_filters(&self) -> bool {
-        !self.local && matches!(self.server, Server::Memlog { .. })
-    }
-
     /// Which server answered (known after the first line).
     pub fn server(&self) -> Server {
         self.server

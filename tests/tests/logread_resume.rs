@@ -579,3 +579,63 @@ fn help_documents_every_flag_and_bad_flags_exit_2() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// A memlogd-like server: the first connection gets a hello and records 5
+/// and 6, then is closed (memlogd still running, the connection lost); the
+/// next one must ask to resume after record 6 of the same instance.
+#[test]
+fn retry_resumes_after_the_last_record_seen_of_the_same_instance() {
+    let dir = TempDir::new("lrsame");
+    let socket = dir.join("q.sock");
+    let l = UnixListener::bind(&socket).expect("bind");
+    let (tx, requests) = std::sync::mpsc::channel::<String>();
+    let (done, done_rx) = std::sync::mpsc::channel::<()>();
+    let rec = |seq: u64| {
+        format!("{{\"seq\":{seq},\"time\":\"2026-11-21T12:00:0{seq}Z\",\"source\":\"app\",\"msg\":\"r{seq}\"}}\n")
+    };
+    let server = std::thread::spawn(move || {
+        let mut keep = Vec::new();
+        for (i, s) in l.incoming().take(2).enumerate() {
+            let mut s = s.expect("accept");
+            let mut req = Vec::new();
+            let mut b = [0u8; 1];
+            while !req.ends_with(b"\n") && s.read_exact(&mut b).is_ok() {
+                req.push(b[0]);
+            }
+            let _ = tx.send(format!(
+                "{} {}",
+                req[0],
+                String::from_utf8_lossy(&req[1..]).trim_end()
+            ));
+            let hello = "{\"memlog\":1,\"instance\":\"00000000000000ab\",\"first\":0,\"next\":5}\n";
+            let body = if i == 0 {
+                format!("{hello}{}{}", rec(5), rec(6))
+            } else {
+                format!("{hello}{}", rec(7))
+            };
+            s.write_all(body.as_bytes()).expect("write");
+            if i == 1 {
+                keep.push(s);
+            }
+        }
+        // Hold the second connection until the test is done.
+        let _ = done_rx.recv_timeout(TIMEOUT);
+        drop(keep);
+    });
+    let (mut p, out, err) = follow(&socket, &["-f", "--retry", "-o", "cat"]);
+    assert_eq!(
+        (out.expect(), out.expect(), out.expect()),
+        ("r5".into(), "r6".into(), "r7".into())
+    );
+    assert_eq!(stop(&mut p, libc::SIGINT), 0);
+    let _ = done.send(());
+    let reqs: Vec<String> = requests.try_iter().collect();
+    assert_eq!(reqs, ["1 memlog/1", "2 memlog/1 after=00000000000000ab:6"]);
+    let notes = drain(&err);
+    assert_eq!(
+        notes,
+        ["logread: memlogd closed the connection; reconnecting (--retry)"],
+        "no restart note: same instance"
+    );
+    server.join().expect("server");
+}

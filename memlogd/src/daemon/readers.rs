@@ -472,7 +472,7 @@ impl Daemon {
                             scan: r.cursor,
                             end,
                             start: r.cursor,
-                            found: VecDeque::with_capacity(n as usize),
+                            found: VecDeque::new(),
                         });
                     }
                 }
