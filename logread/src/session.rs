@@ -355,6 +355,8 @@ impl Session {
             let line = match got {
                 Ok(Some(l)) => l,
                 Ok(None) => return self.on_eof(c),
+                // Not the protocol: reconnecting would not help.
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(msg(e.to_string())),
                 Err(e) => return Ok(self.gone(c, format!("lost the connection to memlogd ({e})"))),
             };
             if std::mem::take(&mut c.first_line)
@@ -370,7 +372,12 @@ impl Session {
                     first,
                     next,
                 } => self.on_hello(c, instance, first, next),
-                Line::Error(e) => return Ok(End::Refused(e)),
+                Line::Error(e) => {
+                    if c.tail.take().is_some() {
+                        self.collecting = false;
+                    }
+                    return Ok(End::Refused(e));
+                }
                 Line::Record(r) => self.on_record(c, r),
                 Line::Lost { count, next } => self.on_lost(c, count, next)?,
                 Line::Stats(_) => {}
