@@ -41,11 +41,13 @@ pub fn install() {
 /// Runs `f`, a wait for memlogd, during which a signal ends the process
 /// at once. Call it only with all output flushed.
 pub fn waiting<T>(f: impl FnOnce() -> T) -> T {
+    // Mark first, then look: a signal between the two is seen either by the
+    // handler (WAITING set) or here (PENDING set), never by neither.
+    WAITING.store(true, Ordering::SeqCst);
     if PENDING.load(Ordering::SeqCst) {
         // SAFETY: as in the handler; everything was flushed by the caller.
         unsafe { libc::_exit(0) };
     }
-    WAITING.store(true, Ordering::SeqCst);
     let r = f();
     WAITING.store(false, Ordering::SeqCst);
     r
