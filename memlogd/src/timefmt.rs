@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn cached_seconds_format_like_fresh_ones() {
-        let base = 1_531_041_413_000_000_000;
+        let base: i64 = 1_531_041_413_000_000_000;
         for ns in [
             base,
             base + 5,
