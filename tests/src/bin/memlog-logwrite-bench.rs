@@ -95,6 +95,9 @@ fn main() {
         &(n + 1000).to_string(),
         "-buffer-size",
         "512M",
+        // One source writes every record: no per-source rate limit.
+        "-rate-limit-burst",
+        "0",
     ]);
     {
         let mut w = m.writer("bench");
