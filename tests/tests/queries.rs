@@ -235,7 +235,14 @@ fn bulk_index(r: &Record) -> Option<u64> {
 const BULK: usize = 200_000;
 /// A small ring, and no per-source rate limit: these tests flood from one
 /// source on purpose, to overrun a stalled reader.
-const SMALL: &[&str] = &["-buffer-size", "64k", "-max-lines", "1000000", "-rate-limit-burst", "0"];
+const SMALL: &[&str] = &[
+    "-buffer-size",
+    "64k",
+    "-max-lines",
+    "1000000",
+    "-rate-limit-burst",
+    "0",
+];
 
 /// What a stalled follower received, checked as it arrives: the writer's
 /// lines come in order, and every one of them that is missing was reported
