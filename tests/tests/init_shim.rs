@@ -817,21 +817,27 @@ fn dump_without_memlogd_prints_the_fallback_files() {
     assert!(out.status.success());
     let stale = dir.join("q.sock");
     drop(UnixListener::bind(&stale).expect("bind"));
-    let out = dump(&[
-        "-socket",
-        path(&stale),
-        "-log-dir",
-        path(&logs),
-        "onboot.002-x.out",
-        "onboot.002-x",
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(text(&out.stdout), "from stdout\nfrom stderr\n");
-    let err = text(&out.stderr);
-    assert!(
-        err.contains("stale socket") && err.contains("onboot.002-x.out.log"),
-        "{err}"
-    );
+    for (sock, why) in [
+        (&stale, "stale socket"),
+        (&dir.join("absent.sock"), "no socket at"),
+    ] {
+        let out = dump(&[
+            "-socket",
+            path(sock),
+            "-log-dir",
+            path(&logs),
+            "onboot.002-x.out",
+            "onboot.002-x",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(text(&out.stdout), "from stdout\nfrom stderr\n");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(why) && err.contains("onboot.002-x.out.log"),
+            "{err}"
+        );
+    }
     let out = dump(&["-socket", path(&stale), "-log-dir", path(&logs), "nothing"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
