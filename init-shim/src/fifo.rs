@@ -24,7 +24,7 @@ use memlog::{proto, sys};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use std::fmt;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -122,6 +122,17 @@ fn make(sock: &std::os::unix::net::UnixDatagram, path: &Path, name: &str) -> Res
     Ok(())
 }
 
+/// Prints the path the runtime is to open: the one result of this command.
+fn print_path(p: &Path) -> u8 {
+    match writeln!(io::stdout(), "{}", p.display()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("init-shim fifo: cannot print {}: {e}", p.display());
+            1
+        }
+    }
+}
+
 fn run(a: &Args) -> u8 {
     if let Err(e) = names::check(&a.name) {
         eprintln!("init-shim fifo: {e}");
@@ -130,10 +141,7 @@ fn run(a: &Args) -> u8 {
     let path = names::log_file(Path::new(&a.dir), &a.name);
     let reason = match probe::log_socket(Path::new(&a.socket)) {
         Ok(sock) => match make(&sock, &path, &a.name) {
-            Ok(()) => {
-                println!("{}", path.display());
-                return 0;
-            }
+            Ok(()) => return print_path(&path),
             // The service's output must go somewhere all the same.
             Err(e) => e.to_string(),
         },
@@ -148,8 +156,7 @@ fn run(a: &Args) -> u8 {
                 a.name,
                 file.display()
             );
-            println!("{}", file.display());
-            0
+            print_path(&file)
         }
         Err(e) => {
             eprintln!(

@@ -16,7 +16,7 @@ use memlog::goflags::{self, Spec};
 use memlog::proto::{Line, Mode, Request};
 use memlog::sys;
 use std::fmt;
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -253,17 +253,17 @@ pub fn start(o: &Opts) -> Result<Started, Error> {
     let spawned = cmd.spawn();
     drop((fd3, fd4));
     let mut child = spawned.map_err(|e| Error::Spawn(o.memlogd.clone(), e))?;
-    if let Err(e) = wait_serving(&mut child, &query_path, o.timeout) {
-        if matches!(e, Error::Timeout(..) | Error::Wait(_)) {
+    match wait_serving(&mut child, &query_path, o.timeout) {
+        Ok(()) => {}
+        Err(NotServing::Exited(st)) => return Err(Error::Exited(o.memlogd.clone(), st)),
+        Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
+            return Err(match e {
+                NotServing::Wait(e) => Error::Wait(e),
+                _ => Error::Timeout(o.memlogd.clone(), o.timeout),
+            });
         }
-        let e = match e {
-            Error::Exited(_, st) => Error::Exited(o.memlogd.clone(), st),
-            Error::Timeout(_, d) => Error::Timeout(o.memlogd.clone(), d),
-            other => other,
-        };
-        return Err(e);
     }
     // memlogd owns the paths now (it removes them when it stops).
     log_guard.disarm();
@@ -283,16 +283,23 @@ fn stats_client(query: &Path) -> io::Result<Client> {
     Client::start(s, &req)
 }
 
+/// Why memlogd was not seen serving.
+enum NotServing {
+    Exited(ExitStatus),
+    Timeout,
+    Wait(io::Error),
+}
+
 /// Waits until memlogd answers a stats request, or exits, or `timeout` passes.
-fn wait_serving(child: &mut Child, query: &Path, timeout: Duration) -> Result<(), Error> {
+fn wait_serving(child: &mut Child, query: &Path, timeout: Duration) -> Result<(), NotServing> {
     let deadline = Instant::now() + timeout;
     let mut client: Option<Client> = None;
     loop {
-        if let Some(st) = child.try_wait().map_err(Error::Wait)? {
-            return Err(Error::Exited(PathBuf::new(), st));
+        if let Some(st) = child.try_wait().map_err(NotServing::Wait)? {
+            return Err(NotServing::Exited(st));
         }
         if Instant::now() >= deadline {
-            return Err(Error::Timeout(PathBuf::new(), timeout));
+            return Err(NotServing::Timeout);
         }
         if client.is_none() {
             client = stats_client(query).ok();
@@ -335,7 +342,9 @@ pub fn main(argv: &[String]) -> u8 {
     };
     match start(&o) {
         Ok(s) => {
-            println!(
+            // memlogd runs whether or not this line can be printed.
+            let _ = writeln!(
+                io::stdout(),
                 "memlogd started: pid {}, log socket {}, query socket {}",
                 s.pid,
                 s.log.display(),
