@@ -169,6 +169,7 @@ impl Ring {
         u64::from_le_bytes(b)
     }
 
+    #[inline]
     fn evict_head(&mut self) {
         let len = self.rec_len(self.head);
         self.head += len;
@@ -247,20 +248,23 @@ impl Ring {
         if off == 0 {
             self.at_zero = seq;
         }
+        let mut h = [0u8; HDR];
+        h[0..4].copy_from_slice(&(need as u32).to_le_bytes());
+        h[4..6].copy_from_slice(&(source.len() as u16).to_le_bytes());
+        h[6..8].copy_from_slice(&flags.to_le_bytes());
+        h[8..16].copy_from_slice(&seq.to_le_bytes());
+        h[16..24].copy_from_slice(&time_ns.to_le_bytes());
+        h[24..28].copy_from_slice(&(msg.len() as u32).to_le_bytes());
+        h[28] = pri;
+        h[30..32].copy_from_slice(&(meta.len() as u16).to_le_bytes());
         let b = &mut self.buf[off..off + need];
-        b[0..4].copy_from_slice(&(need as u32).to_le_bytes());
-        b[4..6].copy_from_slice(&(source.len() as u16).to_le_bytes());
-        b[6..8].copy_from_slice(&flags.to_le_bytes());
-        b[8..16].copy_from_slice(&seq.to_le_bytes());
-        b[16..24].copy_from_slice(&time_ns.to_le_bytes());
-        b[24..28].copy_from_slice(&(msg.len() as u32).to_le_bytes());
-        b[28] = pri;
-        b[29] = 0;
-        b[30..32].copy_from_slice(&(meta.len() as u16).to_le_bytes());
-        let s = HDR + source.len();
-        b[HDR..s].copy_from_slice(source);
-        b[s..s + msg.len()].copy_from_slice(msg);
-        b[s + msg.len()..s + msg.len() + meta.len()].copy_from_slice(meta);
+        let (hdr, body) = b.split_at_mut(HDR);
+        hdr.copy_from_slice(&h);
+        let (src, body) = body.split_at_mut(source.len());
+        src.copy_from_slice(source);
+        let (m, body) = body.split_at_mut(msg.len());
+        m.copy_from_slice(msg);
+        body[..meta.len()].copy_from_slice(meta);
         self.tail += need;
         self.bytes_used += need;
         self.next_seq += 1;

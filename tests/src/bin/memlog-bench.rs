@@ -15,7 +15,9 @@
 use memlog::client::Client;
 use memlog::proto::{self, Line, Mode, Request};
 use memlog::{ring, sys, timefmt};
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::unistd::Pid;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -38,6 +40,14 @@ const CHUNK_LINES: usize = 655;
 const READ_BUF: usize = 64 * 1024;
 
 type Res<T> = Result<T, String>;
+
+/// A line on stderr. Unlike `eprintln!` it never panics (a closed stderr,
+/// e.g. `2>&1 | head`, must not abort the run before memlogd is stopped).
+macro_rules! progress {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stderr(), $($arg)*);
+    }};
+}
 
 /// Adds what was being done to an error.
 trait Ctx<T> {
@@ -107,6 +117,8 @@ struct Opts {
     timeout: Duration,
     json: Option<PathBuf>,
     quick: bool,
+    /// Flags given to every memlogd (see [`base_flags`]).
+    base_flags: Vec<String>,
 }
 
 const SECTIONS: [&str; 5] = ["ingest", "latency", "dump", "memory", "size"];
@@ -174,6 +186,7 @@ fn parse_opts() -> Res<Opts> {
         timeout: Duration::from_secs(60),
         json: None,
         quick,
+        base_flags: Vec::new(),
     };
     let mut memlogd = None;
     let mut i = 0;
@@ -248,7 +261,45 @@ fn parse_opts() -> Res<Opts> {
             o.memlogd.display()
         ));
     }
+    o.base_flags = base_flags(&o.memlogd)?;
     Ok(o)
+}
+
+/// Flags every memlogd of the benchmark gets: memlogd's per-source rate
+/// limit (when this build has one) is off, or it would drop the lines of a
+/// benchmark writer past its burst. Found in `memlogd --help`, so that the
+/// benchmark also runs builds without the flag.
+fn base_flags(bin: &Path) -> Res<Vec<String>> {
+    let out = std::env::temp_dir().join(format!("memlog-bench.{}.help", std::process::id()));
+    let f = fs::File::create(&out).ctx(&format!("creating {}", out.display()))?;
+    let mut child = Command::new(bin)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().ctx("dup")?)
+        .stderr(f)
+        .spawn()
+        .ctx(&format!("running {} --help", bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child
+        .try_wait()
+        .ctx("waiting for memlogd --help")?
+        .is_none()
+    {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = fs::remove_file(&out);
+            return Err(format!("{} --help did not exit within 10 s", bin.display()));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let help = fs::read_to_string(&out).unwrap_or_default();
+    let _ = fs::remove_file(&out);
+    Ok(if help.contains("rate-limit-burst") {
+        vec!["-rate-limit-burst".into(), "0".into()]
+    } else {
+        Vec::new()
+    })
 }
 
 /// `target/release/memlogd`: next to this binary when it is a release
@@ -277,6 +328,30 @@ fn default_memlogd() -> PathBuf {
 
 static DIR_SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// Removes temporary directories of earlier runs whose process is gone (a
+/// run killed by a signal cannot clean up; its memlogd died with it).
+fn remove_stale_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("memlog-bench.")) else {
+            continue;
+        };
+        let Some((pid, seq)) = rest.split_once('.') else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok()
+            && seq.parse::<u32>().is_ok()
+            && !Path::new("/proc").join(pid).exists()
+            && e.file_type().is_ok_and(|t| t.is_dir())
+        {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// A running memlogd in its own temporary directory. Dropping it kills the
 /// process and removes the directory.
 struct Daemon {
@@ -301,7 +376,9 @@ fn die_with_parent() -> io::Result<()> {
 }
 
 impl Daemon {
-    fn start(bin: &Path, extra: &[String], timeout: Duration) -> Res<Daemon> {
+    fn start(o: &Opts, args: &[String]) -> Res<Daemon> {
+        let (bin, timeout) = (&o.memlogd, o.timeout);
+        let extra: Vec<String> = o.base_flags.iter().chain(args).cloned().collect();
         let dir = std::env::temp_dir().join(format!(
             "memlog-bench.{}.{}",
             std::process::id(),
@@ -317,7 +394,7 @@ impl Daemon {
             .arg(&logp)
             .arg("-socket-query")
             .arg(&query)
-            .args(extra)
+            .args(&extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
@@ -363,7 +440,7 @@ impl Daemon {
             }
             thread::sleep(Duration::from_millis(5));
         }
-        eprintln!("started memlogd pid {} {}", d.pid(), extra.join(" "));
+        progress!("started memlogd pid {} {}", d.pid(), extra.join(" "));
         Ok(d)
     }
 
@@ -497,10 +574,18 @@ impl Daemon {
             }
             let el = now - t0;
             if el > self.timeout {
+                let counters: Vec<String> = self
+                    .stats()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, v)| *v != 0)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 return Err(format!(
-                    "memlogd stored only {} of {lines} lines within {:?}; its stderr:\n{}",
+                    "memlogd stored only {} of {lines} lines within {:?} (its non-zero counters: {}); its stderr:\n{}",
                     n.saturating_sub(base),
                     self.timeout,
+                    counters.join(" "),
                     self.stderr_tail()
                 ));
             }
@@ -560,8 +645,10 @@ fn check_clean(stats: &[(String, u64)]) -> Res<()> {
         "input_errors",
         "readers_refused",
         "fds_dropped",
+        "rate_limited",
     ] {
-        let v = stat(stats, key)?;
+        // Counters an older memlogd does not have are skipped.
+        let Ok(v) = stat(stats, key) else { continue };
         if v != 0 {
             return Err(format!("memlogd counted {key} = {v} during the benchmark"));
         }
@@ -849,34 +936,37 @@ fn drain(epoll: &Epoll, rs: &[UnixStream], total: u64, timeout: Duration) -> Res
 // ---------------------------------------------------------------------------
 // 2. Follow latency
 
-/// Writes one line, waits until the follower has it, repeats. Microseconds.
-fn ping_pong(
-    w: &mut UnixStream,
-    rd: &mut LineReader,
-    warmup: usize,
-    samples: usize,
-) -> Res<Vec<f64>> {
-    let mut out = Vec::with_capacity(samples);
-    for i in 0..warmup + samples {
-        let token = format!("ping {i:010} ");
-        let line = make_line(&token);
-        let t = Instant::now();
-        w.write_all(&line).io_ctx("latency writer: write")?;
-        while !contains(rd.next_line()?, token.as_bytes()) {}
-        let dt = t.elapsed();
-        if i >= warmup {
-            out.push(dt.as_secs_f64() * 1e6);
+/// Round trips per path before the next path takes over.
+const LAT_CHUNK: usize = 500;
+
+/// One writer-to-follower path, driven one round trip at a time.
+struct LatPath {
+    w: UnixStream,
+    rd: LineReader,
+    next: u64,
+    /// The far side: memlogd's pid, or the relay thread's tid.
+    far: Pid,
+}
+
+impl LatPath {
+    /// `n` round trips: write one line, wait until the follower has it.
+    /// Their times in microseconds are appended to `out`.
+    fn rounds(&mut self, n: usize, out: &mut Vec<f64>) -> Res<()> {
+        for _ in 0..n {
+            let token = format!("ping {:010} ", self.next);
+            self.next += 1;
+            let line = make_line(&token);
+            let t = Instant::now();
+            self.w.write_all(&line).io_ctx("latency writer: write")?;
+            while !contains(self.rd.next_line()?, token.as_bytes()) {}
+            out.push(t.elapsed().as_secs_f64() * 1e6);
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// Through memlogd; `legacy` follows with LinuxKit's one-byte request.
-fn latency_memlogd(d: &Daemon, legacy: bool, warmup: usize, samples: usize) -> Res<Vec<f64>> {
-    latency_memlogd_inner(d, legacy, warmup, samples).map_err(|e| d.why(e))
-}
-
-fn latency_memlogd_inner(d: &Daemon, legacy: bool, warmup: usize, samples: usize) -> Res<Vec<f64>> {
+fn memlogd_path(d: &Daemon, legacy: bool) -> Res<LatPath> {
     let (mut w, r) = UnixStream::pair().ctx("socketpair")?;
     w.set_write_timeout(Some(d.timeout)).ctx("timeout")?;
     d.pass("lat", r.as_fd())?;
@@ -901,7 +991,12 @@ fn latency_memlogd_inner(d: &Daemon, legacy: bool, warmup: usize, samples: usize
             ));
         }
     }
-    ping_pong(&mut w, &mut rd, warmup, samples)
+    Ok(LatPath {
+        w,
+        rd,
+        next: 0,
+        far: Pid::from_raw(d.pid() as i32),
+    })
 }
 
 /// A LinuxKit follower gets no hello, so nothing tells when memlogd has
@@ -933,12 +1028,15 @@ fn sync_follower(w: &mut UnixStream, rd: &mut LineReader, timeout: Duration) -> 
 }
 
 /// Two hops without memlogd: socketpair -> relay thread -> stream -> follower.
-fn latency_baseline(warmup: usize, samples: usize, timeout: Duration) -> Res<Vec<f64>> {
-    let (mut w, mut r) = UnixStream::pair().ctx("socketpair")?;
+/// The relay ends when the path (its writer) is dropped.
+fn baseline_path(timeout: Duration) -> Res<LatPath> {
+    let (w, mut r) = UnixStream::pair().ctx("socketpair")?;
     let (mut out, f) = UnixStream::pair().ctx("socketpair")?;
     w.set_write_timeout(Some(timeout)).ctx("timeout")?;
     f.set_read_timeout(Some(timeout)).ctx("timeout")?;
-    let relay = thread::spawn(move || {
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tid_tx.send(nix::unistd::gettid());
         let mut buf = vec![0u8; READ_BUF];
         loop {
             match r.read(&mut buf) {
@@ -953,13 +1051,15 @@ fn latency_baseline(warmup: usize, samples: usize, timeout: Duration) -> Res<Vec
             }
         }
     });
-    let res = {
-        let mut rd = LineReader::new(f);
-        ping_pong(&mut w, &mut rd, warmup, samples)
-    };
-    drop(w);
-    let _ = relay.join();
-    res
+    let far = tid_rx
+        .recv_timeout(timeout)
+        .ctx("the relay thread did not start")?;
+    Ok(LatPath {
+        w,
+        rd: LineReader::new(f),
+        next: 0,
+        far,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -973,7 +1073,17 @@ struct DumpRun {
 }
 
 /// Reads a reply to EOF, counting bytes and lines (no decoding).
-fn count_to_eof(mut s: UnixStream, t0: Instant) -> Res<DumpRun> {
+fn count_to_eof(s: UnixStream, t0: Instant) -> Res<DumpRun> {
+    count_to_eof_capturing(s, t0, &mut Vec::new(), 0)
+}
+
+/// [`count_to_eof`], keeping the first `keep` bytes in `head`.
+fn count_to_eof_capturing(
+    mut s: UnixStream,
+    t0: Instant,
+    head: &mut Vec<u8>,
+    keep: usize,
+) -> Res<DumpRun> {
     let mut buf = vec![0u8; READ_BUF];
     let (mut lines, mut bytes) = (0u64, 0u64);
     loop {
@@ -982,6 +1092,9 @@ fn count_to_eof(mut s: UnixStream, t0: Instant) -> Res<DumpRun> {
             Ok(n) => {
                 bytes += n as u64;
                 lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                if head.len() < keep {
+                    head.extend_from_slice(&buf[..n.min(keep - head.len())]);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io_msg("dump reader: read", &e)),
@@ -996,7 +1109,8 @@ fn count_to_eof(mut s: UnixStream, t0: Instant) -> Res<DumpRun> {
 
 /// A mode-0 dump read raw; `ext` sends the extended request (records then
 /// carry `seq`, and a hello line comes first).
-fn dump_raw(d: &Daemon, ext: bool) -> Res<DumpRun> {
+/// The first 128 KiB of the reply go to `head`.
+fn dump_raw(d: &Daemon, ext: bool, head: &mut Vec<u8>) -> Res<DumpRun> {
     let t0 = Instant::now();
     let mut s = d.connect()?;
     let req = if ext {
@@ -1005,7 +1119,7 @@ fn dump_raw(d: &Daemon, ext: bool) -> Res<DumpRun> {
         vec![Mode::Dump as u8]
     };
     s.write_all(&req).io_ctx("dump: request")?;
-    let mut r = count_to_eof(s, t0)?;
+    let mut r = count_to_eof_capturing(s, t0, head, 128 * 1024)?;
     if ext {
         r.records = r.records.saturating_sub(1); // the hello line
     }
@@ -1047,26 +1161,48 @@ fn dump_decoded(d: &Daemon, wire_bytes: u64) -> Res<DumpRun> {
     })
 }
 
-/// `CHUNK_LINES` extended record lines like memlogd sends for a dump of
-/// the benchmark's lines.
-fn json_block() -> Vec<u8> {
+/// The benchmark's record lines from the start of a captured extended
+/// dump (the hello, memlogd's own records and a cut last line left out),
+/// so the baseline sends exactly the bytes memlogd sends. Falls back to
+/// lines encoded here if the capture holds none.
+fn record_block(head: &[u8]) -> (Vec<u8>, usize) {
     let mut out = Vec::new();
-    let now = timefmt::now_ns();
-    for i in 0..CHUNK_LINES {
-        let line = make_line(&format!("bench line {i:06} "));
-        let r = ring::Record {
-            seq: 1_000_000 + i as u64,
-            ..ring::Record::plain(now + i as i64 * 1_037, b"d0", &line[..LINE_LEN - 1])
-        };
-        proto::encode_record(&mut out, &r, true);
+    let mut n = 0;
+    let whole = head
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&head[..0], |i| &head[..=i]);
+    for line in whole.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"{\"seq\":") && contains(line, b"\"source\":\"d") {
+            out.extend_from_slice(line);
+            n += 1;
+        }
     }
-    out
+    if n == 0 {
+        let now = timefmt::now_ns();
+        for i in 0..CHUNK_LINES {
+            let line = make_line(&format!("bench line {i:06} "));
+            let r = ring::Record {
+                seq: 1_000_000 + i as u64,
+                ..ring::Record::plain(now + i as i64 * 1_037, b"d0", &line[..LINE_LEN - 1])
+            };
+            proto::encode_record(&mut out, &r, true);
+        }
+        n = CHUNK_LINES;
+    }
+    (out, n)
 }
 
 /// A bare sender thread writing `records` pre-built JSON lines (after a
 /// hello line when `hello`) to a reader in this thread, raw or decoded.
-fn dump_baseline(records: u64, decoded: bool, timeout: Duration) -> Res<DumpRun> {
-    let block = json_block();
+fn dump_baseline(
+    block: &[u8],
+    block_lines: usize,
+    records: u64,
+    decoded: bool,
+    timeout: Duration,
+) -> Res<DumpRun> {
+    let block = block.to_vec();
     let (mut tx, rx) = UnixStream::pair().ctx("socketpair")?;
     tx.set_write_timeout(Some(timeout)).ctx("timeout")?;
     tx.set_read_timeout(Some(timeout)).ctx("timeout")?;
@@ -1081,9 +1217,9 @@ fn dump_baseline(records: u64, decoded: bool, timeout: Duration) -> Res<DumpRun>
         tx.write_all(&hello).io_ctx("baseline sender: write")?;
         let mut left = records;
         while left > 0 {
-            let k = left.min(CHUNK_LINES as u64) as usize;
+            let k = left.min(block_lines as u64) as usize;
             // Whole lines: the block's k-th line ends at its k-th '\n'.
-            let end = if k == CHUNK_LINES {
+            let end = if k == block_lines {
                 block.len()
             } else {
                 block
@@ -1277,7 +1413,7 @@ fn main() {
     let opts = match parse_opts() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("memlog-bench: {e}");
+            progress!("memlog-bench: {e}");
             std::process::exit(2);
         }
     };
@@ -1285,6 +1421,7 @@ fn main() {
         md: String::new(),
         json: Vec::new(),
     };
+    remove_stale_dirs();
     let t0 = Instant::now();
     let res = run(&opts, &mut rep);
     let _ = writeln!(
@@ -1292,19 +1429,20 @@ fn main() {
         "\nTotal benchmark time: {:.0} s.",
         t0.elapsed().as_secs_f64()
     );
-    print!("{}", rep.md);
-    let _ = io::stdout().flush();
+    let mut stdout = io::stdout();
+    let _ = stdout.write_all(rep.md.as_bytes());
+    let _ = stdout.flush();
     if let Some(p) = &opts.json {
         let mut out = Vec::new();
         J::O(std::mem::take(&mut rep.json)).write(&mut out);
         out.push(b'\n');
         if let Err(e) = fs::write(p, out) {
-            eprintln!("memlog-bench: writing {}: {e}", p.display());
+            progress!("memlog-bench: writing {}: {e}", p.display());
             std::process::exit(1);
         }
     }
     if let Err(e) = res {
-        eprintln!("memlog-bench: error: {e}");
+        progress!("memlog-bench: error: {e}");
         std::process::exit(1);
     }
 }
@@ -1361,6 +1499,13 @@ fn header(o: &Opts, r: &mut Report) {
         }
     );
     let _ = writeln!(m, "- memlogd: `{}`", o.memlogd.display());
+    if !o.base_flags.is_empty() {
+        let _ = writeln!(
+            m,
+            "- Every memlogd also runs with `{}`: its per-source rate limit would otherwise drop a benchmark writer's lines past the burst.",
+            o.base_flags.join(" ")
+        );
+    }
     let _ = writeln!(
         m,
         "- Each measurement is repeated {} times{}; cells show the median, then (min–max) over the repetitions.",
@@ -1403,12 +1548,12 @@ fn ingest(o: &Opts, r: &mut Report) -> Res<()> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut d = Daemon::start(&o.memlogd, &args, o.timeout)?;
+    let mut d = Daemon::start(o, &args)?;
     // One untimed pass that fills the ring: a long-running memlogd has
     // every page of it resident, a fresh one takes page faults first.
     let fill = buffer / ring::record_size(5, LINE_LEN - 1) as u64 + 1_000;
     let secs = ingest_memlogd(&mut d, 1, fill, "warm")?;
-    eprintln!(
+    progress!(
         "ingest warm-up: {fill} lines into a fresh ring at {:.3} M lines/s",
         fill as f64 / secs / 1e6
     );
@@ -1418,7 +1563,7 @@ fn ingest(o: &Opts, r: &mut Report) -> Res<()> {
         for (wi, &w) in o.writers.iter().enumerate() {
             let m = o.lines as f64 / ingest_memlogd(&mut d, w, o.lines, &format!("r{rep}w"))?;
             let b = o.lines as f64 / ingest_baseline(w, o.lines, o.timeout)?;
-            eprintln!(
+            progress!(
                 "ingest rep {}/{} {w:>2} writers: memlogd {:.3} M lines/s, baseline {:.3} M lines/s",
                 rep + 1,
                 o.reps,
@@ -1480,31 +1625,147 @@ fn ingest(o: &Opts, r: &mut Report) -> Res<()> {
     Ok(())
 }
 
+/// Where the two ends of a latency path run.
+struct Placement {
+    name: String,
+    /// The writer and follower (this thread).
+    near: usize,
+    /// memlogd, or the relay thread.
+    far: usize,
+}
+
+/// The CPUs this process may use.
+fn allowed_cpus() -> Vec<usize> {
+    sched_getaffinity(Pid::from_raw(0))
+        .map(|set| {
+            (0..CpuSet::count())
+                .filter(|&c| set.is_set(c).unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pin(who: Pid, cpu: usize) -> Res<()> {
+    let mut set = CpuSet::new();
+    set.set(cpu).ctx("CPU set")?;
+    sched_setaffinity(who, &set).ctx(&format!("pinning {who} to CPU {cpu}"))
+}
+
+/// Restores this thread's CPU affinity when dropped.
+struct AffinityGuard(Option<CpuSet>);
+
+impl Drop for AffinityGuard {
+    fn drop(&mut self) {
+        if let Some(set) = &self.0 {
+            let _ = sched_setaffinity(Pid::from_raw(0), set);
+        }
+    }
+}
+
 fn latency(o: &Opts, r: &mut Report) -> Res<()> {
-    let d = Daemon::start(&o.memlogd, &[], o.timeout)?;
+    // One memlogd per follower kind, so that neither adds work to the other.
+    let d_ext = Daemon::start(o, &[])?;
+    let d_legacy = Daemon::start(o, &[])?;
     let names = [
         "memlogd, extended follower",
         "memlogd, LinuxKit follower (mode byte 1)",
         "baseline: bare relay thread",
     ];
-    // [path][percentile] -> per-rep values; percentiles p50 p90 p99 max.
-    let mut res = vec![vec![Vec::new(); 4]; names.len()];
+    let why = |pi: usize, e: String| match pi {
+        0 => d_ext.why(e),
+        1 => d_legacy.why(e),
+        _ => e,
+    };
+    let mut paths = [
+        memlogd_path(&d_ext, false).map_err(|e| why(0, e))?,
+        memlogd_path(&d_legacy, true).map_err(|e| why(1, e))?,
+        baseline_path(o.timeout)?,
+    ];
+    // A wakeup on another CPU costs far more than one on the same CPU (tens
+    // of microseconds on some VMs), and the scheduler may pick either for
+    // any path at any time: both placements are measured, pinned.
+    let cpus = allowed_cpus();
+    let placements = match cpus[..] {
+        [a, b, ..] => vec![
+            Placement {
+                name: format!("one CPU ({a})"),
+                near: a,
+                far: a,
+            },
+            Placement {
+                name: format!("two CPUs ({a}, {b})"),
+                near: a,
+                far: b,
+            },
+        ],
+        [a] => vec![Placement {
+            name: format!("one CPU ({a})"),
+            near: a,
+            far: a,
+        }],
+        [] => return Err("cannot read this process's CPU affinity".into()),
+    };
+    let _restore = AffinityGuard(sched_getaffinity(Pid::from_raw(0)).ok());
+    // [placement][path][statistic] -> per-rep values: p50 p90 p99 max,
+    // samples >= 1 ms.
+    let mut all = Vec::new();
+    for pl in &placements {
+        pin(Pid::from_raw(0), pl.near)?;
+        for p in &paths {
+            pin(p.far, pl.far)?;
+        }
+        for (pi, p) in paths.iter_mut().enumerate() {
+            p.rounds(o.warmup, &mut Vec::new())
+                .map_err(|e| why(pi, e))?;
+        }
+        all.push(latency_reps(o, &names, &mut paths, &why, &pl.name)?);
+    }
+    drop(_restore);
+    drop(paths);
+    drop((d_ext, d_legacy));
+    latency_report(o, r, &names, &placements, &all);
+    Ok(())
+}
+
+type Why<'a> = dyn Fn(usize, String) -> String + 'a;
+
+/// The repetitions of one placement: [path][statistic] -> per-rep values.
+fn latency_reps(
+    o: &Opts,
+    names: &[&str],
+    paths: &mut [LatPath],
+    why: &Why<'_>,
+    placement: &str,
+) -> Res<Vec<Vec<Vec<f64>>>> {
+    let mut res = vec![vec![Vec::new(); 5]; names.len()];
     for rep in 0..o.reps {
+        // The paths take turns, LAT_CHUNK round trips at a time (starting
+        // with a different one each turn), so load on the machine falls on
+        // all of them alike.
+        let mut v = vec![Vec::with_capacity(o.samples); names.len()];
+        let mut done = 0;
+        let mut turn = 0;
+        while done < o.samples {
+            let k = (o.samples - done).min(LAT_CHUNK);
+            for j in 0..paths.len() {
+                let pi = (turn + j) % paths.len();
+                paths[pi].rounds(k, &mut v[pi]).map_err(|e| why(pi, e))?;
+            }
+            done += k;
+            turn += 1;
+        }
         for (pi, name) in names.iter().enumerate() {
-            let mut v = match pi {
-                0 => latency_memlogd(&d, false, o.warmup, o.samples)?,
-                1 => latency_memlogd(&d, true, o.warmup, o.samples)?,
-                _ => latency_baseline(o.warmup, o.samples, o.timeout)?,
-            };
+            let v = &mut v[pi];
             v.sort_by(f64::total_cmp);
             let ps = [
-                percentile(&v, 50.0),
-                percentile(&v, 90.0),
-                percentile(&v, 99.0),
+                percentile(v, 50.0),
+                percentile(v, 90.0),
+                percentile(v, 99.0),
                 v.last().copied().unwrap_or(f64::NAN),
+                v.iter().filter(|&&x| x >= 1000.0).count() as f64,
             ];
-            eprintln!(
-                "latency rep {}/{} {name}: p50 {:.1} µs, p99 {:.1} µs",
+            progress!(
+                "latency {placement} rep {}/{} {name}: p50 {:.1} µs, p99 {:.1} µs",
                 rep + 1,
                 o.reps,
                 ps[0],
@@ -1515,27 +1776,51 @@ fn latency(o: &Opts, r: &mut Report) -> Res<()> {
             }
         }
     }
-    drop(d);
+    Ok(res)
+}
+
+fn latency_report(
+    o: &Opts,
+    r: &mut Report,
+    names: &[&str],
+    placements: &[Placement],
+    all: &[Vec<Vec<Vec<f64>>>],
+) {
     let m = &mut r.md;
     let _ = writeln!(
         m,
-        "\n## 2. Follow latency\n\nOne thread writes a {LINE_LEN}-byte line carrying a counter to a socketpair passed to memlogd, then blocks until its follower (a mode-1 query connection) has received that line; {} samples per repetition after {} warm-up rounds. Baseline: the same two hops without memlogd (socketpair, a relay thread that `read`s and `write`s, a stream to the follower). Microseconds; the percentiles are per repetition, then median (min–max) over repetitions.\n",
+        "\n## 2. Follow latency\n\nOne thread writes a {LINE_LEN}-byte line carrying a counter to a socketpair passed to memlogd, then blocks until its follower (a mode-1 query connection) has received that line; {} samples per repetition after {} warm-up rounds. Baseline: the same two hops without memlogd (socketpair, a relay thread that `read`s and `write`s, a stream to the follower). Each follower kind has its own memlogd, and the three paths take turns, {LAT_CHUNK} round trips at a time, so that load on the machine falls on all of them alike. Placement: the writer/follower thread and the far side (memlogd, or the relay thread) are pinned to one CPU, then to two different CPUs; a wakeup on another CPU costs much more (tens of µs on some VMs), and unpinned the scheduler switches between the two at will, which makes unpinned results bimodal. Microseconds; the percentiles are per repetition, then median (min–max) over repetitions. On a loaded machine the max and the count of samples of 1 ms or more measure scheduling more than memlogd.\n",
         o.samples, o.warmup
     );
-    let _ = writeln!(m, "| path | p50 | p90 | p99 | max |");
-    let _ = writeln!(m, "| --- | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        m,
+        "| placement | path | p50 | p90 | p99 | max | samples ≥ 1 ms |"
+    );
+    let _ = writeln!(m, "| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     let mut rows = Vec::new();
-    for (pi, name) in names.iter().enumerate() {
-        let c: Vec<String> = res[pi].iter().map(|v| cell(summary(v), 1)).collect();
-        let _ = writeln!(m, "| {name} | {} | {} | {} | {} |", c[0], c[1], c[2], c[3]);
-        let j = |k: usize| jsum(summary(&res[pi][k]), &res[pi][k]);
-        rows.push(J::O(vec![
-            ("path", J::S(name.to_string())),
-            ("p50_us", j(0)),
-            ("p90_us", j(1)),
-            ("p99_us", j(2)),
-            ("max_us", j(3)),
-        ]));
+    for (pl, res) in placements.iter().zip(all) {
+        for (pi, name) in names.iter().enumerate() {
+            let c: Vec<String> = res[pi]
+                .iter()
+                .enumerate()
+                .map(|(k, v)| cell(summary(v), if k == 4 { 0 } else { 1 }))
+                .collect();
+            let _ = writeln!(
+                m,
+                "| {} | {name} | {} | {} | {} | {} | {} |",
+                pl.name, c[0], c[1], c[2], c[3], c[4]
+            );
+            let j = |k: usize| jsum(summary(&res[pi][k]), &res[pi][k]);
+            rows.push(J::O(vec![
+                ("placement", J::S(pl.name.clone())),
+                ("path", J::S(name.to_string())),
+                ("p50_us", j(0)),
+                ("p90_us", j(1)),
+                ("p99_us", j(2)),
+                ("max_us", j(3)),
+                ("samples_over_1ms", j(4)),
+            ]));
+        }
     }
     r.json.push((
         "latency",
@@ -1545,7 +1830,6 @@ fn latency(o: &Opts, r: &mut Report) -> Res<()> {
             ("rows", J::A(rows)),
         ]),
     ));
-    Ok(())
 }
 
 fn dump(o: &Opts, r: &mut Report) -> Res<()> {
@@ -1558,9 +1842,9 @@ fn dump(o: &Opts, r: &mut Report) -> Res<()> {
         "-buffer-size".into(),
         size_arg(buffer),
     ];
-    let mut d = Daemon::start(&o.memlogd, &args, o.timeout)?;
+    let mut d = Daemon::start(o, &args)?;
     let fill = ingest_memlogd(&mut d, 2, o.dump_lines, "d")?;
-    eprintln!(
+    progress!(
         "dump: filled memlogd with {} lines at {:.3} M lines/s",
         o.dump_lines,
         o.dump_lines as f64 / fill / 1e6
@@ -1573,8 +1857,11 @@ fn dump(o: &Opts, r: &mut Report) -> Res<()> {
         "baseline: bare sender, decoded by Client",
     ];
     let mut runs: Vec<Vec<DumpRun>> = vec![Vec::new(); names.len()];
+    let mut block = None;
     for rep in 0..o.reps {
-        let ext = dump_raw(&d, true).map_err(|e| d.why(e))?;
+        let mut head = Vec::new();
+        let ext = dump_raw(&d, true, &mut head).map_err(|e| d.why(e))?;
+        let (block, block_lines) = block.get_or_insert_with(|| record_block(&head));
         let records = ext.records;
         if records < o.dump_lines * 9 / 10 {
             return Err(d.why(format!(
@@ -1582,15 +1869,15 @@ fn dump(o: &Opts, r: &mut Report) -> Res<()> {
                 o.dump_lines
             )));
         }
-        let legacy = dump_raw(&d, false).map_err(|e| d.why(e))?;
+        let legacy = dump_raw(&d, false, &mut Vec::new()).map_err(|e| d.why(e))?;
         let dec = dump_decoded(&d, ext.bytes).map_err(|e| d.why(e))?;
-        let b_raw = dump_baseline(records, false, o.timeout)?;
-        let mut b_dec = dump_baseline(records, true, o.timeout)?;
+        let b_raw = dump_baseline(block, *block_lines, records, false, o.timeout)?;
+        let mut b_dec = dump_baseline(block, *block_lines, records, true, o.timeout)?;
         b_dec.bytes = b_raw.bytes;
         for (k, x) in [ext, legacy, dec, b_raw, b_dec].into_iter().enumerate() {
             runs[k].push(x);
         }
-        eprintln!(
+        progress!(
             "dump rep {}/{}: raw {:.3} M records/s, decoded {:.3} M/s, baseline raw {:.3} M/s, baseline decoded {:.3} M/s",
             rep + 1,
             o.reps,
@@ -1609,7 +1896,7 @@ fn dump(o: &Opts, r: &mut Report) -> Res<()> {
     let m = &mut r.md;
     let _ = writeln!(
         m,
-        "\n## 3. Dump\n\nmemlogd `{}` filled with {} lines of {LINE_LEN} bytes from 2 writers, then a mode-0 dump of the {held} records held, read to EOF (about {avg_len:.0} bytes per JSON line with an extended request). Raw: `read` into 64 KiB and count `\\n`; decoded: `memlog::client::Client::next_line` on every line. Baseline: a bare thread writing the same number of pre-built JSON record lines of the same length over a socketpair to the same reader. Timed from `connect` to EOF.\n",
+        "\n## 3. Dump\n\nmemlogd `{}` filled with {} lines of {LINE_LEN} bytes from 2 writers, then a mode-0 dump of the {held} records held, read to EOF (about {avg_len:.0} bytes per JSON line with an extended request). Raw: `read` into 64 KiB and count `\\n`; decoded: `memlog::client::Client::next_line` on every line. Baseline: a bare thread writing the same number of record lines, copies of the ones memlogd sent (same bytes), over a socketpair to the same reader. Timed from `connect` to EOF.\n",
         args.join(" "),
         o.dump_lines
     );
@@ -1687,7 +1974,7 @@ fn memory_one(o: &Opts, size: u64) -> Res<MemRow> {
         "-buffer-size".into(),
         size_arg(size),
     ];
-    let mut d = Daemon::start(&o.memlogd, &args, o.timeout)?;
+    let mut d = Daemon::start(o, &args)?;
     let (idle_hwm, _) = d.memory()?;
     // Lines enough to fill the ring more than twice (a line takes more than
     // LINE_LEN bytes there).
@@ -1737,7 +2024,7 @@ fn memory(o: &Opts, r: &mut Report) -> Res<()> {
     let mut rows = Vec::new();
     for &size in &o.mem_sizes {
         let row = memory_one(o, size)?;
-        eprintln!(
+        progress!(
             "memory {}: VmHWM {}, VmRSS {}",
             size_arg(size),
             mib(row.hwm),

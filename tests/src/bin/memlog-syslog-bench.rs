@@ -1,0 +1,1593 @@
+//! `memlog-syslog-bench`: `/dev/log`-style datagrams per second into memlogd
+//! (`-syslog PATH`), BusyBox `syslogd` (shared-memory ring) and `rsyslogd`
+//! (one file action), side by side in one run with the same message mix.
+//!
+//! ```text
+//! cargo build --release --workspace
+//! cargo run --release -p memlog-tests --bin memlog-syslog-bench [-- --quick | --help]
+//! ```
+//!
+//! The Markdown report goes to stdout, progress to stderr. Every wait is
+//! bounded (`--timeout`); every daemon is stopped at the end, also after an
+//! error (and killed by the kernel if this process dies: they run under
+//! `setpriv --pdeathsig KILL`), and the temporary directory is removed.
+//! None of the daemons touches the host's `/dev/log`, `/run` or `/var/log`:
+//! BusyBox `syslogd` always binds `/dev/log`, so it runs in private mount and
+//! IPC namespaces where `/dev/log` is a symlink into the temporary directory.
+
+use memlog::client::Client;
+use memlog::proto::{Line, Mode, Request};
+use memlog_tests::TempDir;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom, Write as _};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Length of every benchmark message (no trailing newline or NUL, as glibc
+/// sends to a datagram `/dev/log`).
+const MSG_LEN: usize = 100;
+
+/// The message mix: (`facility << 3 | severity`, tag), cycled through.
+const MIX: [(u8, &str); 8] = [
+    (14, "app0"),  // user.info
+    (30, "app1"),  // daemon.info
+    (29, "app2"),  // daemon.notice
+    (36, "app3"),  // auth.warning
+    (19, "app4"),  // mail.err
+    (78, "app5"),  // cron.info
+    (135, "app6"), // local0.debug
+    (157, "app7"), // local3.notice
+];
+
+/// Padding of the messages.
+const FILLER: &[u8] = b"lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore";
+
+/// Default size of BusyBox's shared-memory ring, KiB. `busybox logread`
+/// copies and prints the whole ring, at several ms per MiB, and that is how
+/// completion is seen: a small ring keeps the check cheap.
+const BB_RING_KIB: usize = 256;
+
+/// `/proc/PID/stat` reports CPU times in USER_HZ ticks, 100 a second on Linux.
+const USER_HZ: u64 = 100;
+
+/// memlogd's flags besides its sockets.
+const MEMLOGD_FLAGS: [&str; 6] = [
+    "-rate-limit-burst",
+    "0",
+    "-max-lines",
+    "1000000",
+    "-buffer-size",
+    "256M",
+];
+
+type Res<T> = Result<T, String>;
+
+const USAGE: &str = "\
+memlog-syslog-bench: /dev/log datagrams per second into memlogd, BusyBox syslogd and rsyslogd
+
+usage: cargo run --release -p memlog-tests --bin memlog-syslog-bench -- [OPTIONS]
+
+  --memlogd PATH    memlogd binary (default: target/release/memlogd)
+  --messages N      messages per repetition (default 200000)
+  --reps N          repetitions per daemon (default 5)
+  --senders N       sender threads (default 2)
+  --busybox-ring K  BusyBox syslogd -C ring size in KiB (default 256)
+  --only LIST       daemons to run, of memlogd,busybox,rsyslog (default all)
+  --timeout SECS    longest wait for any one step (default 60)
+  --quick           smoke run: 20000 messages, 1 repetition
+  -h, --help        this text
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Memlogd,
+    Busybox,
+    Rsyslog,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Memlogd, Kind::Busybox, Kind::Rsyslog];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Memlogd => "memlogd",
+            Kind::Busybox => "BusyBox syslogd",
+            Kind::Rsyslog => "rsyslogd",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Memlogd => "memlogd",
+            Kind::Busybox => "busybox",
+            Kind::Rsyslog => "rsyslog",
+        }
+    }
+}
+
+struct Opts {
+    memlogd: PathBuf,
+    messages: usize,
+    reps: usize,
+    senders: usize,
+    kinds: Vec<Kind>,
+    timeout: Duration,
+    /// Untimed messages sent to each daemon before the first repetition.
+    warmup: usize,
+    busybox_ring_kib: usize,
+}
+
+fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> Res<T> {
+    v.trim()
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("{flag}: invalid number {v:?}"))
+}
+
+fn parse_opts() -> Res<Opts> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick" || a == "-quick");
+    let mut o = Opts {
+        memlogd: memlog_tests::workspace_dir().join("target/release/memlogd"),
+        messages: if quick { 20_000 } else { 200_000 },
+        reps: if quick { 1 } else { 5 },
+        senders: 2,
+        kinds: Kind::ALL.to_vec(),
+        timeout: Duration::from_secs(60),
+        warmup: 0,
+        busybox_ring_kib: BB_RING_KIB,
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        i += 1;
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with('-') => (f, Some(v.to_string())),
+            _ => (a, None),
+        };
+        let flag = flag.trim_start_matches('-');
+        match flag {
+            "quick" => continue,
+            "h" | "help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => {}
+        }
+        let val = match inline {
+            Some(v) => v,
+            None => {
+                let v = args
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| format!("{a} needs a value\n\n{USAGE}"))?;
+                i += 1;
+                v
+            }
+        };
+        match flag {
+            "memlogd" => o.memlogd = PathBuf::from(val),
+            "messages" => o.messages = parse_num(a, &val)?,
+            "reps" => o.reps = parse_num(a, &val)?,
+            "senders" => o.senders = parse_num(a, &val)?,
+            "busybox-ring" => o.busybox_ring_kib = parse_num(a, &val)?,
+            "timeout" => o.timeout = Duration::from_secs(parse_num(a, &val)?),
+            "only" => {
+                o.kinds = Vec::new();
+                for k in val.split(',').map(str::trim) {
+                    let kind = Kind::ALL
+                        .into_iter()
+                        .find(|c| c.key() == k)
+                        .ok_or_else(|| {
+                            format!("--only: unknown daemon {k:?} (want memlogd,busybox,rsyslog)")
+                        })?;
+                    if !o.kinds.contains(&kind) {
+                        o.kinds.push(kind);
+                    }
+                }
+            }
+            _ => return Err(format!("unknown option {a}\n\n{USAGE}")),
+        }
+    }
+    if o.messages == 0 || o.reps == 0 || o.senders == 0 || o.timeout.is_zero() {
+        return Err("--messages, --reps, --senders and --timeout must be positive".into());
+    }
+    if o.busybox_ring_kib < 4 {
+        return Err("--busybox-ring: at least 4 (KiB)".into());
+    }
+    if o.senders > 256 {
+        return Err("--senders: at most 256".into());
+    }
+    if o.kinds.contains(&Kind::Memlogd) && !o.memlogd.is_file() {
+        return Err(format!(
+            "memlogd binary not found at {}: run `cargo build --release --workspace` first, or pass --memlogd PATH",
+            o.memlogd.display()
+        ));
+    }
+    o.warmup = (o.messages / 10).clamp(1_000, 20_000);
+    Ok(o)
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+/// `name` in `$PATH` or the sbin directories (rsyslogd lives in /usr/sbin).
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Runs `cmd` with stdin null and both outputs captured, killing it after
+/// `timeout`. Returns as soon as its stdout closes (no polling delay).
+fn run_capture(cmd: &mut Command, timeout: Duration) -> Res<(ExitStatus, Vec<u8>, Vec<u8>)> {
+    let what = format!("{:?}", cmd.get_program());
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running {what}: {e}"))?;
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        if let Some(s) = out.as_mut() {
+            let _ = s.read_to_end(&mut o);
+        }
+        if let Some(s) = err.as_mut() {
+            let _ = s.read_to_end(&mut e);
+        }
+        let _ = tx.send((o, e));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok((o, e)) => {
+            let st = child
+                .wait()
+                .map_err(|e| format!("waiting for {what}: {e}"))?;
+            Ok((st, o, e))
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "{what} did not finish within {} s",
+                timeout.as_secs()
+            ))
+        }
+    }
+}
+
+/// The first line a command prints (stdout, else stderr).
+fn first_line(cmd: &mut Command) -> String {
+    match run_capture(cmd, Duration::from_secs(10)) {
+        Ok((_, o, e)) => {
+            let s = if o.is_empty() { e } else { o };
+            String::from_utf8_lossy(&s)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        }
+        Err(e) => e,
+    }
+}
+
+fn read_first(path: &str, key: &str) -> Option<String> {
+    let s = fs::read_to_string(path).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+fn git_commit() -> Option<String> {
+    let o = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8(o.stdout).ok()?.trim().to_string();
+    (o.status.success() && !s.is_empty()).then_some(s)
+}
+
+/// Quotes a word for a shell command line, when it needs it.
+fn shell_word(w: &str) -> String {
+    if !w.is_empty()
+        && w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
+fn shell_join(argv: &[String]) -> String {
+    argv.iter()
+        .map(|w| shell_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `Mmm dd hh:mm:ss` (day padded with a space, as glibc's `%e`), UTC.
+fn syslog_stamp(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}",
+        MONTHS[(month - 1) as usize],
+        day,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// `count` messages of exactly [`MSG_LEN`] bytes, back to back, in RFC 3164
+/// as glibc's `syslog(3)` writes them to `/dev/log`:
+/// `<PRI>Mmm dd hh:mm:ss TAG[PID]: TOKEN NNNNNNNNNN padding`.
+fn make_messages(count: usize, token: &str, stamp: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(count * MSG_LEN);
+    for i in 0..count {
+        let (pri, tag) = MIX[i % MIX.len()];
+        let start = v.len();
+        let _ = write!(
+            v,
+            "<{pri}>{stamp} {tag}[{}]: {token} {i:010} ",
+            2000 + i % MIX.len()
+        );
+        let pad = (start + MSG_LEN).saturating_sub(v.len());
+        v.extend_from_slice(&FILLER[..pad.min(FILLER.len())]);
+        v.resize(start + MSG_LEN, b'.');
+    }
+    v
+}
+
+/// The marker sent after a repetition's messages.
+fn marker_message(token: &str, stamp: &str) -> Vec<u8> {
+    format!(
+        "<30>{stamp} bench[{}]: {token} end-marker",
+        std::process::id()
+    )
+    .into_bytes()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    let mut i = 0;
+    while let Some(p) = hay[i..].iter().position(|&b| b == first) {
+        let s = i + p;
+        if hay[s..].starts_with(needle) {
+            return Some(s);
+        }
+        i = s + 1;
+    }
+    None
+}
+
+/// Counts the complete lines of `buf` that hold `token ` (a benchmark
+/// message or the marker of this repetition), and whether the marker is
+/// among them. Returns the bytes after the last newline, unscanned.
+fn scan_lines<'a>(buf: &'a [u8], token: &str, count: &mut u64, marker: &mut bool) -> &'a [u8] {
+    let tok = format!("{token} ");
+    let mark = format!("{token} end-marker");
+    let mut rest = buf;
+    while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        let line = &rest[..nl];
+        if let Some(p) = find(line, tok.as_bytes()) {
+            *count += 1;
+            if line[p..].starts_with(mark.as_bytes()) {
+                *marker = true;
+            }
+        }
+        rest = &rest[nl + 1..];
+    }
+    rest
+}
+
+/// The message numbers of this repetition's lines in BusyBox's ring must
+/// be, for each sender, a run without gaps that ends with its last message.
+fn check_ring_tail(out: &[u8], token: &str, shares: &[std::ops::Range<usize>]) -> Res<()> {
+    let tok = format!("{token} ");
+    let mut seqs: Vec<usize> = Vec::new();
+    for line in out.split(|&b| b == b'\n') {
+        if let Some(p) = find(line, tok.as_bytes()) {
+            let rest = &line[p + tok.len()..];
+            if let Some(n) = rest
+                .get(..10)
+                .and_then(|d| std::str::from_utf8(d).ok())
+                .and_then(|d| d.parse().ok())
+            {
+                seqs.push(n);
+            }
+        }
+    }
+    seqs.sort_unstable();
+    for (t, r) in shares.iter().enumerate() {
+        let mine: Vec<usize> = seqs.iter().copied().filter(|n| r.contains(n)).collect();
+        let (Some(&lo), Some(&hi)) = (mine.first(), mine.last()) else {
+            continue;
+        };
+        if hi + 1 != r.end || mine.len() != hi - lo + 1 {
+            return Err(format!(
+                "busybox: the ring holds {} of sender {t}'s messages {lo}..={hi} (it sent {}..{}): messages lost",
+                mine.len(),
+                r.start,
+                r.end
+            ));
+        }
+    }
+    if seqs.is_empty() {
+        eprintln!("note: BusyBox's ring holds none of this repetition's messages but the marker: too small to check anything (--busybox-ring)");
+    }
+    Ok(())
+}
+
+fn send_err(who: &str, e: &io::Error, timeout: Duration) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
+            "{who}: a send to its socket blocked for more than {} s (the daemon stopped reading)",
+            timeout.as_secs()
+        ),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
+            format!("{who}: sending to its socket: {e} (did it exit?)")
+        }
+        _ => format!("{who}: sending to its socket: {e}"),
+    }
+}
+
+/// Blocking `send_to` with a bounded wait, retried on EINTR.
+fn send_one(sock: &UnixDatagram, msg: &[u8], path: &Path) -> io::Result<()> {
+    loop {
+        match sock.send_to(msg, path) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn sender_socket(timeout: Duration) -> io::Result<UnixDatagram> {
+    let s = UnixDatagram::unbound()?;
+    s.set_write_timeout(Some(timeout))?;
+    Ok(s)
+}
+
+/// The range of message numbers that sender `t` of `senders` sends.
+fn share(n: usize, senders: usize, t: usize) -> std::ops::Range<usize> {
+    t * n / senders..(t + 1) * n / senders
+}
+
+/// Sends `msgs` (back to back, [`MSG_LEN`] each) to `path` from `senders`
+/// threads, each with its own unbound socket and a contiguous share.
+/// Returns when the first send started and when the last one returned.
+fn send_all(
+    path: &Path,
+    msgs: &[u8],
+    senders: usize,
+    timeout: Duration,
+    who: &str,
+) -> Res<(Instant, Instant)> {
+    let n = msgs.len() / MSG_LEN;
+    let barrier = Barrier::new(senders + 1);
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..senders)
+            .map(|t| {
+                let r = share(n, senders, t);
+                let share = &msgs[r.start * MSG_LEN..r.end * MSG_LEN];
+                let (barrier, stop) = (&barrier, &stop);
+                s.spawn(move || -> Res<()> {
+                    let sock = sender_socket(timeout);
+                    // Every thread reaches the barrier exactly once.
+                    barrier.wait();
+                    let sock = sock.map_err(|e| format!("creating a sender socket: {e}"))?;
+                    for (k, m) in share.chunks_exact(MSG_LEN).enumerate() {
+                        if k % 1024 == 0 && stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        if let Err(e) = send_one(&sock, m, path) {
+                            stop.store(true, Ordering::Relaxed);
+                            return Err(send_err(who, &e, timeout));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        barrier.wait();
+        let t0 = Instant::now();
+        let mut err = None;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    err.get_or_insert(e);
+                }
+                Err(_) => {
+                    err.get_or_insert_with(|| "a sender thread panicked".to_string());
+                }
+            }
+        }
+        let t1 = Instant::now();
+        match err {
+            Some(e) => Err(e),
+            None => Ok((t0, t1)),
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The daemons
+
+/// A daemon under test, stopped on drop.
+struct Daemon {
+    kind: Kind,
+    child: Option<Child>,
+    dir: PathBuf,
+    /// The `/dev/log`-style socket it reads.
+    sock: PathBuf,
+    /// Its command line, for the report.
+    cmdline: String,
+    /// memlogd's query socket.
+    query: PathBuf,
+    /// BusyBox: the `busybox` and `nsenter` binaries.
+    busybox: PathBuf,
+    nsenter: PathBuf,
+    /// rsyslogd's output file, and how much of it has been scanned.
+    out: PathBuf,
+    out_pos: u64,
+    timeout: Duration,
+}
+
+/// What a repetition waits for, and what was seen so far.
+struct Pending {
+    token: String,
+    /// Messages plus the marker.
+    expect: u64,
+    /// memlogd: `next` before the repetition.
+    base: u64,
+    /// busybox, rsyslog: lines of this repetition seen, marker among them.
+    count: u64,
+    marker: bool,
+    /// rsyslog: an incomplete last line, and when `count` last changed.
+    partial: Vec<u8>,
+    changed: Instant,
+    /// busybox: the message numbers each sender sent.
+    shares: Vec<std::ops::Range<usize>>,
+}
+
+enum Progress {
+    /// Complete, as observed at `at`, with `stored` messages of the
+    /// repetition (marker included).
+    Done {
+        at: Instant,
+        stored: u64,
+    },
+    NotYet(String),
+}
+
+/// One timed repetition.
+#[derive(Clone, Copy)]
+struct Run {
+    /// First send to everything visible.
+    total: Duration,
+    /// First send to the last send returning.
+    sent: Duration,
+    /// Daemon CPU time (user + system), in ticks.
+    cpu_ticks: u64,
+    /// Duration of the completion check that succeeded.
+    last_check: Duration,
+    checks: usize,
+}
+
+impl Daemon {
+    fn new(kind: Kind, dir: PathBuf, sock: PathBuf, timeout: Duration) -> Daemon {
+        Daemon {
+            kind,
+            child: None,
+            dir,
+            sock,
+            cmdline: String::new(),
+            query: PathBuf::new(),
+            busybox: PathBuf::new(),
+            nsenter: PathBuf::new(),
+            out: PathBuf::new(),
+            out_pos: 0,
+            timeout,
+        }
+    }
+
+    /// Starts `argv` (under `setpriv --pdeathsig KILL` when there is one)
+    /// with its output in files in its directory, and waits until its
+    /// socket takes datagrams.
+    fn spawn(&mut self, argv: Vec<String>) -> Res<()> {
+        let name = self.kind.name();
+        let file = |n: &str| {
+            fs::File::create(self.dir.join(n)).map_err(|e| format!("{name}: creating {n}: {e}"))
+        };
+        let mut cmd = match find_program("setpriv") {
+            Some(sp) => {
+                let mut c = Command::new(sp);
+                c.args(["--pdeathsig", "KILL", "--"]).args(&argv);
+                c
+            }
+            None => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(file("stdout.txt")?)
+            .stderr(file("stderr.txt")?)
+            .current_dir(&self.dir);
+        self.cmdline = shell_join(&argv);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("{name}: starting {}: {e}", argv[0]))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            self.check_alive()?;
+            let ready = self.sock.exists()
+                && UnixDatagram::unbound()
+                    .and_then(|d| d.connect(&self.sock))
+                    .is_ok()
+                && (self.kind != Kind::Memlogd || self.stats().is_ok());
+            if ready {
+                eprintln!("started {name}, pid {}: {}", self.pid(), self.cmdline);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{name} did not serve {} within {} s; its stderr: {}",
+                    self.sock.display(),
+                    self.timeout.as_secs(),
+                    self.stderr_tail()
+                ));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn start_memlogd(bin: &Path, dir: PathBuf, timeout: Duration) -> Res<Daemon> {
+        let sock = dir.join("devlog");
+        let mut d = Daemon::new(Kind::Memlogd, dir.clone(), sock.clone(), timeout);
+        d.query = dir.join("query.sock");
+        let mut argv: Vec<String> = vec![
+            bin.display().to_string(),
+            "-socket-log".into(),
+            dir.join("log.sock").display().to_string(),
+            "-socket-query".into(),
+            d.query.display().to_string(),
+            "-syslog".into(),
+            sock.display().to_string(),
+        ];
+        argv.extend(MEMLOGD_FLAGS.iter().map(|s| s.to_string()));
+        d.spawn(argv)?;
+        Ok(d)
+    }
+
+    fn start_busybox(
+        busybox: &Path,
+        nsenter: &Path,
+        unshare: &Path,
+        dir: PathBuf,
+        ring_kib: usize,
+        timeout: Duration,
+    ) -> Res<Daemon> {
+        let sock = dir.join("devlog");
+        let mut d = Daemon::new(Kind::Busybox, dir.clone(), sock.clone(), timeout);
+        d.busybox = busybox.to_path_buf();
+        d.nsenter = nsenter.to_path_buf();
+        // BusyBox syslogd has no flag for its socket: it binds /dev/log,
+        // following a symlink there. In its own mount namespace /dev is
+        // DIR/dev, whose `log` points at DIR/devlog, and /var/run (its pid
+        // file) is DIR/run; its shared-memory ring is in its own IPC namespace.
+        let mk = |p: &Path| fs::create_dir_all(p).map_err(|e| format!("busybox: {e}"));
+        mk(&dir.join("dev"))?;
+        mk(&dir.join("run"))?;
+        std::os::unix::fs::symlink(&sock, dir.join("dev/log"))
+            .map_err(|e| format!("busybox: symlink: {e}"))?;
+        let mut argv: Vec<String> = vec![unshare.display().to_string()];
+        if !nix::unistd::geteuid().is_root() {
+            argv.extend(["--user".into(), "--map-root-user".into()]);
+        }
+        argv.extend(
+            [
+                "--mount",
+                "--ipc",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                r#"mount --bind "$1/dev" /dev && mount --bind "$1/run" /var/run && exec "$3" syslogd -n -C"$2" -O "$1/messages""#,
+                "sh",
+            ]
+            .map(String::from),
+        );
+        argv.push(dir.display().to_string());
+        argv.push(ring_kib.to_string());
+        argv.push(busybox.display().to_string());
+        d.spawn(argv)?;
+        Ok(d)
+    }
+
+    fn start_rsyslog(rsyslogd: &Path, dir: PathBuf, timeout: Duration) -> Res<Daemon> {
+        let sock = dir.join("devlog");
+        let mut d = Daemon::new(Kind::Rsyslog, dir.clone(), sock.clone(), timeout);
+        d.out = dir.join("out.log");
+        let work = dir.join("work");
+        fs::create_dir_all(&work).map_err(|e| format!("rsyslogd: {e}"))?;
+        let conf = dir.join("rsyslog.conf");
+        fs::write(&conf, rsyslog_conf(&dir)).map_err(|e| format!("rsyslogd: {e}"))?;
+        let argv: Vec<String> = vec![
+            rsyslogd.display().to_string(),
+            "-n".into(),
+            "-f".into(),
+            conf.display().to_string(),
+            "-i".into(),
+            dir.join("rsyslogd.pid").display().to_string(),
+        ];
+        d.spawn(argv)?;
+        Ok(d)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn stderr_tail(&self) -> String {
+        let s = fs::read(self.dir.join("stderr.txt")).unwrap_or_default();
+        let s = String::from_utf8_lossy(&s[s.len().saturating_sub(1500)..])
+            .trim()
+            .to_string();
+        if s.is_empty() {
+            "(empty)".into()
+        } else {
+            s
+        }
+    }
+
+    /// An error if the daemon has exited.
+    fn check_alive(&mut self) -> Res<()> {
+        let name = self.kind.name();
+        let Some(c) = self.child.as_mut() else {
+            return Err(format!("{name} is not running"));
+        };
+        match c.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(st)) => Err(format!(
+                "{name} exited ({st}); its stderr: {}",
+                self.stderr_tail()
+            )),
+            Err(e) => Err(format!("{name}: waitpid: {e}")),
+        }
+    }
+
+    /// Stops the daemon: SIGTERM, then SIGKILL after 5 s.
+    fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        if let Ok(None) = c.try_wait() {
+            let _ = memlog_tests::signal(c.id(), libc::SIGTERM);
+            let end = Instant::now() + Duration::from_secs(5);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < end {
+                thread::sleep(Duration::from_millis(5));
+            }
+            let _ = c.kill();
+        }
+        let _ = c.wait();
+    }
+
+    /// memlogd's counters.
+    fn stats(&self) -> Res<Vec<(String, u64)>> {
+        let s = UnixStream::connect(&self.query)
+            .map_err(|e| format!("connecting to {}: {e}", self.query.display()))?;
+        s.set_read_timeout(Some(self.timeout))
+            .map_err(|e| e.to_string())?;
+        let mut req = Request::new(Mode::Dump);
+        req.stats = true;
+        let mut c = Client::start(s, &req).map_err(|e| format!("stats request: {e}"))?;
+        let mut stats = None;
+        loop {
+            match c.next_line() {
+                Ok(Some(Line::Stats(s))) => stats = Some(s),
+                Ok(Some(Line::Error(e))) => return Err(format!("memlogd refused stats: {e}")),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(format!(
+                        "no answer to a stats request within {} s",
+                        self.timeout.as_secs()
+                    ))
+                }
+                Err(e) => return Err(format!("reading stats: {e}")),
+            }
+        }
+        stats.ok_or_else(|| "memlogd answered a stats request without counters".into())
+    }
+
+    fn stat(&self, key: &str) -> Res<u64> {
+        let s = self.stats()?;
+        s.iter()
+            .find(|(k, _)| k == key)
+            .map(|&(_, v)| v)
+            .ok_or_else(|| format!("memlogd's stats have no {key:?}"))
+    }
+
+    /// `busybox logread` in the daemon's IPC namespace.
+    fn logread(&self) -> Res<Vec<u8>> {
+        let mut cmd = Command::new(&self.nsenter);
+        cmd.args(["-t", &self.pid().to_string(), "-i", "--"])
+            .arg(&self.busybox)
+            .arg("logread");
+        let (st, out, err) = run_capture(&mut cmd, self.timeout)?;
+        if st.success() {
+            Ok(out)
+        } else {
+            Err(format!(
+                "busybox logread: {st}: {}",
+                String::from_utf8_lossy(&err).trim()
+            ))
+        }
+    }
+
+    /// (utime + stime) of the whole process, in ticks.
+    fn cpu_ticks(&self) -> Res<u64> {
+        let p = format!("/proc/{}/stat", self.pid());
+        let s = fs::read_to_string(&p).map_err(|e| format!("{p}: {e}"))?;
+        let f: Vec<&str> = s
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        match (f.get(11), f.get(12)) {
+            (Some(u), Some(s)) => Ok(u.parse::<u64>().unwrap_or(0) + s.parse::<u64>().unwrap_or(0)),
+            _ => Err(format!("{p}: unexpected format")),
+        }
+    }
+
+    /// Peak resident set size (VmHWM), in KiB.
+    fn vm_hwm_kib(&self) -> Res<u64> {
+        let p = format!("/proc/{}/status", self.pid());
+        let s = fs::read_to_string(&p).map_err(|e| format!("{p}: {e}"))?;
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("no VmHWM in {p}"))
+    }
+
+    fn pending(&mut self, token: &str, n: usize, senders: usize) -> Res<Pending> {
+        let base = match self.kind {
+            Kind::Memlogd => self.stat("next")?,
+            _ => 0,
+        };
+        if self.kind == Kind::Rsyslog {
+            // Nothing of this repetition can be in the file yet.
+            self.out_pos = fs::metadata(&self.out).map_or(0, |m| m.len());
+        }
+        Ok(Pending {
+            token: token.to_string(),
+            expect: n as u64 + 1,
+            base,
+            count: 0,
+            marker: false,
+            partial: Vec::new(),
+            changed: Instant::now(),
+            shares: (0..senders).map(|t| share(n, senders, t)).collect(),
+        })
+    }
+
+    /// One look at whether everything of the repetition is visible.
+    fn check(&mut self, p: &mut Pending) -> Res<Progress> {
+        match self.kind {
+            Kind::Memlogd => match self.stat("next") {
+                Ok(next) => {
+                    let at = Instant::now();
+                    let stored = next.saturating_sub(p.base);
+                    Ok(if stored >= p.expect {
+                        Progress::Done { at, stored }
+                    } else {
+                        Progress::NotYet(format!("{stored} of {} records stored", p.expect))
+                    })
+                }
+                Err(e) => Ok(Progress::NotYet(e)),
+            },
+            Kind::Busybox => match self.logread() {
+                Ok(out) => {
+                    let at = Instant::now();
+                    let (mut count, mut marker) = (0, false);
+                    scan_lines(&out, &p.token, &mut count, &mut marker);
+                    if !marker {
+                        return Ok(Progress::NotYet(format!(
+                            "no marker in logread's output yet ({count} lines of this repetition there)"
+                        )));
+                    }
+                    // Datagrams are read in order and every send succeeded, so
+                    // with the marker everything has been read. The ring
+                    // holds only the latest lines: what it holds of each
+                    // sender must be the end of what it sent, without gaps.
+                    check_ring_tail(&out, &p.token, &p.shares)?;
+                    Ok(Progress::Done {
+                        at,
+                        stored: p.expect,
+                    })
+                }
+                Err(e) => Ok(Progress::NotYet(e)),
+            },
+            Kind::Rsyslog => self.check_rsyslog(p),
+        }
+    }
+
+    /// Appends bytes `from..to` (`to` = `None`: to the end) of rsyslogd's
+    /// output file to `buf`; returns how many.
+    fn read_out(&self, from: u64, to: Option<u64>, buf: &mut Vec<u8>) -> Res<u64> {
+        let what = |e: io::Error| format!("reading {}: {e}", self.out.display());
+        let mut f = fs::File::open(&self.out).map_err(what)?;
+        f.seek(SeekFrom::Start(from)).map_err(what)?;
+        let n = match to {
+            Some(to) => f.take(to.saturating_sub(from)).read_to_end(buf),
+            None => f.read_to_end(buf),
+        };
+        n.map(|n| n as u64).map_err(what)
+    }
+
+    /// rsyslogd: first a cheap look at the end of the file for the marker;
+    /// once it is there, everything before it is counted (not timed: it
+    /// was all in the file when the marker was seen). If rsyslog wrote
+    /// some lines after the marker, the file is then read as it grows.
+    fn check_rsyslog(&mut self, p: &mut Pending) -> Res<Progress> {
+        let len = match fs::metadata(&self.out) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Progress::NotYet(format!("no {} yet", self.out.display())))
+            }
+            Err(e) => return Err(format!("{}: {e}", self.out.display())),
+        };
+        if !p.marker {
+            const TAIL: u64 = 64 * 1024;
+            let mut tail = Vec::new();
+            self.read_out(
+                len.saturating_sub(TAIL).max(self.out_pos),
+                Some(len),
+                &mut tail,
+            )?;
+            let at = Instant::now();
+            let mark = format!("{} end-marker\n", p.token);
+            if find(&tail, mark.as_bytes()).is_none() {
+                return Ok(Progress::NotYet(format!(
+                    "no marker in {} yet ({} bytes written in this repetition)",
+                    self.out.display(),
+                    len - self.out_pos
+                )));
+            }
+            let mut buf = std::mem::take(&mut p.partial);
+            self.out_pos += self.read_out(self.out_pos, Some(len), &mut buf)?;
+            p.partial = scan_lines(&buf, &p.token, &mut p.count, &mut p.marker).to_vec();
+            p.changed = Instant::now();
+            if p.count >= p.expect {
+                return Ok(Progress::Done {
+                    at,
+                    stored: p.count,
+                });
+            }
+        } else {
+            let mut buf = std::mem::take(&mut p.partial);
+            self.out_pos += self.read_out(self.out_pos, None, &mut buf)?;
+            let at = Instant::now();
+            let before = p.count;
+            p.partial = scan_lines(&buf, &p.token, &mut p.count, &mut p.marker).to_vec();
+            if p.count != before {
+                p.changed = at;
+            }
+            if p.count >= p.expect {
+                return Ok(Progress::Done {
+                    at,
+                    stored: p.count,
+                });
+            }
+            // If the count stops growing after the marker, messages were lost.
+            if at.duration_since(p.changed) > Duration::from_secs(3) {
+                return Err(format!(
+                    "rsyslogd: the marker is in {} but only {} of {} messages are, unchanged for 3 s",
+                    self.out.display(),
+                    p.count.saturating_sub(1),
+                    p.expect - 1
+                ));
+            }
+        }
+        Ok(Progress::NotYet(format!(
+            "{} of {} lines in {}, marker seen",
+            p.count,
+            p.expect,
+            self.out.display(),
+        )))
+    }
+
+    /// Checks until everything is visible; returns when it was observed,
+    /// what was stored, how many checks it took and how long the last took.
+    fn wait_complete(&mut self, p: &mut Pending) -> Res<(Instant, u64, usize, Duration)> {
+        let deadline = Instant::now() + self.timeout;
+        let mut pause = Duration::from_micros(200);
+        let mut checks = 0;
+        loop {
+            self.check_alive()?;
+            let start = Instant::now();
+            checks += 1;
+            match self.check(p)? {
+                Progress::Done { at, stored } => return Ok((at, stored, checks, at - start)),
+                Progress::NotYet(what) => {
+                    if Instant::now() > deadline {
+                        return Err(format!(
+                            "{}: not complete {} s after the last send: {what}",
+                            self.kind.name(),
+                            self.timeout.as_secs()
+                        ));
+                    }
+                }
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends `n` messages and the marker, and waits until all are visible.
+    /// An error says when the daemon has exited.
+    fn measure(&mut self, o: &Opts, n: usize, token: &str, stamp: &str) -> Res<Run> {
+        self.measure_inner(o, n, token, stamp)
+            .map_err(|e| match self.check_alive() {
+                Err(exit) if !e.contains(" exited (") => format!("{e}; {exit}"),
+                _ => e,
+            })
+    }
+
+    fn measure_inner(&mut self, o: &Opts, n: usize, token: &str, stamp: &str) -> Res<Run> {
+        let name = self.kind.name();
+        let msgs = make_messages(n, token, stamp);
+        let mut p = self
+            .pending(token, n, o.senders)
+            .map_err(|e| format!("{name}: {e}"))?;
+        let cpu0 = self.cpu_ticks()?;
+        let (t0, t_sent) = send_all(&self.sock, &msgs, o.senders, o.timeout, name)?;
+        let sock = sender_socket(o.timeout).map_err(|e| format!("socket: {e}"))?;
+        send_one(&sock, &marker_message(token, stamp), &self.sock)
+            .map_err(|e| send_err(name, &e, o.timeout))?;
+        let (at, stored, checks, last_check) = self.wait_complete(&mut p)?;
+        let cpu1 = self.cpu_ticks()?;
+        if stored < p.expect {
+            return Err(format!(
+                "{name}: only {} of {n} messages arrived ({} lost)",
+                stored.saturating_sub(1),
+                p.expect - stored
+            ));
+        }
+        if stored > p.expect {
+            eprintln!(
+                "note: {name} stored {} records for {} messages (its own records in between?)",
+                stored, p.expect
+            );
+        }
+        Ok(Run {
+            total: at - t0,
+            sent: t_sent - t0,
+            cpu_ticks: cpu1.saturating_sub(cpu0),
+            last_check,
+            checks,
+        })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rsyslog_conf(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "# Written by memlog-syslog-bench: one socket, no rate limit, every message to one file.\n\
+         global(workDirectory=\"{d}/work\")\n\
+         module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+         input(type=\"imuxsock\" Socket=\"{d}/devlog\" RateLimit.Interval=\"0\" CreatePath=\"on\")\n\
+         action(type=\"omfile\" file=\"{d}/out.log\")\n"
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The benchmark
+
+/// One daemon's line of the report.
+struct Entry {
+    kind: Kind,
+    daemon: Option<Daemon>,
+    /// Why there is no result (not installed, or failed).
+    missing: Option<String>,
+    failed: Option<String>,
+    cmdline: String,
+    /// The daemon's temporary directory.
+    dir: PathBuf,
+    runs: Vec<Run>,
+    hwm_kib: Option<u64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        })
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(v: f64) -> String {
+    let s = format!("{:.0}", v);
+    let (sign, digits) = s.split_at(usize::from(s.starts_with('-')));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}")
+}
+
+fn secs(d: f64) -> String {
+    if d < 1.0 {
+        format!("{:.0} ms", d * 1000.0)
+    } else {
+        format!("{d:.2} s")
+    }
+}
+
+fn start_daemon(o: &Opts, kind: Kind, root: &Path) -> Result<Daemon, (bool, String)> {
+    let dir = root.join(kind.key());
+    fs::create_dir_all(&dir).map_err(|e| (false, format!("{}: {e}", dir.display())))?;
+    match kind {
+        Kind::Memlogd => Daemon::start_memlogd(&o.memlogd, dir, o.timeout).map_err(|e| (false, e)),
+        Kind::Busybox => {
+            let bb = find_program("busybox").ok_or((true, "not installed".to_string()))?;
+            let list = run_capture(Command::new(&bb).arg("--list"), o.timeout)
+                .map(|(_, out, _)| String::from_utf8_lossy(&out).into_owned())
+                .unwrap_or_default();
+            if !list.lines().any(|l| l == "syslogd") || !list.lines().any(|l| l == "logread") {
+                return Err((
+                    true,
+                    "not installed (busybox has no syslogd or logread applet)".into(),
+                ));
+            }
+            let (Some(ns), Some(us), Some(_)) = (
+                find_program("nsenter"),
+                find_program("unshare"),
+                find_program("mount"),
+            ) else {
+                return Err((
+                    true,
+                    "not available: needs util-linux unshare, nsenter and mount (BusyBox syslogd binds /dev/log; it runs in a private mount namespace)".into(),
+                ));
+            };
+            Daemon::start_busybox(&bb, &ns, &us, dir, o.busybox_ring_kib, o.timeout)
+                .map_err(|e| (false, e))
+        }
+        Kind::Rsyslog => {
+            let rs = find_program("rsyslogd").ok_or((true, "not installed".to_string()))?;
+            Daemon::start_rsyslog(&rs, dir, o.timeout).map_err(|e| (false, e))
+        }
+    }
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn run(o: &Opts) -> i32 {
+    let load_start = loadavg();
+    let tmp = TempDir::new("syslog-bench");
+    let stamp = syslog_stamp(SystemTime::now());
+    let tag = format!("#{:x}", std::process::id());
+    let mut entries: Vec<Entry> = Vec::new();
+    for &kind in &o.kinds {
+        let mut e = Entry {
+            kind,
+            daemon: None,
+            missing: None,
+            failed: None,
+            cmdline: String::new(),
+            dir: tmp.path().join(kind.key()),
+            runs: Vec::new(),
+            hwm_kib: None,
+        };
+        match start_daemon(o, kind, tmp.path()) {
+            Ok(d) => {
+                e.cmdline = d.cmdline.clone();
+                e.daemon = Some(d);
+            }
+            Err((true, why)) => {
+                eprintln!("{}: {why}", kind.name());
+                e.missing = Some(why);
+            }
+            Err((false, why)) => {
+                eprintln!("error: {why}");
+                e.failed = Some(why);
+            }
+        }
+        entries.push(e);
+    }
+    // Untimed warm-up, which also proves each daemon works end to end.
+    for e in entries.iter_mut() {
+        let Some(d) = e.daemon.as_mut() else { continue };
+        let token = format!("{tag}.{}.w", e.kind.key());
+        match d.measure(o, o.warmup, &token, &stamp) {
+            Ok(r) => eprintln!(
+                "warm-up {}: {} messages in {}",
+                e.kind.name(),
+                o.warmup,
+                secs(r.total.as_secs_f64())
+            ),
+            Err(why) => {
+                eprintln!("error: warm-up: {why}");
+                e.failed = Some(format!("warm-up: {why}"));
+                e.daemon = None;
+            }
+        }
+    }
+    // Repetitions, interleaved; the order rotates so that no daemon always
+    // runs first or last.
+    let k = entries.len();
+    for rep in 0..o.reps {
+        for j in 0..k {
+            let e = &mut entries[(rep + j) % k];
+            let Some(d) = e.daemon.as_mut() else { continue };
+            let token = format!("{tag}.{}.{rep}", e.kind.key());
+            match d.measure(o, o.messages, &token, &stamp) {
+                Ok(r) => {
+                    eprintln!(
+                        "rep {}/{} {}: {} messages in {} = {}/s (senders done after {}, {} checks, last {:.1} ms)",
+                        rep + 1,
+                        o.reps,
+                        e.kind.name(),
+                        o.messages,
+                        secs(r.total.as_secs_f64()),
+                        thousands(o.messages as f64 / r.total.as_secs_f64()),
+                        secs(r.sent.as_secs_f64()),
+                        r.checks,
+                        r.last_check.as_secs_f64() * 1000.0
+                    );
+                    e.runs.push(r);
+                }
+                Err(why) => {
+                    eprintln!("error: rep {}: {why}", rep + 1);
+                    e.failed = Some(format!("repetition {}: {why}", rep + 1));
+                    e.daemon = None;
+                }
+            }
+        }
+    }
+    for e in entries.iter_mut() {
+        if let Some(d) = e.daemon.as_mut() {
+            match d.vm_hwm_kib() {
+                Ok(v) => e.hwm_kib = Some(v),
+                Err(why) => eprintln!("{}: {why}", e.kind.name()),
+            }
+            d.stop();
+        }
+        e.daemon = None;
+    }
+    let load = format!("{load_start} at start, {} at the end", loadavg());
+    let report = report(o, &entries, &stamp, &tag, &load);
+    print!("{report}");
+    let _ = io::stdout().flush();
+    drop(tmp);
+    if entries.iter().any(|e| e.failed.is_some()) {
+        1
+    } else {
+        0
+    }
+}
+
+fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> String {
+    let mut m = String::new();
+    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    let model = read_first("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown".into());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let mem = read_first("/proc/meminfo", "MemTotal").unwrap_or_default();
+    let qlen = fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let args: Vec<String> = std::env::args().collect();
+    let version = |k: Kind| -> String {
+        match k {
+            Kind::Memlogd => format!(
+                "memlogd `{}` (commit {})",
+                o.memlogd.display(),
+                git_commit().unwrap_or_else(|| "unknown".into())
+            ),
+            Kind::Busybox => match find_program("busybox") {
+                Some(b) => format!("`{}`", first_line(&mut Command::new(b))),
+                None => "BusyBox not installed".into(),
+            },
+            Kind::Rsyslog => match find_program("rsyslogd") {
+                Some(r) => format!("`{}`", first_line(Command::new(r).arg("-v"))),
+                None => "rsyslogd not installed".into(),
+            },
+        }
+    };
+    let n = o.messages;
+    let _ = writeln!(
+        m,
+        "# Syslog ingest: memlogd vs BusyBox syslogd vs rsyslogd\n"
+    );
+    let _ = writeln!(
+        m,
+        "- Machine: {cpus} CPUs (nproc), {model}, {mem} RAM, Linux {kernel}; load average {load}"
+    );
+    let _ = writeln!(m, "- Command: `{}`", args.join(" "));
+    let _ = writeln!(
+        m,
+        "- Rerun: `cargo build --release --workspace && cargo run --release -p memlog-tests --bin memlog-syslog-bench{}`",
+        if args.len() > 1 {
+            format!(" -- {}", args[1..].join(" "))
+        } else {
+            String::new()
+        }
+    );
+    let versions: Vec<String> = o.kinds.iter().map(|&k| version(k)).collect();
+    let _ = writeln!(m, "- Versions: {}", versions.join("; "));
+    let sample = make_messages(4, &format!("{tag}.x.0"), stamp);
+    let _ = writeln!(
+        m,
+        "- Workload, per repetition and daemon: {} messages of {MSG_LEN} bytes in RFC 3164 as glibc `syslog(3)` sends them to `/dev/log`, e.g. `{}`, cycling through {} tags and facility.severity pairs, then one marker message; sent by {} threads, each with its own unbound `UnixDatagram` doing blocking `send_to` (a full receive queue blocks the sender, so the send rate follows the receiver; `net.unix.max_dgram_qlen` = {qlen}).",
+        thousands(n as f64),
+        String::from_utf8_lossy(&sample[3 * MSG_LEN..4 * MSG_LEN]),
+        MIX.len(),
+        o.senders
+    );
+    let _ = writeln!(
+        m,
+        "- {} timed repetitions per daemon, interleaved (the order rotates each repetition), after an untimed warm-up of {} messages each. All daemons run for the whole benchmark; only one is sent to at a time.",
+        o.reps,
+        thousands(o.warmup as f64)
+    );
+    let _ = writeln!(
+        m,
+        "- Time: from the first send until everything is visible to a reader: memlogd's `stats` counter `next` has grown by {} (messages + marker); the marker shows in `busybox logread` (and the ring's tail has no gaps); the marker line and all {} lines are in rsyslog's output file. A daemon that loses a message fails. Rate = messages / time.\n",
+        thousands((n + 1) as f64),
+        thousands((n + 1) as f64)
+    );
+
+    // Main table.
+    let rate = |e: &Entry| -> Vec<f64> {
+        e.runs
+            .iter()
+            .map(|r| n as f64 / r.total.as_secs_f64())
+            .collect()
+    };
+    let memlogd_median = entries
+        .iter()
+        .find(|e| e.kind == Kind::Memlogd && e.failed.is_none() && !e.runs.is_empty())
+        .map(|e| median(&rate(e)));
+    let _ = writeln!(
+        m,
+        "| daemon | messages/s, median (min – max) | vs memlogd | time, median | senders done, median | daemon CPU per message | peak RSS (VmHWM) | keeps |"
+    );
+    let _ = writeln!(m, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    for e in entries {
+        let name = e.kind.name();
+        if let Some(why) = &e.missing {
+            let _ = writeln!(m, "| {name} | {why} | | | | | | |");
+            continue;
+        }
+        if e.runs.is_empty() {
+            let _ = writeln!(m, "| {name} | failed (see below) | | | | | | |");
+            continue;
+        }
+        let r = rate(e);
+        let med = median(&r);
+        let (lo, hi) = min_max(&r);
+        let ratio = match memlogd_median {
+            Some(b) => format!("{:.2}×", med / b),
+            None => "–".into(),
+        };
+        let total = median(
+            &e.runs
+                .iter()
+                .map(|r| r.total.as_secs_f64())
+                .collect::<Vec<_>>(),
+        );
+        let sent = median(
+            &e.runs
+                .iter()
+                .map(|r| r.sent.as_secs_f64())
+                .collect::<Vec<_>>(),
+        );
+        let ticks: u64 = e.runs.iter().map(|r| r.cpu_ticks).sum();
+        let cpu_us = ticks as f64 * 1e6 / USER_HZ as f64 / (n * e.runs.len()) as f64;
+        let hwm = e
+            .hwm_kib
+            .map_or("–".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        let partial = if e.failed.is_some() {
+            format!(
+                " (only {} of {} repetitions, then failed)",
+                e.runs.len(),
+                o.reps
+            )
+        } else {
+            String::new()
+        };
+        let keeps = match e.kind {
+            Kind::Memlogd => "in memory: all (up to 1,000,000 records / 256 MiB)".to_string(),
+            Kind::Busybox => format!("in memory: the latest {} KiB of lines", o.busybox_ring_kib),
+            Kind::Rsyslog => "on disk: all (one file)".to_string(),
+        };
+        let _ = writeln!(
+            m,
+            "| {name} | {} ({} – {}){partial} | {ratio} | {} | {} | {cpu_us:.2} µs | {hwm} | {keeps} |",
+            thousands(med),
+            thousands(lo),
+            thousands(hi),
+            secs(total),
+            secs(sent)
+        );
+    }
+
+    // Every repetition.
+    let _ = writeln!(m, "\nEvery repetition, messages/s:\n");
+    let head: Vec<String> = (1..=o.reps).map(|r| format!("rep {r}")).collect();
+    let _ = writeln!(m, "| daemon | {} |", head.join(" | "));
+    let _ = writeln!(m, "| --- |{}", " ---: |".repeat(o.reps));
+    for e in entries.iter().filter(|e| !e.runs.is_empty()) {
+        let mut cells: Vec<String> = rate(e).iter().map(|&r| thousands(r)).collect();
+        cells.resize(o.reps, "–".into());
+        let _ = writeln!(m, "| {} | {} |", e.kind.name(), cells.join(" | "));
+    }
+
+    // Setup.
+    let _ = writeln!(
+        m,
+        "\n## Daemons\n\nEach runs {}in the foreground, its output in files in its own temporary directory (removed at the end).\n",
+        if find_program("setpriv").is_some() {
+            "under `setpriv --pdeathsig KILL --` (killed if the benchmark dies), "
+        } else {
+            ""
+        }
+    );
+    for e in entries {
+        let name = e.kind.name();
+        if let Some(why) = &e.missing {
+            let _ = writeln!(m, "- {name}: {why}.");
+            continue;
+        }
+        if e.cmdline.is_empty() {
+            let _ = writeln!(m, "- {name}: did not start (see the notes).");
+            continue;
+        }
+        match e.kind {
+            Kind::Memlogd => {
+                let _ = writeln!(
+                    m,
+                    "- memlogd: `{}`. **Rate limit off** (`-rate-limit-burst 0`) for a throughput comparison: by default memlogd stores at most 10,000 records per source per 30 s, and the benchmark's 8 tags would be cut off after 80,000 messages. Keeps up to 1,000,000 records in a 256 MiB ring, with the sender's pid/uid/gid (SO_PASSCRED) and the parsed syslog fields.",
+                    e.cmdline
+                );
+            }
+            Kind::Busybox => {
+                let _ = writeln!(
+                    m,
+                    "- BusyBox syslogd: `{}`. A {} KiB ring (`-C`, `--busybox-ring`; it keeps only the latest messages): `busybox logread` copies and prints the whole ring, at several ms per MiB, and it is how completion is seen, so a ring big enough for a whole repetition would mostly measure logread. Completion is the marker in logread's output (datagrams are read in order and every send succeeded, so everything before it has been read); what the ring still holds of each sender must be the end of what it sent, without gaps. BusyBox syslogd has no flag for its socket path and always binds `/dev/log` (following a symlink), so it runs in private mount and IPC namespaces where `/dev/log` is a symlink to the benchmark's socket and `/var/run` (its pid file) is a temporary directory; `logread` runs there through `nsenter -t PID -i`. BusyBox does no rate limiting.",
+                    e.cmdline, o.busybox_ring_kib
+                );
+            }
+            Kind::Rsyslog => {
+                let conf = rsyslog_conf(&e.dir);
+                let _ = writeln!(
+                    m,
+                    "- rsyslogd: `{}`, in the foreground, with this configuration (imuxsock rate limit off; rsyslog's defaults otherwise, so its main queue holds up to 50,000 messages between the socket and the file):\n\n  ```\n{}  ```",
+                    e.cmdline,
+                    conf.lines().map(|l| format!("  {l}\n")).collect::<String>()
+                );
+            }
+        }
+    }
+
+    // Notes.
+    let _ = writeln!(m, "\n## Notes\n");
+    for e in entries.iter().filter(|e| !e.runs.is_empty()) {
+        let last = median(
+            &e.runs
+                .iter()
+                .map(|r| r.last_check.as_secs_f64())
+                .collect::<Vec<_>>(),
+        );
+        let checks = median(&e.runs.iter().map(|r| r.checks as f64).collect::<Vec<_>>());
+        let how = match e.kind {
+            Kind::Memlogd => "a `stats` request",
+            Kind::Busybox => "`nsenter … busybox logread`, which prints the whole ring",
+            Kind::Rsyslog => "reading the last 64 KiB of the output file (then counting every line of the repetition, untimed)",
+        };
+        let _ = writeln!(
+            m,
+            "- {}: completion is checked with {how}; the check that saw the end took {:.1} ms (median; included in the time), after {checks:.0} checks.",
+            e.kind.name(),
+            last * 1000.0
+        );
+    }
+    let _ = writeln!(
+        m,
+        "- Senders done: when the last sender's last `send_to` returned. Since a full receive queue blocks the senders, this is when the daemon had taken all but a few datagrams off its socket; the rest of the time is what it still had to store (rsyslog: its main queue and the file write).",
+    );
+    let _ = writeln!(
+        m,
+        "- Daemon CPU per message: user + system time of the daemon process (all threads) from `/proc/PID/stat`, in {}-ms ticks, over the timed repetitions. The senders' CPU is not counted; on {cpus} CPUs the senders and the daemon compete for them.",
+        1000 / USER_HZ
+    );
+    let _ = writeln!(
+        m,
+        "- Peak RSS is VmHWM from `/proc/PID/status` after all repetitions (warm-up + {} × ({} + 1) messages). It reflects what each keeps: memlogd's ring of records (up to 1,000,000 / 256 MiB), BusyBox's shared-memory ring (counted once touched), rsyslog's queues (its file is page cache, not counted).",
+        o.reps,
+        thousands(n as f64)
+    );
+    for e in entries {
+        if let Some(why) = &e.failed {
+            let _ = writeln!(m, "- **{} failed**: {why}", e.kind.name());
+        }
+    }
+    m
+}
+
+fn main() {
+    let o = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("memlog-syslog-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    std::process::exit(run(&o));
+}
