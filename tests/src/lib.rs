@@ -3,6 +3,8 @@
 //! socket. Every wait here is bounded; nothing depends on the machine's speed
 //! except how long a bounded wait takes to succeed.
 
+pub mod logwrite;
+
 use memlog::client::Client;
 use memlog::proto::{Line, Mode, Record, Request};
 use std::ffi::OsStr;

@@ -1,0 +1,256 @@
+//! The log directory, held open as a directory fd: every file operation is
+//! relative to it (`openat`, `renameat`, ...), so a name can never leave it,
+//! and a directory removed under us is noticed (creating anything in it
+//! fails) instead of writes going on into unlinked files.
+//!
+//! Also the state files that hold an output's position: written to a
+//! temporary name, flushed, then renamed over the old one, so a reader
+//! (logwrite after a crash) sees either the old state or the new, never a
+//! mix. A `sync` save also fsyncs the file and the directory.
+
+use memlog::proto::Position;
+use nix::fcntl::{openat, renameat, OFlag};
+use nix::sys::stat::{fstat, fstatat, Mode};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+fn io_err(e: nix::Error) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// An open log directory.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+}
+
+impl Dir {
+    /// Opens `path`, creating it (and its parents) if it does not exist.
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        if !path.is_dir() {
+            std::fs::create_dir_all(path)?;
+        }
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err)?;
+        Ok(Dir { fd })
+    }
+
+    /// False once the directory has been removed.
+    pub fn exists(&self) -> bool {
+        fstat(&self.fd).map(|s| s.st_nlink > 0).unwrap_or(false)
+    }
+
+    /// Opens `name` for appending, creating it if needed.
+    pub fn open_append(&self, name: &str) -> io::Result<File> {
+        let fd = openat(
+            &self.fd,
+            name,
+            OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_APPEND
+                | OFlag::O_CLOEXEC
+                | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map_err(io_err)?;
+        Ok(File::from(fd))
+    }
+
+    /// Opens `name` for reading.
+    pub fn open_read(&self, name: &str) -> io::Result<File> {
+        let fd = openat(
+            &self.fd,
+            name,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(io_err)?;
+        Ok(File::from(fd))
+    }
+
+    /// Creates (or truncates) `name` for writing.
+    pub fn create(&self, name: &str) -> io::Result<File> {
+        let fd = openat(
+            &self.fd,
+            name,
+            OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_TRUNC
+                | OFlag::O_CLOEXEC
+                | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map_err(io_err)?;
+        Ok(File::from(fd))
+    }
+
+    /// The size of `name`, or `None` if it does not exist.
+    pub fn size(&self, name: &str) -> io::Result<Option<u64>> {
+        match fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(s) => Ok(Some(u64::try_from(s.st_size).unwrap_or(0))),
+            Err(nix::Error::ENOENT) => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// Renames `from` to `to`; `Ok(false)` if `from` does not exist.
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<bool> {
+        match renameat(&self.fd, from, &self.fd, to) {
+            Ok(()) => Ok(true),
+            Err(nix::Error::ENOENT) => Ok(false),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// Removes `name`; `Ok(false)` if it did not exist.
+    pub fn remove(&self, name: &str) -> io::Result<bool> {
+        match unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => Ok(true),
+            Err(nix::Error::ENOENT) => Ok(false),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// Flushes the directory's entries (after renames) to disk.
+    pub fn sync(&self) -> io::Result<()> {
+        nix::unistd::fsync(&self.fd).map_err(io_err)
+    }
+
+    /// Writes `data` to `name` atomically: to `name.tmp`, then renamed over
+    /// `name`. With `sync`, the file and the directory are fsynced too.
+    pub fn write_atomic(&self, name: &str, data: &[u8], sync: bool) -> io::Result<()> {
+        let tmp = format!("{name}.tmp");
+        let mut f = self.create(&tmp)?;
+        let res = f
+            .write_all(data)
+            .and_then(|()| if sync { f.sync_all() } else { Ok(()) });
+        drop(f);
+        if let Err(e) = res {
+            let _ = self.remove(&tmp);
+            return Err(e);
+        }
+        self.rename(&tmp, name)?;
+        if sync {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the whole of `name`, or `None` if it does not exist.
+    pub fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        match self.open_read(name) {
+            Ok(mut f) => {
+                let mut v = Vec::new();
+                f.read_to_end(&mut v)?;
+                Ok(Some(v))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What an output saved: where it stopped, and (for the file output) how
+/// long each file it was writing was at that point.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    pub position: Option<Position>,
+    /// (file name, size) pairs.
+    pub files: Vec<(String, u64)>,
+}
+
+const MAGIC: &str = "logwrite-state 1";
+
+impl State {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut s = format!("{MAGIC}\n");
+        match self.position {
+            Some(p) => s.push_str(&format!("position {p}\n")),
+            None => s.push_str("position none\n"),
+        }
+        for (name, size) in &self.files {
+            s.push_str(&format!("file {size} {name}\n"));
+        }
+        s.into_bytes()
+    }
+
+    pub fn decode(data: &[u8]) -> Result<State, String> {
+        let text = std::str::from_utf8(data).map_err(|_| "state is not UTF-8".to_string())?;
+        let mut lines = text.lines();
+        if lines.next() != Some(MAGIC) {
+            return Err(format!("state does not start with {MAGIC:?}"));
+        }
+        let mut st = State::default();
+        for line in lines {
+            match line.split_once(' ') {
+                Some(("position", "none")) => st.position = None,
+                Some(("position", p)) => st.position = Some(p.parse()?),
+                Some(("file", rest)) => {
+                    let (size, name) = rest
+                        .split_once(' ')
+                        .ok_or_else(|| format!("bad state line {line:?}"))?;
+                    let size = size.parse().map_err(|_| format!("bad size in {line:?}"))?;
+                    if name.contains('/') || name.starts_with('.') || name.is_empty() {
+                        return Err(format!("bad file name in {line:?}"));
+                    }
+                    st.files.push((name.to_owned(), size));
+                }
+                _ => return Err(format!("bad state line {line:?}")),
+            }
+        }
+        Ok(st)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn tmp(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("logwrite-dir-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        p
+    }
+
+    #[test]
+    fn state_round_trip() {
+        let st = State {
+            position: Some(Position {
+                instance: 0xabc,
+                seq: 9,
+            }),
+            files: vec![("a.log".into(), 10), ("b%2fc.log".into(), 0)],
+        };
+        assert_eq!(State::decode(&st.encode()), Ok(st));
+        assert_eq!(
+            State::decode(&State::default().encode()),
+            Ok(State::default())
+        );
+        assert!(State::decode(b"garbage").is_err());
+        assert!(State::decode(b"logwrite-state 1\nfile 1 ../x\n").is_err());
+    }
+
+    #[test]
+    fn atomic_writes_and_removal() {
+        let p = tmp("atomic");
+        let d = Dir::open(&p).expect("open");
+        d.write_atomic("s", b"one", true).expect("write");
+        d.write_atomic("s", b"two", false).expect("write");
+        assert_eq!(d.read("s").expect("read"), Some(b"two".to_vec()));
+        assert_eq!(d.size("s").expect("size"), Some(3));
+        assert!(d.rename("s", "t").expect("rename"));
+        assert!(!d.rename("s", "t").expect("rename missing"));
+        assert!(d.exists());
+        std::fs::remove_dir_all(&p).expect("rm");
+        assert!(!d.exists());
+        assert!(d.open_append("x.log").is_err());
+    }
+}

@@ -1,0 +1,510 @@
+//! The file output: one file per source, `STEM.log` (see [`crate::names`]),
+//! each line `TIME SOURCE MSG` as LinuxKit's logwrite writes it, rotated by
+//! size (`STEM.log` -> `STEM.log.0` -> ... -> `STEM.log.(N-1)`), optionally
+//! gzipped and capped in total bytes per source.
+//!
+//! Exact resume: the state file `.logwrite.state` holds the position of the
+//! last record written *and the size of every file being written at that
+//! point*. Data reaches the files before the state names it; on start (and
+//! after a failure) every file is cut back to the size the state gives, so
+//! records written after the last saved state are removed and fetched again
+//! from memlogd: a crash anywhere (kill -9 between a write and the state's
+//! rename included) gives no duplicate and no gap. A file is added to the
+//! state before its first write, and renames for rotation happen only right
+//! after a save, so the sizes always describe the files that exist.
+
+use crate::dir::{Dir, State};
+use crate::follow::Sink;
+use crate::names;
+use crate::report::LostCounter;
+use crate::select::Selector;
+use memlog::proto::{Position, Record};
+use memlog::timefmt;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The file output's state file in the log directory.
+pub const STATE_FILE: &str = ".logwrite.state";
+/// Most files kept open at once; past this all are closed (after a commit).
+const MAX_OPEN: usize = 256;
+/// Buffered bytes per file before they are written out.
+const BUF: usize = 64 * 1024;
+
+/// How the file output is set up.
+#[derive(Debug, Clone)]
+pub struct FileConfig {
+    pub dir: PathBuf,
+    pub max_size: u64,
+    pub max_files: u32,
+    pub compress: bool,
+    /// Most bytes kept per source (current and rotated files together).
+    pub max_source_bytes: Option<u64>,
+    /// fsync at least this often while there is unsynced data.
+    pub fsync_interval: Option<Duration>,
+    /// fsync at the end of a batch holding a record this severe or more.
+    pub fsync_severity: Option<u8>,
+    pub select: Selector,
+}
+
+#[derive(Debug)]
+struct Open {
+    file: File,
+    /// Bytes in the file.
+    written: u64,
+    /// Its size in the saved state.
+    saved: u64,
+    buf: Vec<u8>,
+    unsynced: bool,
+}
+
+fn ctx(e: io::Error, what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// The file output.
+pub struct Files {
+    cfg: FileConfig,
+    dir: Option<Dir>,
+    loaded: bool,
+    open: HashMap<String, Open>,
+    committed: Option<Position>,
+    taken: Option<Position>,
+    sync_due: bool,
+    last_sync: Instant,
+    lost: LostCounter,
+    line: Vec<u8>,
+    /// Files a failure could not cut back to their saved size yet.
+    cut: Vec<(String, u64)>,
+}
+
+impl Files {
+    pub fn new(cfg: FileConfig) -> Files {
+        Files {
+            cfg,
+            dir: None,
+            loaded: false,
+            open: HashMap::new(),
+            committed: None,
+            taken: None,
+            sync_due: false,
+            last_sync: Instant::now(),
+            lost: LostCounter::new("files"),
+            line: Vec::with_capacity(2048),
+            cut: Vec::new(),
+        }
+    }
+
+    fn dir(&self) -> io::Result<&Dir> {
+        self.dir
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "log directory not open"))
+    }
+
+    fn where_(&self, name: &str) -> String {
+        self.cfg.dir.join(name).display().to_string()
+    }
+
+    /// Saves the state: `pos` and, for each open file, its size (the
+    /// current size with `current`, else the saved one).
+    fn save_state(&self, pos: Option<Position>, current: bool, sync: bool) -> io::Result<()> {
+        let mut files: Vec<(String, u64)> = self
+            .open
+            .iter()
+            .map(|(stem, o)| {
+                (
+                    format!("{stem}.log"),
+                    if current { o.written } else { o.saved },
+                )
+            })
+            .collect();
+        files.sort();
+        let st = State {
+            position: pos,
+            files,
+        };
+        self.dir()?
+            .write_atomic(STATE_FILE, &st.encode(), sync)
+            .map_err(|e| ctx(e, format!("saving {}", self.where_(STATE_FILE))))
+    }
+
+    /// Loads the saved state and cuts every file back to its saved size.
+    fn load(&mut self, dir: &Dir) -> io::Result<()> {
+        let data = dir
+            .read(STATE_FILE)
+            .map_err(|e| ctx(e, format!("reading {}", self.where_(STATE_FILE))))?;
+        let Some(data) = data else {
+            return Ok(());
+        };
+        let st = match State::decode(&data) {
+            Ok(st) => st,
+            Err(e) => {
+                crate::report::say(
+                    "files",
+                    &format!(
+                        "ignoring {}: {e}; starting from memlogd's oldest record",
+                        self.where_(STATE_FILE)
+                    ),
+                );
+                return Ok(());
+            }
+        };
+        for (name, size) in &st.files {
+            if dir.size(name)?.is_some_and(|s| s > *size) {
+                let f = dir.open_append(name)?;
+                f.set_len(*size).map_err(|e| {
+                    ctx(
+                        e,
+                        format!("cutting {} back to the saved size", self.where_(name)),
+                    )
+                })?;
+            }
+        }
+        self.committed = st.position;
+        self.taken = st.position;
+        Ok(())
+    }
+
+    /// Writes out the buffers of every open file.
+    fn flush_all(&mut self) -> io::Result<()> {
+        for (stem, o) in &mut self.open {
+            if !o.buf.is_empty() {
+                o.file.write_all(&o.buf).map_err(|e| {
+                    ctx(
+                        e,
+                        format!(
+                            "writing {}",
+                            self.cfg.dir.join(format!("{stem}.log")).display()
+                        ),
+                    )
+                })?;
+                o.written += o.buf.len() as u64;
+                o.buf.clear();
+                o.unsynced = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes, saves the state with the position of the last record taken,
+    /// and fsyncs if asked or due.
+    fn commit_now(&mut self, force_sync: bool) -> io::Result<()> {
+        self.flush_all()?;
+        let due = self
+            .cfg
+            .fsync_interval
+            .is_some_and(|i| self.last_sync.elapsed() >= i);
+        let unsynced = self.open.values().any(|o| o.unsynced);
+        let sync = force_sync || self.sync_due || (due && unsynced);
+        let changed =
+            self.taken != self.committed || self.open.values().any(|o| o.written != o.saved);
+        if !changed && !sync {
+            return Ok(());
+        }
+        if sync {
+            for (stem, o) in &mut self.open {
+                if o.unsynced {
+                    o.file.sync_data().map_err(|e| {
+                        ctx(
+                            e,
+                            format!(
+                                "fsync {}",
+                                self.cfg.dir.join(format!("{stem}.log")).display()
+                            ),
+                        )
+                    })?;
+                    o.unsynced = false;
+                }
+            }
+        }
+        // Against a server without sequence numbers there is no position,
+        // but the sizes still matter to a later run.
+        self.save_state(self.taken, true, sync)?;
+        for o in self.open.values_mut() {
+            o.saved = o.written;
+        }
+        self.committed = self.taken;
+        if sync {
+            self.sync_due = false;
+            self.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Makes sure `stem`'s file is open (and named in the state).
+    fn ensure_open(&mut self, stem: &str) -> io::Result<()> {
+        if self.open.contains_key(stem) {
+            return Ok(());
+        }
+        if self.open.len() >= MAX_OPEN {
+            self.commit_now(false)?;
+            self.open.clear();
+        }
+        let name = format!("{stem}.log");
+        let file = self
+            .dir()?
+            .open_append(&name)
+            .map_err(|e| ctx(e, format!("opening {}", self.where_(&name))))?;
+        let written = file
+            .metadata()
+            .map_err(|e| ctx(e, format!("stat {}", self.where_(&name))))?
+            .len();
+        self.open.insert(
+            stem.to_owned(),
+            Open {
+                file,
+                written,
+                saved: written,
+                buf: Vec::with_capacity(4096),
+                unsynced: false,
+            },
+        );
+        // Named in the state before anything is written to it.
+        self.save_state(self.committed, false, false)
+    }
+
+    fn rotated(&self, stem: &str, i: u32, gz: bool) -> String {
+        format!("{stem}.log.{i}{}", if gz { ".gz" } else { "" })
+    }
+
+    /// Rotates `stem`'s file. Everything taken so far is written, synced and
+    /// committed first, so the renames never race the state.
+    fn rotate(&mut self, stem: &str) -> io::Result<()> {
+        if let Some(o) = self.open.get_mut(stem) {
+            o.unsynced = true;
+        }
+        self.commit_now(true)?;
+        self.open.remove(stem);
+        let dir = self.dir()?;
+        let name = format!("{stem}.log");
+        let n = self.cfg.max_files;
+        let e = |e: io::Error| ctx(e, format!("rotating {}", self.where_(&name)));
+        if n == 0 {
+            dir.remove(&name).map_err(e)?;
+        } else {
+            for i in (0..n - 1).rev() {
+                for gz in [false, true] {
+                    dir.rename(&self.rotated(stem, i, gz), &self.rotated(stem, i + 1, gz))
+                        .map_err(e)?;
+                }
+            }
+            dir.rename(&name, &self.rotated(stem, 0, false))
+                .map_err(e)?;
+            if self.cfg.compress {
+                self.compress(stem).map_err(e)?;
+            }
+            if let Some(cap) = self.cfg.max_source_bytes {
+                self.cap(stem, cap).map_err(e)?;
+            }
+        }
+        dir.sync().map_err(e)
+    }
+
+    /// `STEM.log.0` -> `STEM.log.0.gz`.
+    fn compress(&self, stem: &str) -> io::Result<()> {
+        let dir = self.dir()?;
+        let (plain, gz) = (self.rotated(stem, 0, false), self.rotated(stem, 0, true));
+        let tmp = format!("{gz}.tmp");
+        let mut src = dir.open_read(&plain)?;
+        let out = dir.create(&tmp)?;
+        let mut enc =
+            flate2::write::GzEncoder::new(io::BufWriter::new(out), flate2::Compression::default());
+        let res = io::copy(&mut src, &mut enc)
+            .and_then(|_| enc.finish())
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .and_then(|f| f.sync_all());
+        if let Err(e) = res {
+            let _ = dir.remove(&tmp);
+            return Err(e);
+        }
+        dir.rename(&tmp, &gz)?;
+        dir.remove(&plain)?;
+        Ok(())
+    }
+
+    /// Removes the oldest rotated files of `stem` until its files fit in `cap`
+    /// bytes (counting a full current file).
+    fn cap(&self, stem: &str, cap: u64) -> io::Result<()> {
+        let dir = self.dir()?;
+        let mut kept = Vec::new();
+        for i in 0..self.cfg.max_files {
+            for gz in [false, true] {
+                let name = self.rotated(stem, i, gz);
+                if let Some(s) = dir.size(&name)? {
+                    kept.push((name, s));
+                }
+            }
+        }
+        let mut total: u64 = kept.iter().map(|(_, s)| s).sum::<u64>() + self.cfg.max_size;
+        while total > cap {
+            let Some((name, size)) = kept.pop() else {
+                break;
+            };
+            dir.remove(&name)?;
+            total -= size;
+        }
+        Ok(())
+    }
+
+    /// Appends one line to `stem`'s file, rotating first if it would pass
+    /// the size limit.
+    fn write_line(&mut self, stem: &str) -> io::Result<()> {
+        self.ensure_open(stem)?;
+        let len = self.line.len() as u64;
+        let size = self
+            .open
+            .get(stem)
+            .map_or(0, |o| o.written + o.buf.len() as u64);
+        if size > 0 && size + len > self.cfg.max_size {
+            self.rotate(stem)?;
+            self.ensure_open(stem)?;
+        }
+        let o = self
+            .open
+            .get_mut(stem)
+            .ok_or_else(|| io::Error::other("file not open"))?;
+        o.buf.extend_from_slice(&self.line);
+        if o.buf.len() >= BUF {
+            o.file.write_all(&o.buf).map_err(|e| {
+                ctx(
+                    e,
+                    format!(
+                        "writing {}",
+                        self.cfg.dir.join(format!("{stem}.log")).display()
+                    ),
+                )
+            })?;
+            o.written += o.buf.len() as u64;
+            o.buf.clear();
+            o.unsynced = true;
+        }
+        Ok(())
+    }
+
+    fn format_line(&mut self, time: &str, time_ns: Option<i64>, source: &str, msg: &str) {
+        self.line.clear();
+        match time_ns {
+            Some(ns) => timefmt::write_rfc3339_secs(&mut self.line, ns),
+            None => self.line.extend_from_slice(time.as_bytes()),
+        }
+        self.line.push(b' ');
+        self.line.extend_from_slice(source.as_bytes());
+        self.line.push(b' ');
+        self.line.extend_from_slice(msg.as_bytes());
+        self.line.push(b'\n');
+    }
+}
+
+/// Is `source` logwrite's own output (never written back: no loops)?
+pub fn is_own(source: &str) -> bool {
+    source.starts_with("logwrite")
+}
+
+impl Sink for Files {
+    fn name(&self) -> &str {
+        "files"
+    }
+
+    fn open(&mut self) -> io::Result<()> {
+        if self.dir.is_some() {
+            return Ok(());
+        }
+        let dir = Dir::open(&self.cfg.dir).map_err(|e| {
+            ctx(
+                e,
+                format!("opening log directory {}", self.cfg.dir.display()),
+            )
+        })?;
+        if !self.loaded {
+            self.load(&dir)?;
+            self.loaded = true;
+        }
+        // What the last failure wrote past the saved state, and could not
+        // remove then, goes now (before it would be written again).
+        while let Some((name, size)) = self.cut.last() {
+            if dir.size(name)?.is_some_and(|s| s > *size) {
+                dir.open_append(name)
+                    .and_then(|f| f.set_len(*size))
+                    .map_err(|e| {
+                        ctx(
+                            e,
+                            format!("cutting {} back to the saved size", self.where_(name)),
+                        )
+                    })?;
+            }
+            self.cut.pop();
+        }
+        self.dir = Some(dir);
+        Ok(())
+    }
+
+    fn resume(&self) -> Option<Position> {
+        self.committed
+    }
+
+    fn record(&mut self, r: &Record, pos: Option<Position>) -> io::Result<()> {
+        if !is_own(&r.source) && self.cfg.select.matches(r) {
+            if self
+                .cfg
+                .fsync_severity
+                .is_some_and(|min| r.severity_or_default() <= min)
+            {
+                self.sync_due = true;
+            }
+            self.format_line(&r.time, r.time_ns(), &r.source, &r.msg);
+            self.write_line(&names::stem(&r.source))?;
+        }
+        if pos.is_some() {
+            self.taken = pos;
+        }
+        Ok(())
+    }
+
+    fn lost(&mut self, count: u64, pos: Option<Position>) -> io::Result<()> {
+        self.lost.add(count);
+        let now = timefmt::now_ns();
+        let msg = format!(
+            "{count} records lost: memlogd overwrote them before logwrite wrote them to {}",
+            self.cfg.dir.display()
+        );
+        self.format_line("", Some(now), "memlogd", &msg);
+        self.write_line(&names::stem("memlogd"))?;
+        if pos.is_some() {
+            self.taken = pos;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        self.commit_now(false)
+    }
+
+    fn tick(&mut self) -> io::Result<()> {
+        if let Some(d) = &self.dir {
+            if !d.exists() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("log directory {} was removed", self.cfg.dir.display()),
+                ));
+            }
+        }
+        self.lost.flush(false);
+        self.commit_now(false)
+    }
+
+    fn fail(&mut self) {
+        for (stem, o) in &self.open {
+            // A failed write may have left part of its bytes behind.
+            let size = o.file.metadata().map(|m| m.len());
+            if size.map_or(true, |s| s > o.saved) && o.file.set_len(o.saved).is_err() {
+                self.cut.push((format!("{stem}.log"), o.saved));
+            }
+        }
+        self.open.clear();
+        self.dir = None;
+        self.taken = self.committed;
+        self.sync_due = false;
+    }
+}

@@ -1,0 +1,250 @@
+//! The loop every output runs on its own thread: connect to memlogd asking
+//! for everything after the output's saved position, hand each record to
+//! the output, commit at the end of each batch, and on any trouble (memlogd
+//! gone, the output failing) back off and start again from the last
+//! committed position. It never spins: every retry waits first.
+//!
+//! Each output has its own connection and position, so a full disk does not
+//! hold back forwarding, and a dead syslog server does not hold back files.
+
+use crate::report::{say, Episode};
+use memlog::client::{Client, Server};
+use memlog::proto::{Line, Mode, Position, Record, Request};
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How often an idle output gets a [`Sink::tick`].
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// An output: the file tree or one remote server.
+pub trait Sink {
+    /// Its name in messages (`files`, `tcp://host:port`).
+    fn name(&self) -> &str;
+    /// Gets ready to write (open the directory, connect, load the saved
+    /// position the first time). Called before every (re)connection to memlogd.
+    fn open(&mut self) -> io::Result<()>;
+    /// Where to resume: the last committed position.
+    fn resume(&self) -> Option<Position>;
+    /// Takes one record at position `pos` (`None` from a server without
+    /// sequence numbers). May buffer.
+    fn record(&mut self, r: &Record, pos: Option<Position>) -> io::Result<()>;
+    /// `count` records were lost before this output got them; `pos` is the
+    /// position just before the next record.
+    fn lost(&mut self, count: u64, pos: Option<Position>) -> io::Result<()>;
+    /// Writes out what is buffered and saves the position of the last record taken.
+    fn commit(&mut self) -> io::Result<()>;
+    /// Periodic work (timed fsync, health checks); about every [`TICK`].
+    fn tick(&mut self) -> io::Result<()>;
+    /// Drops everything written since the last commit and closes the
+    /// output; the next [`Sink::open`] starts again from [`Sink::resume`].
+    fn fail(&mut self);
+}
+
+/// Exponential backoff between retries.
+#[derive(Debug)]
+pub struct Backoff {
+    cur: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff { cur: min, min, max }
+    }
+    /// Sleeps, then doubles the next wait (up to the cap).
+    pub fn wait(&mut self) {
+        std::thread::sleep(self.cur);
+        self.cur = (self.cur * 2).min(self.max);
+    }
+    pub fn reset(&mut self) {
+        self.cur = self.min;
+    }
+}
+
+/// Why one connection's stream ended.
+enum Ended {
+    /// memlogd closed it or went away (or refused us).
+    Memlogd(String),
+    /// The output failed.
+    Sink(io::Error),
+}
+
+/// What one output's loop keeps across connections.
+struct Ctx {
+    said_linuxkit: bool,
+    memlogd_trouble: Episode,
+    output_trouble: Episode,
+    /// Without a saved position, where this output started in the current
+    /// memlogd instance: (instance, first sequence number then held). If a
+    /// failure comes before the first commit, what the ring overwrote since
+    /// is still counted as lost.
+    floor: Option<(u64, u64)>,
+}
+
+/// Runs `sink` against the memlogd query socket at `socket`, forever.
+pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration) {
+    let name = sink.name().to_owned();
+    let mut backoff = Backoff::new(Duration::from_millis(100), max_backoff);
+    let mut ctx = Ctx {
+        said_linuxkit: false,
+        memlogd_trouble: Episode::new(&name, "memlogd"),
+        output_trouble: Episode::new(&name, "cannot write"),
+        floor: None,
+    };
+    loop {
+        if let Err(e) = sink.open() {
+            ctx.output_trouble.fail(&e.to_string());
+            sink.fail();
+            backoff.wait();
+            continue;
+        }
+        let mut req = Request::new(Mode::DumpFollow);
+        req.after = sink.resume();
+        let client = UnixStream::connect(socket).and_then(|s| {
+            s.set_read_timeout(Some(TICK))?;
+            Client::start(s, &req)
+        });
+        let mut client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.memlogd_trouble
+                    .fail(&format!("cannot connect to {}: {e}", socket.display()));
+                backoff.wait();
+                continue;
+            }
+        };
+        let mut progress = false;
+        let ended = pump(sink, &mut client, req.after, &mut progress, &mut ctx);
+        if progress {
+            backoff.reset();
+        }
+        match ended {
+            Ended::Memlogd(why) => {
+                ctx.memlogd_trouble.fail(&why);
+                // Whatever was taken is written before we wait.
+                if let Err(e) = sink.commit() {
+                    ctx.output_trouble.fail(&e.to_string());
+                    sink.fail();
+                }
+            }
+            Ended::Sink(e) => {
+                ctx.output_trouble.fail(&e.to_string());
+                sink.fail();
+            }
+        }
+        backoff.wait();
+    }
+}
+
+fn pump(
+    sink: &mut dyn Sink,
+    client: &mut Client,
+    after: Option<Position>,
+    progress: &mut bool,
+    ctx: &mut Ctx,
+) -> Ended {
+    let mut instance = None;
+    let mut last_tick = Instant::now();
+    let mut memlogd_ok = false;
+    loop {
+        if !client.ready() {
+            if let Err(e) = sink.commit() {
+                return Ended::Sink(e);
+            }
+            if memlogd_ok && !*progress {
+                *progress = true;
+                ctx.output_trouble.recover("writing again");
+            }
+        }
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            if let Err(e) = sink.tick() {
+                return Ended::Sink(e);
+            }
+        }
+        let line = match client.next_line() {
+            Ok(Some(l)) => l,
+            Ok(None) => return Ended::Memlogd("memlogd closed the connection".into()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Ended::Memlogd(format!("reading from memlogd: {e}")),
+        };
+        if !memlogd_ok {
+            memlogd_ok = true;
+            ctx.memlogd_trouble.recover("connected to memlogd");
+            if client.server() == Server::LinuxKit && !ctx.said_linuxkit {
+                ctx.said_linuxkit = true;
+                say(
+                    sink.name(),
+                    "memlogd does not speak memlog/1 (LinuxKit's memlogd?): no exact resume; \
+                     writing its whole buffer, then following (records may be written twice \
+                     after a restart)",
+                );
+            }
+        }
+        let res = match line {
+            Line::Hello {
+                instance: i, first, ..
+            } => {
+                let mut res = Ok(());
+                if after.is_none() {
+                    match ctx.floor {
+                        Some((fi, ff)) if fi == i => {
+                            if first > ff {
+                                let pos = Position {
+                                    instance: i,
+                                    seq: first - 1,
+                                };
+                                res = sink.lost(first - ff, Some(pos));
+                            }
+                        }
+                        _ => ctx.floor = Some((i, first)),
+                    }
+                }
+                if let Some(p) = after.filter(|p| p.instance != i) {
+                    say(
+                        sink.name(),
+                        &format!(
+                            "memlogd restarted (instance {i:016x}, was {:016x}): writing its buffer from the oldest record",
+                            p.instance
+                        ),
+                    );
+                }
+                instance = Some(i);
+                res
+            }
+            Line::Record(r) => {
+                let pos = match (instance, r.seq) {
+                    (Some(i), Some(seq)) => Some(Position { instance: i, seq }),
+                    _ => None,
+                };
+                sink.record(&r, pos)
+            }
+            Line::Lost { count, next } => {
+                let pos = match (instance, next) {
+                    (Some(i), Some(n)) if n > 0 => Some(Position {
+                        instance: i,
+                        seq: n - 1,
+                    }),
+                    _ => None,
+                };
+                sink.lost(count, pos)
+            }
+            Line::Error(e) => return Ended::Memlogd(format!("memlogd refused the request: {e}")),
+            Line::Stats(_) => Ok(()),
+        };
+        if let Err(e) = res {
+            return Ended::Sink(e);
+        }
+    }
+}

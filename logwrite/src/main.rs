@@ -1,0 +1,246 @@
+//! logwrite: follow the memlogd buffer and persist it to rotated files, one
+//! per source, as LinuxKit's logwrite does; resume exactly after a restart;
+//! optionally forward to syslog servers. See README.md, section logwrite.
+
+mod dir;
+mod files;
+mod follow;
+mod names;
+mod remote;
+mod report;
+mod select;
+mod syslog;
+
+use argh::FromArgs;
+use files::{FileConfig, Files};
+use follow::Sink;
+use memlog::goflags::{self, Spec};
+use memlog::proto;
+use remote::{Remote, RemoteConfig};
+use select::Selector;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const SPEC: Spec = Spec {
+    switches: &["compress", "no-files"],
+    options: &[
+        "socket",
+        "log-dir",
+        "max-log-files",
+        "max-log-size",
+        "max-source-bytes",
+        "fsync-interval",
+        "fsync-severity",
+        "include",
+        "exclude",
+        "min-severity",
+        "remote",
+        "hostname",
+        "max-backoff",
+    ],
+};
+
+/// Write the memlogd buffer to files in a log directory, one per source
+/// (SOURCE.log, each line `TIME SOURCE MSG`), rotated by size, and/or forward
+/// it to syslog servers. Resumes exactly where it stopped after a restart.
+/// Flags may be written -name value, --name value, -name=value or --name=value.
+///
+/// Sources starting with `logwrite` (its own output) are never written to
+/// files. Selection: -include and -exclude take a source name or a glob
+/// (`*`, `?`, `[a-z]`) and may be repeated; a record is taken if it matches
+/// an -include (or none is given), matches no -exclude, and is at least as
+/// severe as -min-severity (records without a severity count as info).
+///
+/// -remote URL (repeatable): tcp://HOST:PORT (RFC 5424, RFC 6587 octet
+/// counting) or udp://HOST:PORT (one datagram per message), with options
+/// after `?`, joined by `&`: format=rfc5424|rfc3164, framing=octet|lf (TCP;
+/// rfc3164 defaults to lf), include=GLOB, exclude=GLOB (repeatable),
+/// min-severity=LEVEL; values may use %XX escapes. Example:
+/// -remote 'tcp://10.0.0.1:514?min-severity=warning&exclude=debug.*'
+#[derive(FromArgs, Debug)]
+struct Args {
+    /// memlogd query socket (default /var/run/memlogdq.sock)
+    #[argh(option, default = "proto::DEFAULT_QUERY_SOCKET.into()")]
+    socket: String,
+    /// directory for the log files and logwrite's saved positions (default /var/log)
+    #[argh(option, default = "\"/var/log\".into()")]
+    log_dir: String,
+    /// rotated files kept per source: SOURCE.log.0 .. SOURCE.log.(N-1) (default 10)
+    #[argh(option, default = "10")]
+    max_log_files: u32,
+    /// size at which SOURCE.log is rotated, bytes or with k/M/G (default 1048576)
+    #[argh(option, default = "1 << 20", from_str_fn(size))]
+    max_log_size: u64,
+    /// gzip rotated files (SOURCE.log.N.gz)
+    #[argh(switch)]
+    compress: bool,
+    /// most bytes kept per source, current and rotated files together; the
+    /// oldest rotated files are removed (default 0: no limit)
+    #[argh(option, default = "0", from_str_fn(size))]
+    max_source_bytes: u64,
+    /// fsync written files (and the saved position) at least this often
+    /// while there is unsynced data, e.g. 5s, 500ms; 0 only on rotation and
+    /// -fsync-severity (default 5s)
+    #[argh(option, default = "Duration::from_secs(5)", from_str_fn(duration))]
+    fsync_interval: Duration,
+    /// fsync at the end of a batch that holds a record this severe or more
+    /// (emerg .. debug, or none) (default err)
+    #[argh(option, default = "Some(3)", from_str_fn(severity_or_none))]
+    fsync_severity: Option<u8>,
+    /// write only sources matching this name or glob (repeatable)
+    #[argh(option)]
+    include: Vec<String>,
+    /// do not write sources matching this name or glob (repeatable)
+    #[argh(option)]
+    exclude: Vec<String>,
+    /// write only records at least this severe (emerg .. debug)
+    #[argh(option, from_str_fn(severity))]
+    min_severity: Option<u8>,
+    /// write no files (only forward); positions are still kept in -log-dir
+    #[argh(switch)]
+    no_files: bool,
+    /// forward to a syslog server: tcp://HOST:PORT or udp://HOST:PORT, with
+    /// ?options (see above) (repeatable)
+    #[argh(option)]
+    remote: Vec<String>,
+    /// HOSTNAME in forwarded messages (default: this machine's host name)
+    #[argh(option)]
+    hostname: Option<String>,
+    /// longest wait between retries when memlogd or an output is down (default 5s)
+    #[argh(option, default = "Duration::from_secs(5)", from_str_fn(duration))]
+    max_backoff: Duration,
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    goflags::parse_size(s).map(|v| v as u64)
+}
+
+fn severity(s: &str) -> Result<u8, String> {
+    Selector::parse_severity(s)
+}
+
+fn severity_or_none(s: &str) -> Result<Option<u8>, String> {
+    if s == "none" {
+        Ok(None)
+    } else {
+        Selector::parse_severity(s).map(Some)
+    }
+}
+
+/// `5s`, `500ms`, `2m`, `1h`, or a number of seconds.
+fn duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let mult = match unit {
+        "" | "s" => 1000,
+        "ms" => 1,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    Ok(Duration::from_millis(n.saturating_mul(mult)))
+}
+
+fn main() -> ExitCode {
+    // A dead TCP peer is an error on write, not a signal.
+    memlog::sys::ignore_sigpipe();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args: Args = goflags::parse_or_exit("logwrite", &argv, &SPEC);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logwrite: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let dir = PathBuf::from(&args.log_dir);
+    let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
+    if !args.no_files {
+        sinks.push(Box::new(Files::new(FileConfig {
+            dir: dir.clone(),
+            max_size: args.max_log_size.max(1),
+            max_files: args.max_log_files,
+            compress: args.compress,
+            max_source_bytes: (args.max_source_bytes > 0).then_some(args.max_source_bytes),
+            fsync_interval: (!args.fsync_interval.is_zero()).then_some(args.fsync_interval),
+            fsync_severity: args.fsync_severity,
+            select: Selector {
+                include: args.include.clone(),
+                exclude: args.exclude.clone(),
+                min_severity: args.min_severity,
+            },
+        })));
+    }
+    let hostname = args
+        .hostname
+        .as_deref()
+        .map(|h| syslog::sanitize(h, syslog::HOSTNAME_MAX, b""))
+        .unwrap_or_else(syslog::hostname);
+    let mut names = Vec::new();
+    for url in &args.remote {
+        let cfg = RemoteConfig::parse(url, dir.clone())?;
+        if names.contains(&cfg.name) {
+            return Err(format!("-remote {} given twice", cfg.name));
+        }
+        names.push(cfg.name.clone());
+        sinks.push(Box::new(Remote::new(cfg, hostname.clone())));
+    }
+    if sinks.is_empty() {
+        return Err("nothing to do: -no-files and no -remote".into());
+    }
+    let socket = PathBuf::from(&args.socket);
+    let max_backoff = args.max_backoff.max(Duration::from_millis(100));
+    let threads: Vec<_> = sinks
+        .into_iter()
+        .map(|mut sink| {
+            let socket = socket.clone();
+            std::thread::spawn(move || follow::run(sink.as_mut(), Path::new(&socket), max_backoff))
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(duration("x").is_err());
+        assert!(duration("5d").is_err());
+    }
+
+    #[test]
+    fn flags_in_go_spellings() {
+        for argv in [
+            &["-log-dir", "/tmp/x", "-max-log-size", "1024"][..],
+            &["--log-dir=/tmp/x", "--max-log-size=1k"],
+        ] {
+            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            let norm = goflags::normalize(&argv, &SPEC).expect("normalizes");
+            let refs: Vec<&str> = norm.iter().map(String::as_str).collect();
+            let a = Args::from_args(&["logwrite"], &refs).expect("parses");
+            assert_eq!(
+                (a.log_dir.as_str(), a.max_log_size, a.max_log_files),
+                ("/tmp/x", 1024, 10)
+            );
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! A remote syslog server: `tcp://` (RFC 5424, RFC 6587 octet counting) or
+//! `udp://` (one datagram per message), with its own saved position in the
+//! log directory (`.logwrite-remote-NAME.state`).
+//!
+//! Delivery over TCP. A record counts as delivered once the kernel took its
+//! bytes; that is the position saved, because the kernel still delivers
+//! them if logwrite itself dies. When the *connection* fails, logwrite asks
+//! the kernel how much of what it sent the server's TCP never acknowledged
+//! (`SIOCOUTQ`) and sends those records again on the next connection, so
+//! nothing the server did not receive is skipped. Before each write it
+//! checks whether the server has closed its side (syslog servers never send
+//! anything), so nothing is written into a connection known to be dead.
+//! The edge that remains: RFC 6587 has no application acknowledgement, so
+//! records the server's TCP acknowledged but the server did not process
+//! before it died are lost to it (a duplicate is possible only if the
+//! acknowledgement itself was lost with the connection). Servers that stop
+//! cleanly (rsyslog on SIGTERM, restarted) lose nothing; see the tests.
+
+use crate::dir::{Dir, State};
+use crate::follow::Sink;
+use crate::names;
+use crate::report::{Episode, LostCounter};
+use crate::select::Selector;
+use crate::syslog::{Format, Formatter, Framing};
+use memlog::proto::{Position, Record};
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// One `-remote` URL, parsed.
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    /// `tcp://host:port` (without the options): the name in messages and state.
+    pub name: String,
+    pub proto: Proto,
+    /// `host:port`.
+    pub addr: String,
+    pub format: Format,
+    pub framing: Framing,
+    pub select: Selector,
+    /// Where the position is saved (the log directory).
+    pub state_dir: PathBuf,
+}
+
+fn pct_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let h = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("bad %-escape in {s:?}"))?;
+                out.push(h);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8"))
+}
+
+impl RemoteConfig {
+    /// Parses `tcp://HOST:PORT[?OPTION&...]` or `udp://...`. Options:
+    /// `format=rfc5424|rfc3164`, `framing=octet|lf` (TCP), `include=GLOB`,
+    /// `exclude=GLOB` (both repeatable), `min-severity=LEVEL`.
+    pub fn parse(url: &str, state_dir: PathBuf) -> Result<RemoteConfig, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("remote {url:?}: want tcp://HOST:PORT or udp://HOST:PORT"))?;
+        let proto = match scheme {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            _ => {
+                return Err(format!(
+                    "remote {url:?}: unknown scheme {scheme:?} (tcp or udp)"
+                ))
+            }
+        };
+        let (addr, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let port_ok = addr
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(format!("remote {url:?}: want HOST:PORT after {scheme}://"));
+        }
+        let mut cfg = RemoteConfig {
+            name: format!("{scheme}://{addr}"),
+            proto,
+            addr: addr.to_owned(),
+            format: Format::Rfc5424,
+            framing: if proto == Proto::Tcp {
+                Framing::OctetCount
+            } else {
+                Framing::None
+            },
+            select: Selector::default(),
+            state_dir,
+        };
+        let mut framing = None;
+        for kv in query.split('&').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let v = pct_decode(v).map_err(|e| format!("remote {url:?}: {e}"))?;
+            match k {
+                "format" => {
+                    cfg.format = match v.as_str() {
+                        "rfc5424" | "5424" => Format::Rfc5424,
+                        "rfc3164" | "3164" | "bsd" => Format::Rfc3164,
+                        _ => return Err(format!("remote {url:?}: format is rfc5424 or rfc3164")),
+                    }
+                }
+                "framing" => {
+                    framing = Some(match v.as_str() {
+                        "octet" | "octet-counting" => Framing::OctetCount,
+                        "lf" => Framing::Lf,
+                        _ => return Err(format!("remote {url:?}: framing is octet or lf")),
+                    })
+                }
+                "include" => cfg.select.include.push(v),
+                "exclude" => cfg.select.exclude.push(v),
+                "min-severity" => {
+                    cfg.select.min_severity = Some(
+                        Selector::parse_severity(&v).map_err(|e| format!("remote {url:?}: {e}"))?,
+                    )
+                }
+                _ => return Err(format!("remote {url:?}: unknown option {k:?}")),
+            }
+        }
+        if proto == Proto::Tcp {
+            // Old receivers that take RFC 3164 expect LF-terminated messages.
+            cfg.framing = framing.unwrap_or(match cfg.format {
+                Format::Rfc5424 => Framing::OctetCount,
+                Format::Rfc3164 => Framing::Lf,
+            });
+        }
+        Ok(cfg)
+    }
+
+    fn state_file(&self) -> String {
+        format!(".logwrite-remote-{}.state", names::stem(&self.name))
+    }
+}
+
+enum Conn {
+    Tcp(TcpStream),
+    Udp(UdpSocket),
+}
+
+/// Bytes the peer's TCP has not acknowledged yet (`SIOCOUTQ`).
+fn unacked(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int, which we own, for a TCP socket.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut n as *mut libc::c_int) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// True if the server closed its side or the connection broke. Syslog
+/// servers never send anything, so anything readable means that.
+fn peer_gone(s: &TcpStream) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(
+        s.as_fd(),
+        PollFlags::POLLIN | PollFlags::from_bits_retain(libc::POLLRDHUP),
+    )];
+    // poll counts the fds with any event (revents may hold POLLRDHUP, which
+    // nix's PollFlags does not decode).
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+/// A remote output.
+pub struct Remote {
+    cfg: RemoteConfig,
+    fmt: Formatter,
+    conn: Option<Conn>,
+    dir: Option<Dir>,
+    loaded: bool,
+    committed: Option<Position>,
+    taken: Option<Position>,
+    /// Frames not yet handed to the kernel (TCP).
+    out: Vec<u8>,
+    /// Bytes the kernel took on this connection.
+    accepted: u64,
+    /// (end offset in the stream, position) of records handed over but not
+    /// known to be acknowledged by the server's TCP.
+    inflight: VecDeque<(u64, Option<Position>)>,
+    /// Everything up to this position is acknowledged.
+    acked: Option<Position>,
+    lost: LostCounter,
+    state_trouble: Episode,
+}
+
+impl Remote {
+    pub fn new(cfg: RemoteConfig, hostname: String) -> Remote {
+        let fmt = Formatter {
+            format: cfg.format,
+            framing: cfg.framing,
+            hostname,
+        };
+        let name = cfg.name.clone();
+        Remote {
+            cfg,
+            fmt,
+            conn: None,
+            dir: None,
+            loaded: false,
+            committed: None,
+            taken: None,
+            out: Vec::with_capacity(128 * 1024),
+            accepted: 0,
+            inflight: VecDeque::new(),
+            acked: None,
+            lost: LostCounter::new(&name),
+            state_trouble: Episode::new(&name, "cannot save position"),
+        }
+    }
+
+    fn connect(&self) -> io::Result<Conn> {
+        let addrs: Vec<SocketAddr> = self.cfg.addr.to_socket_addrs()?.collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for a in addrs {
+            match self.cfg.proto {
+                Proto::Tcp => match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
+                    Ok(s) => {
+                        s.set_write_timeout(Some(Duration::from_secs(30)))?;
+                        s.set_nodelay(false)?;
+                        return Ok(Conn::Tcp(s));
+                    }
+                    Err(e) => last = e,
+                },
+                Proto::Udp => {
+                    let local: SocketAddr = if a.is_ipv4() {
+                        ([0, 0, 0, 0], 0).into()
+                    } else {
+                        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                    };
+                    let s = UdpSocket::bind(local)?;
+                    s.connect(a)?;
+                    return Ok(Conn::Udp(s));
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Saves the committed position (best effort: forwarding goes on if the
+    /// log directory cannot be written, and the trouble is reported).
+    fn save(&mut self) {
+        if self.dir.is_none() {
+            match Dir::open(&self.cfg.state_dir) {
+                Ok(d) => self.dir = Some(d),
+                Err(e) => {
+                    self.state_trouble
+                        .fail(&format!("{}: {e}", self.cfg.state_dir.display()));
+                    return;
+                }
+            }
+        }
+        let st = State {
+            position: self.committed,
+            files: Vec::new(),
+        };
+        let name = self.cfg.state_file();
+        let res = self
+            .dir
+            .as_ref()
+            .map(|d| d.write_atomic(&name, &st.encode(), false));
+        match res {
+            Some(Ok(())) => self.state_trouble.recover("saving the position again"),
+            Some(Err(e)) => {
+                self.state_trouble.fail(&format!(
+                    "{}: {e}",
+                    self.cfg.state_dir.join(&name).display()
+                ));
+                self.dir = None;
+            }
+            None => {}
+        }
+    }
+
+    /// Reads the saved position (once; if the directory cannot be read,
+    /// forwarding starts from memlogd's oldest record).
+    fn load(&mut self) {
+        self.loaded = true;
+        let d = match Dir::open(&self.cfg.state_dir) {
+            Ok(d) => d,
+            Err(e) => {
+                self.state_trouble
+                    .fail(&format!("{}: {e}", self.cfg.state_dir.display()));
+                return;
+            }
+        };
+        match d
+            .read(&self.cfg.state_file())
+            .map(|o| o.map(|v| State::decode(&v)))
+        {
+            Ok(Some(Ok(st))) => {
+                self.committed = st.position;
+                self.taken = st.position;
+                self.acked = st.position;
+            }
+            Ok(Some(Err(e))) => {
+                crate::report::say(&self.cfg.name, &format!("ignoring saved position: {e}"))
+            }
+            Ok(None) => {}
+            Err(e) => self
+                .state_trouble
+                .fail(&format!("{}: {e}", self.cfg.state_dir.display())),
+        }
+        self.dir = Some(d);
+    }
+
+    /// Drops in-flight entries the server's TCP has acknowledged.
+    fn trim(&mut self) {
+        let Some(Conn::Tcp(s)) = &self.conn else {
+            return;
+        };
+        let Ok(unacked) = unacked(s.as_fd()) else {
+            return;
+        };
+        let acked_bytes = self.accepted.saturating_sub(unacked);
+        while let Some(&(end, pos)) = self.inflight.front() {
+            if end > acked_bytes {
+                break;
+            }
+            if pos.is_some() {
+                self.acked = pos;
+            }
+            self.inflight.pop_front();
+        }
+    }
+
+    fn send_out(&mut self) -> io::Result<()> {
+        let Some(Conn::Tcp(s)) = &mut self.conn else {
+            return Ok(());
+        };
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        if peer_gone(s) {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                format!("{} closed the connection", self.cfg.name),
+            ));
+        }
+        let mut done = 0;
+        while done < self.out.len() {
+            match s.write(&self.out[done..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    done += n;
+                    self.accepted += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.out.drain(..done);
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("sending to {}: {e}", self.cfg.name),
+                    ));
+                }
+            }
+        }
+        self.out.clear();
+        Ok(())
+    }
+}
+
+impl Sink for Remote {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn open(&mut self) -> io::Result<()> {
+        if !self.loaded {
+            self.load();
+        }
+        if self.conn.is_none() {
+            let c = self.connect().map_err(|e| {
+                io::Error::new(e.kind(), format!("connecting to {}: {e}", self.cfg.name))
+            })?;
+            self.conn = Some(c);
+            self.accepted = 0;
+            self.inflight.clear();
+            self.out.clear();
+            self.acked = self.committed;
+        }
+        Ok(())
+    }
+
+    fn resume(&self) -> Option<Position> {
+        self.committed
+    }
+
+    fn record(&mut self, r: &Record, pos: Option<Position>) -> io::Result<()> {
+        if self.cfg.select.matches(r) {
+            match &self.conn {
+                Some(Conn::Udp(s)) => {
+                    self.out.clear();
+                    self.fmt.write(&mut self.out, r);
+                    // A datagram is at most 64 KiB.
+                    self.out.truncate(65_000);
+                    s.send(&self.out).map_err(|e| {
+                        io::Error::new(e.kind(), format!("sending to {}: {e}", self.cfg.name))
+                    })?;
+                    self.out.clear();
+                }
+                Some(Conn::Tcp(_)) => {
+                    self.fmt.write(&mut self.out, r);
+                }
+                None => return Err(io::Error::new(io::ErrorKind::NotConnected, "not connected")),
+            }
+        }
+        if pos.is_some() {
+            self.taken = pos;
+        }
+        match self.conn {
+            Some(Conn::Tcp(_)) => {
+                let end = self.accepted + self.out.len() as u64;
+                self.inflight.push_back((end, pos));
+                if self.out.len() >= 64 * 1024 {
+                    self.send_out()?;
+                }
+            }
+            _ => self.acked = self.taken,
+        }
+        Ok(())
+    }
+
+    fn lost(&mut self, count: u64, pos: Option<Position>) -> io::Result<()> {
+        self.lost.add(count);
+        if pos.is_some() {
+            self.taken = pos;
+        }
+        if let Some(Conn::Tcp(_)) = self.conn {
+            let end = self.accepted + self.out.len() as u64;
+            self.inflight.push_back((end, pos));
+        } else {
+            self.acked = self.taken;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        self.send_out()?;
+        self.trim();
+        if self.committed != self.taken {
+            self.committed = self.taken;
+            self.save();
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> io::Result<()> {
+        self.lost.flush(false);
+        if let Some(Conn::Tcp(s)) = &self.conn {
+            if peer_gone(s) {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    format!("{} closed the connection", self.cfg.name),
+                ));
+            }
+        }
+        self.commit()
+    }
+
+    fn fail(&mut self) {
+        // Whatever the server's TCP did not acknowledge is sent again.
+        self.trim();
+        self.conn = None;
+        if self.acked != self.committed {
+            self.committed = self.acked;
+            self.save();
+        }
+        self.taken = self.committed;
+        self.out.clear();
+        self.inflight.clear();
+        self.accepted = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let c = RemoteConfig::parse(
+            "tcp://127.0.0.1:5514?min-severity=warning&exclude=debug.*&include=a%2Ab&include=c",
+            PathBuf::from("/x"),
+        )
+        .expect("parses");
+        assert_eq!(
+            (c.proto, c.addr.as_str(), c.name.as_str()),
+            (Proto::Tcp, "127.0.0.1:5514", "tcp://127.0.0.1:5514")
+        );
+        assert_eq!(c.select.min_severity, Some(4));
+        assert_eq!(c.select.include, vec!["a*b", "c"]);
+        assert_eq!(c.select.exclude, vec!["debug.*"]);
+        assert_eq!(c.framing, Framing::OctetCount);
+        let o =
+            RemoteConfig::parse("tcp://[::1]:514?format=rfc3164", PathBuf::new()).expect("parses");
+        assert_eq!((o.format, o.framing), (Format::Rfc3164, Framing::Lf));
+        let u = RemoteConfig::parse("udp://localhost:514", PathBuf::new()).expect("parses");
+        assert_eq!((u.proto, u.framing), (Proto::Udp, Framing::None));
+        for bad in [
+            "tcp://host",
+            "http://h:1",
+            "tcp://:1",
+            "tcp://h:1?nope=1",
+            "tcp://h:1?min-severity=loud",
+            "h:1",
+        ] {
+            assert!(RemoteConfig::parse(bad, PathBuf::new()).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Which records an output takes: include and exclude lists of source names
+//! (exact, or globs with `*`, `?` and `[...]`), and a minimum severity.
+
+use memlog::proto::{self, Record};
+
+/// Matches `name` against a shell-style glob: `*` any run of bytes, `?` one
+/// byte, `[abc]`, `[a-z]`, `[!x]` one byte from (or not from) a set, `\x`
+/// the byte `x`. A pattern without these is an exact name.
+pub fn glob_match(pat: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    // Where to resume after the last `*`: (pattern index, name index).
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        let step = match pat.get(p) {
+            Some(b'*') => {
+                star = Some((p + 1, n));
+                p += 1;
+                continue;
+            }
+            Some(b'?') => Some(p + 1),
+            Some(b'[') => class(&pat[p..], name[n])
+                .map(|(ok, len)| ok.then_some(p + len))
+                .unwrap_or(
+                    // An unclosed `[` is a literal.
+                    (name[n] == b'[').then_some(p + 1),
+                ),
+            Some(b'\\') if p + 1 < pat.len() => (pat[p + 1] == name[n]).then_some(p + 2),
+            Some(&c) => (c == name[n]).then_some(p + 1),
+            None => None,
+        };
+        match (step, star) {
+            (Some(np), _) => {
+                p = np;
+                n += 1;
+            }
+            (None, Some((sp, sn))) => {
+                p = sp;
+                n = sn + 1;
+                star = Some((sp, sn + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    pat[p..].iter().all(|&c| c == b'*')
+}
+
+/// Matches one byte against the class at the start of `pat` (which begins
+/// with `[`). Returns whether it matched and the class's length, or `None`
+/// if the class is not closed.
+fn class(pat: &[u8], c: u8) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negate = matches!(pat.get(i), Some(b'!' | b'^'));
+    if negate {
+        i += 1;
+    }
+    let mut hit = false;
+    let mut first = true;
+    loop {
+        let lo = *pat.get(i)?;
+        if lo == b']' && !first {
+            return Some((hit != negate, i + 1));
+        }
+        first = false;
+        if pat.get(i + 1) == Some(&b'-') && pat.get(i + 2).is_some_and(|&h| h != b']') {
+            let hi = pat[i + 2];
+            hit |= lo <= c && c <= hi;
+            i += 3;
+        } else {
+            hit |= lo == c;
+            i += 1;
+        }
+    }
+}
+
+/// A selection of records for one output.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    /// Source globs to take; empty means every source.
+    pub include: Vec<String>,
+    /// Source globs to leave out (wins over `include`).
+    pub exclude: Vec<String>,
+    /// Least severe level taken (0 emerg ..= 7 debug); `None` takes all.
+    pub min_severity: Option<u8>,
+}
+
+impl Selector {
+    /// Does this output take `r`? Records without a severity count as
+    /// [`proto::DEFAULT_SEVERITY`].
+    pub fn matches(&self, r: &Record) -> bool {
+        let src = r.source.as_bytes();
+        if let Some(min) = self.min_severity {
+            if r.severity.unwrap_or(proto::DEFAULT_SEVERITY) > min {
+                return false;
+            }
+        }
+        if !self.include.is_empty() && !self.include.iter().any(|g| glob_match(g.as_bytes(), src)) {
+            return false;
+        }
+        !self.exclude.iter().any(|g| glob_match(g.as_bytes(), src))
+    }
+
+    /// Parses a severity for `min-severity` (a name or 0..=7).
+    pub fn parse_severity(s: &str) -> Result<u8, String> {
+        proto::parse_severity(s).ok_or_else(|| {
+            format!(
+                "invalid severity {s:?} (use 0..7 or one of {})",
+                proto::SEVERITIES.join(", ")
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(p: &str, n: &str) -> bool {
+        glob_match(p.as_bytes(), n.as_bytes())
+    }
+
+    #[test]
+    fn globs() {
+        assert!(g("sshd", "sshd"));
+        assert!(!g("sshd", "sshd.out"));
+        assert!(g("onboot.*", "onboot.001-dhcpcd.out"));
+        assert!(!g("onboot.*", "sshd"));
+        assert!(g("*.out", "a.out"));
+        assert!(g("*", ""));
+        assert!(g("a*b*c", "aXXbYYc"));
+        assert!(!g("a*b*c", "aXXbYY"));
+        assert!(g("a?c", "abc"));
+        assert!(!g("a?c", "ac"));
+        assert!(g("[ab]x", "bx"));
+        assert!(!g("[!ab]x", "bx"));
+        assert!(g("[a-c]x", "cx"));
+        assert!(g("[]]", "]"));
+        assert!(g("a[", "a["));
+        assert!(g("a\\*", "a*"));
+        assert!(!g("a\\*", "ab"));
+        assert!(g("*a*a*a*", "aaaa"));
+    }
+
+    fn rec(src: &str, sev: Option<u8>) -> Record {
+        Record {
+            source: src.into(),
+            severity: sev,
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn selector() {
+        let all = Selector::default();
+        assert!(all.matches(&rec("x", Some(7))));
+        let s = Selector {
+            include: vec!["onboot.*".into(), "sshd".into()],
+            exclude: vec!["*.out".into()],
+            min_severity: Some(4),
+        };
+        assert!(s.matches(&rec("sshd", Some(3))));
+        assert!(s.matches(&rec("onboot.net", Some(4))));
+        assert!(!s.matches(&rec("onboot.net.out", Some(0))));
+        assert!(!s.matches(&rec("other", Some(0))));
+        assert!(!s.matches(&rec("sshd", Some(6))));
+        // No severity counts as info.
+        assert!(!s.matches(&rec("sshd", None)));
+        let info = Selector {
+            min_severity: Some(6),
+            ..Selector::default()
+        };
+        assert!(info.matches(&rec("x", None)));
+        assert_eq!(Selector::parse_severity("warning"), Ok(4));
+        assert!(Selector::parse_severity("loud").is_err());
+    }
+}

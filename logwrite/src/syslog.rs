@@ -1,0 +1,235 @@
+//! Syslog messages for forwarding: RFC 5424 (default) or RFC 3164, framed
+//! for TCP with RFC 6587 octet counting (`LEN SP MSG`) or a trailing LF, or
+//! sent as one UDP datagram each (RFC 5426).
+
+use memlog::proto::Record;
+use memlog::timefmt;
+
+/// Message format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Rfc5424,
+    Rfc3164,
+}
+
+/// How messages are delimited on a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// RFC 6587 octet counting: `LEN SP MSG`.
+    OctetCount,
+    /// RFC 6587 non-transparent framing: `MSG LF` (what old receivers expect).
+    Lf,
+    /// No framing (one datagram per message).
+    None,
+}
+
+/// Longest APP-NAME in RFC 5424.
+pub const APP_NAME_MAX: usize = 48;
+/// Longest TAG in RFC 3164.
+pub const TAG_MAX: usize = 32;
+/// Longest HOSTNAME in RFC 5424.
+pub const HOSTNAME_MAX: usize = 255;
+
+/// `s` reduced to PRINTUSASCII (`!`..=`~`), other bytes replaced by `_`,
+/// minus the bytes in `also_bad`, at most `max` bytes; `-` (NILVALUE) if empty.
+pub fn sanitize(s: &str, max: usize, also_bad: &[u8]) -> String {
+    let out: String = s
+        .bytes()
+        .take(max)
+        .map(|b| {
+            if b.is_ascii_graphic() && !also_bad.contains(&b) {
+                char::from(b)
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        "-".into()
+    } else {
+        out
+    }
+}
+
+/// Everything about a message that does not change per record.
+#[derive(Debug, Clone)]
+pub struct Formatter {
+    pub format: Format,
+    pub framing: Framing,
+    /// Already sanitized.
+    pub hostname: String,
+}
+
+fn push_num(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(v.to_string().as_bytes());
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+impl Formatter {
+    /// Appends `r` as one framed message.
+    pub fn write(&self, out: &mut Vec<u8>, r: &Record) {
+        let start = out.len();
+        if self.framing == Framing::OctetCount {
+            // Placeholder for the length; filled in below.
+            out.extend_from_slice(b"0000000000 ");
+        }
+        let body = out.len();
+        let pri = u64::from(r.facility_or_default()) * 8 + u64::from(r.severity_or_default());
+        out.push(b'<');
+        push_num(out, pri);
+        out.push(b'>');
+        let ns = r.time_ns().unwrap_or_else(timefmt::now_ns);
+        match self.format {
+            Format::Rfc5424 => {
+                out.extend_from_slice(b"1 ");
+                // TIME-SECFRAC allows at most 6 digits: microseconds.
+                let mut t = Vec::with_capacity(32);
+                timefmt::write_rfc3339_secs(&mut t, ns);
+                t.pop(); // 'Z'
+                out.extend_from_slice(&t);
+                out.extend_from_slice(
+                    format!(".{:06}Z ", ns.rem_euclid(1_000_000_000) / 1000).as_bytes(),
+                );
+                out.extend_from_slice(self.hostname.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(sanitize(&r.source, APP_NAME_MAX, b"").as_bytes());
+                out.push(b' ');
+                match r.pid {
+                    Some(p) => push_num(out, u64::from(p)),
+                    None => out.push(b'-'),
+                }
+                // MSGID and STRUCTURED-DATA: none.
+                out.extend_from_slice(b" - - ");
+            }
+            Format::Rfc3164 => {
+                // `Mmm dd hh:mm:ss` in UTC (no time-zone data on small images).
+                let mut t = Vec::with_capacity(32);
+                timefmt::write_rfc3339_secs(&mut t, ns);
+                let month: usize = std::str::from_utf8(&t[5..7])
+                    .ok()
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(1);
+                let day: u32 = std::str::from_utf8(&t[8..10])
+                    .ok()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(1);
+                out.extend_from_slice(MONTHS[month.clamp(1, 12) - 1].as_bytes());
+                out.extend_from_slice(format!(" {day:>2} ").as_bytes());
+                out.extend_from_slice(&t[11..19]);
+                out.push(b' ');
+                out.extend_from_slice(self.hostname.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(sanitize(&r.source, TAG_MAX, b":[]").as_bytes());
+                if let Some(p) = r.pid {
+                    out.push(b'[');
+                    push_num(out, u64::from(p));
+                    out.push(b']');
+                }
+                out.extend_from_slice(b": ");
+            }
+        }
+        out.extend_from_slice(r.msg.as_bytes());
+        match self.framing {
+            Framing::OctetCount => {
+                let len = (out.len() - body).to_string();
+                let prefix = start + 10 - len.len();
+                out[prefix..start + 10].copy_from_slice(len.as_bytes());
+                out.drain(start..prefix);
+            }
+            Framing::Lf => out.push(b'\n'),
+            Framing::None => {}
+        }
+    }
+}
+
+/// This machine's host name (`gethostname`), sanitized; `-` if unknown.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf, which we own.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return "-".into();
+    }
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    sanitize(&String::from_utf8_lossy(&buf[..n]), HOSTNAME_MAX, b"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec() -> Record {
+        Record {
+            seq: Some(1),
+            time: "2018-07-08T09:16:53.123456789Z".into(),
+            source: "onboot.001 dhcpcd".into(),
+            msg: "eth0: up".into(),
+            facility: Some(3),
+            severity: Some(4),
+            pid: Some(42),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn rfc5424_octet_counted() {
+        let f = Formatter {
+            format: Format::Rfc5424,
+            framing: Framing::OctetCount,
+            hostname: "box".into(),
+        };
+        let mut out = b"x".to_vec();
+        f.write(&mut out, &rec());
+        let msg = "<28>1 2018-07-08T09:16:53.123456Z box onboot.001_dhcpcd 42 - - eth0: up";
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            format!("x{} {msg}", msg.len())
+        );
+    }
+
+    #[test]
+    fn defaults_and_long_app_names() {
+        let f = Formatter {
+            format: Format::Rfc5424,
+            framing: Framing::None,
+            hostname: "h".into(),
+        };
+        let r = Record {
+            time: "2020-01-01T00:00:00Z".into(),
+            source: "a".repeat(100),
+            msg: "m".into(),
+            ..Record::default()
+        };
+        let mut out = Vec::new();
+        f.write(&mut out, &r);
+        let want = format!(
+            "<14>1 2020-01-01T00:00:00.000000Z h {} - - - m",
+            "a".repeat(48)
+        );
+        assert_eq!(String::from_utf8(out).expect("utf8"), want);
+    }
+
+    #[test]
+    fn rfc3164_with_lf() {
+        let f = Formatter {
+            format: Format::Rfc3164,
+            framing: Framing::Lf,
+            hostname: "box".into(),
+        };
+        let mut out = Vec::new();
+        let mut r = rec();
+        r.source = "a:b[c]".into();
+        f.write(&mut out, &r);
+        assert_eq!(out, b"<28>Jul  8 09:16:53 box a_b_c_[42]: eth0: up\n");
+    }
+
+    #[test]
+    fn sanitizing() {
+        assert_eq!(sanitize("", 48, b""), "-");
+        assert_eq!(sanitize("a b\u{e9}", 48, b""), "a_b__");
+        assert!(!hostname().is_empty());
+    }
+}

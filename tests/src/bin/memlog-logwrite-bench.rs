@@ -1,0 +1,238 @@
+//! `memlog-logwrite-bench`: records per second the release `logwrite`
+//! writes to files and forwards over TCP, each side by side with a bare
+//! baseline in the same run:
+//!
+//! - files: logwrite (default flags: 1 MiB rotation, state saved per batch,
+//!   fsync on rotation) against (a) an in-process reader of the same memlogd
+//!   that formats the same `TIME SOURCE MSG` lines into one 64 KiB-buffered
+//!   file, and (b) plain buffered writes of those same bytes from memory;
+//! - TCP: logwrite forwarding RFC 5424 octet-counted frames to a local sink
+//!   against plain 64 KiB writes of the very same frames to the same sink.
+//!
+//! ```text
+//! cargo build --release --workspace
+//! cargo run --release -p memlog-tests --bin memlog-logwrite-bench [-- RECORDS REPS [LOGWRITE FLAGS...]]
+//! ```
+//!
+//! Medians of REPS runs (default 200000 records of 100 bytes, 5 reps).
+//! Every wait is bounded; the processes are killed at the end.
+
+use memlog::client::Client;
+use memlog::proto::{Line, Mode, Request};
+use memlog::timefmt;
+use memlog_tests::logwrite::{saved_position, Logwrite};
+use memlog_tests::{wait_for, workspace_dir, Memlogd, TempDir};
+use std::io::{BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
+/// A sink that accepts one connection, reads octet-counted frames and
+/// reports (elapsed since accept-ready, bytes) once `want` frames arrived.
+fn sink(want: usize, keep: bool) -> (u16, mpsc::Receiver<(Instant, Vec<u8>)>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut c, _) = l.accept().expect("accept");
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut kept = Vec::new();
+        let (mut frames, mut need, mut len_acc) = (0usize, 0usize, 0usize);
+        loop {
+            let n = match c.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if keep {
+                kept.extend_from_slice(&buf[..n]);
+            }
+            let mut i = 0;
+            while i < n {
+                if need > 0 {
+                    let take = need.min(n - i);
+                    need -= take;
+                    i += take;
+                    if need == 0 {
+                        frames += 1;
+                        if frames == want {
+                            let _ = tx.send((Instant::now(), std::mem::take(&mut kept)));
+                            return;
+                        }
+                    }
+                } else if buf[i] == b' ' {
+                    need = len_acc;
+                    len_acc = 0;
+                    i += 1;
+                } else {
+                    len_acc = len_acc * 10 + usize::from(buf[i] - b'0');
+                    i += 1;
+                }
+            }
+        }
+    });
+    (port, rx)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let reps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    // Anything after RECORDS REPS is passed to logwrite for the file runs.
+    let extra: Vec<&str> = args.iter().skip(2).map(String::as_str).collect();
+    if std::env::var_os("MEMLOG_BIN_DIR").is_none() {
+        std::env::set_var("MEMLOG_BIN_DIR", workspace_dir().join("target/release"));
+    }
+    eprintln!("filling memlogd with {n} records of 100 bytes");
+    let m = Memlogd::start(&[
+        "-max-lines",
+        &(n + 1000).to_string(),
+        "-buffer-size",
+        "512M",
+    ]);
+    {
+        let mut w = m.writer("bench");
+        let mut chunk = Vec::with_capacity(65_536);
+        for i in 0..n {
+            chunk.extend_from_slice(format!("{i:09} ").as_bytes());
+            chunk.resize(chunk.len() + 89, b'x');
+            chunk.push(b'\n');
+            if chunk.len() > 60_000 {
+                w.write_all(&chunk).expect("write");
+                chunk.clear();
+            }
+        }
+        w.write_all(&chunk).expect("write");
+    }
+    let last = format!("{:09} {}", n - 1, "x".repeat(89));
+    m.wait_msg("bench", &last);
+    let last_seq = m.stat("next") - 1;
+    let errs = TempDir::new("bench-err");
+
+    // Files: logwrite.
+    let mut lw_files = Vec::new();
+    for r in 0..reps {
+        let logs = TempDir::new("bench-logs");
+        let t0 = Instant::now();
+        let mut lw = Logwrite::start(m.query_socket(), logs.path(), &errs, &extra);
+        let ok = wait_for(
+            || saved_position(logs.path(), ".logwrite.state").is_some_and(|(_, s)| s >= last_seq),
+            TIMEOUT,
+        );
+        let dt = t0.elapsed().as_secs_f64();
+        assert!(ok, "logwrite did not finish: {}", lw.stderr());
+        lw.kill9();
+        eprintln!("files rep {r}: logwrite {:.0} records/s", n as f64 / dt);
+        lw_files.push(n as f64 / dt);
+    }
+    // Files: baseline (a), read the same memlogd and write the same lines.
+    let mut base_read = Vec::new();
+    let mut bytes = Vec::new();
+    for _ in 0..reps {
+        let logs = TempDir::new("bench-base");
+        let t0 = Instant::now();
+        let f = std::fs::File::create(logs.join("bench.log")).expect("create");
+        let mut out = BufWriter::with_capacity(64 * 1024, f);
+        let mut c = Client::connect(m.query_socket(), &Request::new(Mode::Dump)).expect("connect");
+        let mut line = Vec::with_capacity(256);
+        let mut count = 0;
+        bytes.clear();
+        while let Some(l) = c.next_line().expect("read") {
+            if let Line::Record(r) = l {
+                if r.source != "bench" {
+                    continue;
+                }
+                line.clear();
+                timefmt::write_rfc3339_secs(&mut line, r.time_ns().unwrap_or(0));
+                line.push(b' ');
+                line.extend_from_slice(r.source.as_bytes());
+                line.push(b' ');
+                line.extend_from_slice(r.msg.as_bytes());
+                line.push(b'\n');
+                out.write_all(&line).expect("write");
+                bytes.extend_from_slice(&line);
+                count += 1;
+            }
+        }
+        out.flush().expect("flush");
+        let dt = t0.elapsed().as_secs_f64();
+        assert_eq!(count, n);
+        base_read.push(n as f64 / dt);
+    }
+    // Files: baseline (b), plain buffered writes of the same bytes.
+    let mut base_write = Vec::new();
+    for _ in 0..reps {
+        let logs = TempDir::new("bench-base");
+        let t0 = Instant::now();
+        let f = std::fs::File::create(logs.join("bench.log")).expect("create");
+        let mut out = BufWriter::with_capacity(64 * 1024, f);
+        for l in bytes.split_inclusive(|&b| b == b'\n') {
+            out.write_all(l).expect("write");
+        }
+        out.flush().expect("flush");
+        base_write.push(n as f64 / t0.elapsed().as_secs_f64());
+    }
+
+    // TCP: logwrite forwarding.
+    let mut lw_tcp = Vec::new();
+    let mut frames = Vec::new();
+    for r in 0..reps {
+        let (port, rx) = sink(n, r == 0);
+        let logs = TempDir::new("bench-tcp");
+        let remote = format!("tcp://127.0.0.1:{port}?include=bench");
+        let t0 = Instant::now();
+        let lw = Logwrite::start(
+            m.query_socket(),
+            logs.path(),
+            &errs,
+            &["-no-files", "-remote", &remote],
+        );
+        let (t1, kept) = rx
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("sink did not get {n} frames: {}", lw.stderr()));
+        let dt = (t1 - t0).as_secs_f64();
+        if r == 0 {
+            frames = kept;
+        }
+        eprintln!("tcp rep {r}: logwrite {:.0} records/s", n as f64 / dt);
+        lw_tcp.push(n as f64 / dt);
+    }
+    // TCP: baseline, the same frames in 64 KiB writes.
+    let mut base_tcp = Vec::new();
+    for _ in 0..reps {
+        let (port, rx) = sink(n, false);
+        let t0 = Instant::now();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        for c in frames.chunks(64 * 1024) {
+            s.write_all(c).expect("write");
+        }
+        let (t1, _) = rx.recv_timeout(TIMEOUT).expect("baseline sink");
+        base_tcp.push(n as f64 / (t1 - t0).as_secs_f64());
+    }
+
+    let (a, b, c) = (median(lw_files), median(base_read), median(base_write));
+    let (d, e) = (median(lw_tcp), median(base_tcp));
+    println!("## logwrite benchmark ({n} records of 100 bytes, median of {reps})\n");
+    println!("| what | records/s | logwrite / baseline |");
+    println!("| --- | ---: | ---: |");
+    println!("| files: logwrite (1 MiB rotation, state per batch) | {a:.0} | |");
+    println!(
+        "| files: baseline, read memlogd + buffered write, one file | {b:.0} | {:.2} |",
+        a / b
+    );
+    println!(
+        "| files: baseline, buffered write of the same bytes | {c:.0} | {:.2} |",
+        a / c
+    );
+    println!("| tcp: logwrite, RFC 5424 octet counting | {d:.0} | |");
+    println!(
+        "| tcp: baseline, the same frames in 64 KiB writes | {e:.0} | {:.2} |",
+        d / e
+    );
+}
