@@ -97,12 +97,28 @@ impl Formatter {
                 out.push(b' ');
                 out.extend_from_slice(sanitize(&r.source, APP_NAME_MAX, b"").as_bytes());
                 out.push(b' ');
-                match r.pid {
-                    Some(p) => push_num(out, u64::from(p)),
+                // PROCID, MSGID and STRUCTURED-DATA as the syslog client sent
+                // them. Not the kernel-reported pid: for a service's output
+                // that is whoever created its socketpair (init), not the service.
+                match r.procid.as_deref().filter(|p| !p.is_empty()) {
+                    Some(p) => out.extend_from_slice(sanitize(p, 128, b"").as_bytes()),
                     None => out.push(b'-'),
                 }
-                // MSGID and STRUCTURED-DATA: none.
-                out.extend_from_slice(b" - - ");
+                out.push(b' ');
+                match r.msgid.as_deref().filter(|m| !m.is_empty()) {
+                    Some(m) => out.extend_from_slice(sanitize(m, 32, b"").as_bytes()),
+                    None => out.push(b'-'),
+                }
+                out.push(b' ');
+                match r
+                    .sd
+                    .as_deref()
+                    .filter(|sd| sd.starts_with('[') && sd.ends_with(']'))
+                {
+                    Some(sd) => out.extend_from_slice(sd.as_bytes()),
+                    None => out.push(b'-'),
+                }
+                out.push(b' ');
             }
             Format::Rfc3164 => {
                 // `Mmm dd hh:mm:ss` in UTC (no time-zone data on small images).
@@ -123,9 +139,9 @@ impl Formatter {
                 out.extend_from_slice(self.hostname.as_bytes());
                 out.push(b' ');
                 out.extend_from_slice(sanitize(&r.source, TAG_MAX, b":[]").as_bytes());
-                if let Some(p) = r.pid {
+                if let Some(p) = r.procid.as_deref().filter(|p| !p.is_empty()) {
                     out.push(b'[');
-                    push_num(out, u64::from(p));
+                    out.extend_from_slice(sanitize(p, 32, b"[]").as_bytes());
                     out.push(b']');
                 }
                 out.extend_from_slice(b": ");
@@ -170,6 +186,9 @@ mod tests {
             facility: Some(3),
             severity: Some(4),
             pid: Some(42),
+            procid: Some("1234".into()),
+            msgid: Some("ID7".into()),
+            sd: Some("[x@32473 a=\"b\"]".into()),
             ..Record::default()
         }
     }
@@ -183,7 +202,8 @@ mod tests {
         };
         let mut out = b"x".to_vec();
         f.write(&mut out, &rec());
-        let msg = "<28>1 2018-07-08T09:16:53.123456Z box onboot.001_dhcpcd 42 - - eth0: up";
+        // PROCID, MSGID and SD as the client sent them; the kernel pid (42) is not a PROCID.
+        let msg = "<28>1 2018-07-08T09:16:53.123456Z box onboot.001_dhcpcd 1234 ID7 [x@32473 a=\"b\"] eth0: up";
         assert_eq!(
             String::from_utf8(out).expect("utf8"),
             format!("x{} {msg}", msg.len())
@@ -223,7 +243,7 @@ mod tests {
         let mut r = rec();
         r.source = "a:b[c]".into();
         f.write(&mut out, &r);
-        assert_eq!(out, b"<28>Jul  8 09:16:53 box a_b_c_[42]: eth0: up\n");
+        assert_eq!(out, b"<28>Jul  8 09:16:53 box a_b_c_[1234]: eth0: up\n");
     }
 
     #[test]

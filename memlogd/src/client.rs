@@ -4,8 +4,10 @@
 //! line first; LinuxKit's memlogd reads only the mode byte and answers with
 //! plain records (or closes, for an empty dump), so the first line tells
 //! which server this is: no timeout, no second connection, never a hang.
-//! Against LinuxKit the source filter is applied here instead.
+//! Against LinuxKit the request's selection ([`Filter`]) is applied here
+//! instead, with the same code memlogd runs, so the records are the same.
 
+use crate::filter::Filter;
 use crate::proto::{self, Line, Request};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -28,7 +30,9 @@ pub struct Client {
     buf: Vec<u8>,
     pos: usize,
     server: Server,
-    sources: Vec<Vec<u8>>,
+    filter: Filter,
+    /// Apply `filter` here whatever the server (it was not sent).
+    local: bool,
     eof: bool,
 }
 
@@ -48,8 +52,21 @@ impl Client {
     }
 
     /// Sends `req` on an already connected stream.
-    pub fn start(mut stream: UnixStream, req: &Request) -> io::Result<Client> {
-        match stream.write_all(&req.encode()) {
+    pub fn start(stream: UnixStream, req: &Request) -> io::Result<Client> {
+        Self::begin(stream, req, false)
+    }
+
+    /// Sends `req` without its selection fields ([`Request::unfiltered`])
+    /// and applies the selection here instead: for a memlogd too old to
+    /// know a field, or to compare with the daemon's own filtering.
+    /// (`last=` is not applied: the caller keeps the tail.)
+    pub fn start_local(stream: UnixStream, req: &Request) -> io::Result<Client> {
+        Self::begin(stream, req, true)
+    }
+
+    fn begin(mut stream: UnixStream, req: &Request, local: bool) -> io::Result<Client> {
+        let sent = if local { req.unfiltered() } else { req.clone() };
+        match stream.write_all(&sent.encode()) {
             // The server may answer and close before reading the request
             // (memlogd refusing a reader over its limit): read its answer.
             Err(e)
@@ -64,7 +81,8 @@ impl Client {
             buf: Vec::with_capacity(64 * 1024),
             pos: 0,
             server: Server::Unknown,
-            sources: req.sources.clone(),
+            filter: Filter::from_request(req),
+            local,
             eof: false,
         })
     }
@@ -153,9 +171,8 @@ impl Client {
                 (_, Server::Unknown) => self.server = Server::LinuxKit,
                 _ => {}
             }
-            if let (Line::Record(r), Server::LinuxKit) = (&line, self.server) {
-                if !self.sources.is_empty()
-                    && !self.sources.iter().any(|s| s == r.source.as_bytes())
+            if let Line::Record(r) = &line {
+                if (self.local || self.server == Server::LinuxKit) && !self.filter.matches_record(r)
                 {
                     continue;
                 }

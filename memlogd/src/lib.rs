@@ -2,11 +2,13 @@
 //!
 //! Shared by all binaries: [`proto`] (query requests and JSON lines),
 //! [`client`] (a reader that works against memlogd and LinuxKit's memlogd),
-//! [`sys`] (fd passing), [`goflags`] (Go-style flags), [`timefmt`], [`json`].
+//! [`filter`] (record selection, the same on both sides), [`sys`] (fd
+//! passing), [`goflags`] (Go-style flags), [`timefmt`], [`json`].
 //! The daemon itself: [`ring`] and [`daemon`].
 
 pub mod client;
 pub mod daemon;
+pub mod filter;
 pub mod goflags;
 pub mod json;
 pub mod kmsg;

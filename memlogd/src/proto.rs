@@ -86,6 +86,22 @@ pub struct Request {
     pub sources: Vec<Vec<u8>>,
     /// Ask for the daemon's counters instead of records.
     pub stats: bool,
+    /// Only sources matching one of these globs (with `sources`: any of
+    /// either). See [`crate::filter`] for every selection field below.
+    pub source_globs: Vec<Vec<u8>>,
+    /// Never these sources (exact names), nor those matching these globs.
+    pub exclude: Vec<Vec<u8>>,
+    pub exclude_globs: Vec<Vec<u8>>,
+    /// Only records this severe or more (0 emerg ..= 7 debug).
+    pub min_severity: Option<u8>,
+    /// Only records received at or after / at or before these times (ns).
+    pub since_ns: Option<i64>,
+    pub until_ns: Option<i64>,
+    /// Only messages containing one of these fixed strings.
+    pub grep: Vec<Vec<u8>>,
+    /// Start this many matching records before the end of the buffer
+    /// (modes 0 and 2; after `after`, if both are given).
+    pub last: Option<u64>,
 }
 
 fn pct_encode(out: &mut Vec<u8>, v: &[u8]) {
@@ -126,6 +142,24 @@ impl Request {
             after: None,
             sources: Vec::new(),
             stats: false,
+            source_globs: Vec::new(),
+            exclude: Vec::new(),
+            exclude_globs: Vec::new(),
+            min_severity: None,
+            since_ns: None,
+            until_ns: None,
+            grep: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// The same request without the selection fields (`source=` ...
+    /// `last=`): what a client sends when it filters by itself.
+    pub fn unfiltered(&self) -> Request {
+        Request {
+            after: self.after,
+            stats: self.stats,
+            ..Request::new(self.mode)
         }
     }
 
@@ -142,6 +176,33 @@ impl Request {
         for s in &self.sources {
             v.extend_from_slice(b" source=");
             pct_encode(&mut v, s);
+        }
+        let lists: [(&[u8], &Vec<Vec<u8>>); 4] = [
+            (b" source-glob=", &self.source_globs),
+            (b" exclude=", &self.exclude),
+            (b" exclude-glob=", &self.exclude_globs),
+            (b" grep=", &self.grep),
+        ];
+        for (key, vals) in lists {
+            for s in vals {
+                v.extend_from_slice(key);
+                pct_encode(&mut v, s);
+            }
+        }
+        if let Some(n) = self.min_severity {
+            v.extend_from_slice(format!(" min-severity={n}").as_bytes());
+        }
+        for (key, t) in [
+            (&b" since="[..], self.since_ns),
+            (b" until=", self.until_ns),
+        ] {
+            if let Some(t) = t {
+                v.extend_from_slice(key);
+                timefmt::write_rfc3339_nano(&mut v, t);
+            }
+        }
+        if let Some(n) = self.last {
+            v.extend_from_slice(format!(" last={n}").as_bytes());
         }
         if self.stats {
             v.extend_from_slice(b" stats");
@@ -211,6 +272,53 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
                 Ok(s) => req.sources.push(s),
                 Err(e) => return Parsed::Invalid(e),
             },
+            (b"source-glob", Some(v)) => match pct_decode(v) {
+                Ok(s) => req.source_globs.push(s),
+                Err(e) => return Parsed::Invalid(e),
+            },
+            (b"exclude", Some(v)) => match pct_decode(v) {
+                Ok(s) => req.exclude.push(s),
+                Err(e) => return Parsed::Invalid(e),
+            },
+            (b"exclude-glob", Some(v)) => match pct_decode(v) {
+                Ok(s) => req.exclude_globs.push(s),
+                Err(e) => return Parsed::Invalid(e),
+            },
+            (b"grep", Some(v)) => match pct_decode(v) {
+                Ok(s) => req.grep.push(s),
+                Err(e) => return Parsed::Invalid(e),
+            },
+            (b"min-severity", Some(v)) => {
+                match std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<u8>().ok())
+                {
+                    Some(n) if n <= 7 => req.min_severity = Some(n),
+                    _ => return Parsed::Invalid("min-severity wants 0..7".into()),
+                }
+            }
+            (b"since" | b"until", Some(v)) => {
+                let Some(t) = std::str::from_utf8(v).ok().and_then(timefmt::parse_rfc3339) else {
+                    return Parsed::Invalid(format!(
+                        "{} wants an RFC 3339 time",
+                        String::from_utf8_lossy(k)
+                    ));
+                };
+                if k == b"since" {
+                    req.since_ns = Some(t);
+                } else {
+                    req.until_ns = Some(t);
+                }
+            }
+            (b"last", Some(v)) => {
+                match std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                {
+                    Some(n) => req.last = Some(n),
+                    None => return Parsed::Invalid("last wants a number".into()),
+                }
+            }
             (b"stats", None) => req.stats = true,
             _ => {
                 return Parsed::Invalid(format!(
@@ -583,6 +691,72 @@ pub fn decode_line(line: &[u8]) -> Result<Line, DecodeError> {
     }))
 }
 
+impl Record {
+    /// Appends the record as one JSON object and `\n`, with the keys of an
+    /// extended record line (`seq` and the optional keys only when known),
+    /// whichever server it came from.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        if let Some(seq) = self.seq {
+            out.extend_from_slice(b"\"seq\":");
+            json::write_u64(out, seq);
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"time\":");
+        json::write_str(out, self.time.as_bytes());
+        out.extend_from_slice(b",\"source\":");
+        json::write_str(out, self.source.as_bytes());
+        out.extend_from_slice(b",\"msg\":");
+        json::write_str(out, self.msg.as_bytes());
+        if self.truncated {
+            out.extend_from_slice(b",\"truncated\":true");
+        }
+        let nums = [
+            ("facility", self.facility.map(u64::from)),
+            ("severity", self.severity.map(u64::from)),
+            ("pid", self.pid.map(u64::from)),
+            ("uid", self.uid.map(u64::from)),
+            ("gid", self.gid.map(u64::from)),
+        ];
+        let texts = [
+            ("app", &self.app),
+            ("procid", &self.procid),
+            ("msgid", &self.msgid),
+            ("sd", &self.sd),
+            ("stime", &self.stime),
+            ("host", &self.host),
+        ];
+        let key = |out: &mut Vec<u8>, k: &str| {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+        };
+        for (k, v) in nums {
+            if let Some(v) = v {
+                key(out, k);
+                json::write_u64(out, v);
+            }
+        }
+        for (k, v) in texts {
+            if let Some(v) = v {
+                key(out, k);
+                json::write_str(out, v.as_bytes());
+            }
+        }
+        for (k, v) in [("kseq", self.kseq), ("ktime_us", self.ktime_us)] {
+            if let Some(v) = v {
+                key(out, k);
+                json::write_u64(out, v);
+            }
+        }
+        if !self.kv.is_empty() {
+            key(out, "kv");
+            json::write_str(out, self.kv.join("\n").as_bytes());
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,6 +959,27 @@ mod tests {
             (Some(4), Some(2), Some(10), Some(0), Some(5))
         );
         assert_eq!(r.severity_or_default(), 2);
+    }
+
+    #[test]
+    fn json_output_round_trips_every_field() {
+        let line = br#"{"seq":1,"time":"2020-01-01T00:00:00Z","source":"s","msg":"m \"q\"","truncated":true,"facility":4,"severity":2,"pid":10,"uid":0,"gid":5,"app":"sshd","procid":"7","msgid":"ID","sd":"[x a=\"b\"]","stime":"T","host":"h","kseq":3,"ktime_us":9,"kv":"A=1\nB=2"}"#;
+        let Line::Record(r) = decode_line(line).expect("decodes") else {
+            panic!()
+        };
+        let mut out = Vec::new();
+        r.write_json(&mut out);
+        assert_eq!(out.last(), Some(&b'\n'));
+        assert_eq!(&out[..out.len() - 1], &line[..]);
+        let plain = Record {
+            time: "T".into(),
+            source: "a".into(),
+            msg: "b".into(),
+            ..Record::default()
+        };
+        out.clear();
+        plain.write_json(&mut out);
+        assert_eq!(out, b"{\"time\":\"T\",\"source\":\"a\",\"msg\":\"b\"}\n");
     }
 
     #[test]

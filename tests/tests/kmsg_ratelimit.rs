@@ -144,7 +144,20 @@ fn a_flooding_source_is_limited_and_summarised_others_are_not() {
     let recs = m.records();
     let flood_recs = msgs_from(&recs, "flood");
     assert_eq!(flood_recs.len(), 51, "50 in the window plus the emergency");
-    assert_eq!(flood_recs[..3], ["flood 0", "flood 1", "flood 2"]);
+    // The window's budget went to the first 50 lines, in order (the
+    // emergency came on another socket, so its place among them varies).
+    let lines: Vec<&String> = flood_recs
+        .iter()
+        .filter(|m| m.starts_with("flood "))
+        .collect();
+    assert_eq!(
+        lines,
+        (0..50)
+            .map(|i| format!("flood {i}"))
+            .collect::<Vec<_>>()
+            .iter()
+            .collect::<Vec<_>>()
+    );
     assert_eq!(msgs_from(&recs, "quiet"), ["q1", "q2"]);
     assert_eq!(m.stat("rate_limited"), 950);
     // The next window has a fresh budget.

@@ -236,7 +236,15 @@ fn compress_and_per_source_cap() {
 
 #[test]
 fn kill9_and_restart_resume_exactly() {
-    let m = Memlogd::start(&["-max-lines", "100000", "-buffer-size", "64M"]);
+    // One source writes 30,000 lines: no per-source rate limit here.
+    let m = Memlogd::start(&[
+        "-max-lines",
+        "100000",
+        "-buffer-size",
+        "64M",
+        "-rate-limit-burst",
+        "0",
+    ]);
     let logs = TempDir::new("lw-logs");
     let errs = TempDir::new("lw-err");
     let mut lw = Logwrite::start(

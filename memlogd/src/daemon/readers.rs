@@ -6,10 +6,12 @@
 use super::slab::Key;
 use super::stats::Counters;
 use super::{Daemon, KIND_READER, TOKEN_QUERY};
+use crate::filter::Filter;
 use crate::proto::{self, Mode, Parsed};
 use crate::ring::{Cursor, Read as RingRead, Ring};
 use crate::timefmt;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
@@ -39,7 +41,11 @@ pub struct Reader {
     cursor: Cursor,
     /// For a dump: stop at this sequence number.
     end: Option<u64>,
-    sources: Vec<Vec<u8>>,
+    /// Records to send (the request's selection fields); the same code
+    /// selects client side, see [`crate::filter`].
+    filter: Filter,
+    /// A `last=N` request still looking for where to start.
+    tail: Option<Tail>,
     out: Vec<u8>,
     sent: usize,
     close_when_flushed: bool,
@@ -48,6 +54,50 @@ pub struct Reader {
     /// Registered interests.
     reading: bool,
     polling_out: bool,
+}
+
+/// Finding the start of the last `want` matching records before `end`: a
+/// forward scan (the ring has no backward links) that keeps the cursors of
+/// the latest `want` matches, at most one per record the ring held when
+/// the request came. Bounded per loop turn like any other reading.
+struct Tail {
+    want: usize,
+    scan: Cursor,
+    end: u64,
+    /// Where to start if fewer than `want` records match.
+    start: Cursor,
+    found: VecDeque<Cursor>,
+}
+
+impl Tail {
+    /// Scans up to `budget` records; returns the cursor to stream from once
+    /// the scan is complete. A cursor overwritten meanwhile is reported as
+    /// lost when read, as for any reader.
+    fn scan(&mut self, ring: &Ring, filter: &Filter, budget: &mut usize) -> Option<Cursor> {
+        while self.scan.seq < self.end {
+            if *budget == 0 {
+                return None;
+            }
+            *budget -= 1;
+            match ring.read(self.scan) {
+                RingRead::Record(rec, next) => {
+                    if filter.matches_ring(&rec) {
+                        if self.found.len() == self.want {
+                            self.found.pop_front();
+                        }
+                        self.found.push_back(self.scan);
+                    }
+                    self.scan = next;
+                }
+                RingRead::Lost { resume, .. } => self.scan = resume,
+                RingRead::End => break,
+            }
+        }
+        Some(match self.found.front() {
+            Some(&c) if self.found.len() == self.want => c,
+            _ => self.start,
+        })
+    }
 }
 
 enum Outcome {
@@ -79,28 +129,36 @@ impl Reader {
             && (self.sent < self.out.len()
                 || self.close_when_flushed
                 || self.cursor.seq < ring.next_seq()
-                || self.end.is_some())
+                || self.end.is_some()
+                || self.tail.is_some())
     }
 
     /// Encodes from the cursor into the output buffer, up to `limit` bytes.
     /// Returns true if it stopped early with records left to examine.
     fn fill(&mut self, ring: &Ring, counters: &mut Counters, limit: usize) -> bool {
-        let mut examined = 0;
+        let mut budget = EXAMINE_PER_TURN;
+        if let Some(t) = &mut self.tail {
+            match t.scan(ring, &self.filter, &mut budget) {
+                Some(start) => {
+                    self.cursor = start;
+                    self.tail = None;
+                }
+                None => return true,
+            }
+        }
         while self.out.len() < limit {
             if self.end.is_some_and(|end| self.cursor.seq >= end) {
                 self.close_when_flushed = true;
                 return false;
             }
-            if examined == EXAMINE_PER_TURN {
+            if budget == 0 {
                 return true;
             }
-            examined += 1;
+            budget -= 1;
             match ring.read(self.cursor) {
                 RingRead::Record(rec, next) => {
                     self.cursor = next;
-                    if self.sources.is_empty()
-                        || self.sources.iter().any(|s| s.as_slice() == rec.source)
-                    {
+                    if self.filter.matches_ring(&rec) {
                         proto::encode_record(&mut self.out, &rec, self.ext);
                     }
                 }
@@ -222,7 +280,8 @@ impl Daemon {
             ext: false,
             cursor: self.ring.newest(),
             end: None,
-            sources: Vec::new(),
+            filter: Filter::default(),
+            tail: None,
             out: Vec::new(),
             sent: 0,
             close_when_flushed: false,
@@ -370,7 +429,7 @@ impl Daemon {
             }
             Parsed::Extended(req) => {
                 r.ext = true;
-                r.sources = req.sources;
+                r.filter = Filter::from_request(&req);
                 proto::encode_hello(
                     &mut r.out,
                     instance,
@@ -400,6 +459,23 @@ impl Daemon {
                     None => self.ring.oldest(),
                 };
                 r.end = (req.mode == Mode::Dump).then(|| self.ring.next_seq());
+                if let (Some(n), Mode::Dump | Mode::DumpFollow) = (req.last, req.mode) {
+                    let end = self.ring.next_seq();
+                    let held = end.saturating_sub(r.cursor.seq.max(self.ring.first_seq()));
+                    if n == 0 {
+                        r.cursor = self.ring.newest();
+                    } else if n < held {
+                        // (With no more records than asked for, no scan:
+                        // they are all sent.)
+                        r.tail = Some(Tail {
+                            want: n as usize,
+                            scan: r.cursor,
+                            end,
+                            start: r.cursor,
+                            found: VecDeque::new(),
+                        });
+                    }
+                }
             }
         }
         r.phase = Phase::Stream;
