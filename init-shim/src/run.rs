@@ -274,9 +274,14 @@ fn unblock_in_child(cmd: &mut Command) {
     }
 }
 
-/// Reads what a relayed pipe holds now; false at EOF or on an error.
+/// Reads from a pipe per turn, so that a command writing without pause
+/// cannot keep signals from being passed on.
+const READS_PER_TURN: usize = 16;
+
+/// Relays what a pipe holds now (at most [`READS_PER_TURN`] reads); false at
+/// EOF or on an error.
 fn pump(r: &mut impl Read, run: &mut Run, s: &mut Stream, buf: &mut [u8]) -> bool {
-    loop {
+    for _ in 0..READS_PER_TURN {
         match r.read(buf) {
             Ok(0) => return false,
             Ok(n) => run.relay(s, &buf[..n]),
@@ -285,6 +290,7 @@ fn pump(r: &mut impl Read, run: &mut Run, s: &mut Stream, buf: &mut [u8]) -> boo
             Err(_) => return false,
         }
     }
+    true
 }
 
 /// Waits for the command, passing signals on and (with -tee) relaying its
@@ -360,8 +366,10 @@ fn supervise(
             }
         }
         if let Some(st) = child.try_wait()? {
-            // Relay what the command wrote before it ended. Background
-            // processes it left holding the pipes are not waited for.
+            // Relay what the command wrote before it ended: one turn
+            // empties a pipe (16 reads of 64 KiB, a pipe's default size is
+            // 64 KiB). Background processes it left holding the pipes are
+            // not waited for.
             if let Some(p) = pipes.0.as_mut() {
                 pump(p, run, &mut streams.0, &mut buf);
             }

@@ -524,6 +524,38 @@ fn run_with_tee_copies_to_the_console_and_survives_memlogd_going_away() {
 }
 
 #[test]
+fn run_with_tee_relays_a_large_output_whole_to_both() {
+    let m = Memlogd::start(&[
+        "-rate-limit-burst",
+        "0",
+        "-max-lines",
+        "100000",
+        "-buffer-size",
+        "16M",
+    ]);
+    let out = run_shim(&[
+        "-socket",
+        path(m.log_socket()),
+        "-tee",
+        "-n",
+        "bulk",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 30000 ]; do echo \"line $i\"; i=$((i+1)); done",
+    ]);
+    assert!(out.status.success(), "{:?}", out.status);
+    let want: Vec<String> = (0..30000).map(|i| format!("line {i}")).collect();
+    let got: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert!(got == want, "console got {} lines", got.len());
+    m.wait_msg("bulk.out", "line 29999");
+    assert!(
+        msgs_from(&m.records(), "bulk.out") == want,
+        "memlogd lost lines"
+    );
+}
+
+#[test]
 fn run_returns_when_the_command_exits_and_its_background_children_keep_logging() {
     let m = Memlogd::start(&[]);
     let go = m.dir().join("go");
