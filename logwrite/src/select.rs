@@ -1,76 +1,8 @@
 //! Which records an output takes: include and exclude lists of source names
 //! (exact, or globs with `*`, `?` and `[...]`), and a minimum severity.
 
+use memlog::filter::glob_match;
 use memlog::proto::{self, Record};
-
-/// Matches `name` against a shell-style glob: `*` any run of bytes, `?` one
-/// byte, `[abc]`, `[a-z]`, `[!x]` one byte from (or not from) a set, `\x`
-/// the byte `x`. A pattern without these is an exact name.
-pub fn glob_match(pat: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    // Where to resume after the last `*`: (pattern index, name index).
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        let step = match pat.get(p) {
-            Some(b'*') => {
-                star = Some((p + 1, n));
-                p += 1;
-                continue;
-            }
-            Some(b'?') => Some(p + 1),
-            Some(b'[') => class(&pat[p..], name[n])
-                .map(|(ok, len)| ok.then_some(p + len))
-                .unwrap_or(
-                    // An unclosed `[` is a literal.
-                    (name[n] == b'[').then_some(p + 1),
-                ),
-            Some(b'\\') if p + 1 < pat.len() => (pat[p + 1] == name[n]).then_some(p + 2),
-            Some(&c) => (c == name[n]).then_some(p + 1),
-            None => None,
-        };
-        match (step, star) {
-            (Some(np), _) => {
-                p = np;
-                n += 1;
-            }
-            (None, Some((sp, sn))) => {
-                p = sp;
-                n = sn + 1;
-                star = Some((sp, sn + 1));
-            }
-            (None, None) => return false,
-        }
-    }
-    pat[p..].iter().all(|&c| c == b'*')
-}
-
-/// Matches one byte against the class at the start of `pat` (which begins
-/// with `[`). Returns whether it matched and the class's length, or `None`
-/// if the class is not closed.
-fn class(pat: &[u8], c: u8) -> Option<(bool, usize)> {
-    let mut i = 1;
-    let negate = matches!(pat.get(i), Some(b'!' | b'^'));
-    if negate {
-        i += 1;
-    }
-    let mut hit = false;
-    let mut first = true;
-    loop {
-        let lo = *pat.get(i)?;
-        if lo == b']' && !first {
-            return Some((hit != negate, i + 1));
-        }
-        first = false;
-        if pat.get(i + 1) == Some(&b'-') && pat.get(i + 2).is_some_and(|&h| h != b']') {
-            let hi = pat[i + 2];
-            hit |= lo <= c && c <= hi;
-            i += 3;
-        } else {
-            hit |= lo == c;
-            i += 1;
-        }
-    }
-}
 
 /// A selection of records for one output.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -29,9 +29,45 @@ static ESCAPE: [u8; 128] = {
     t
 };
 
+/// True if any byte of `w` needs a look: a control character, `"`, `\\`,
+/// DEL, or a non-ASCII byte (SWAR: eight bytes per step).
+#[inline]
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (below_space
+        | has_zero(w ^ (ONES * u64::from(b'"')))
+        | has_zero(w ^ (ONES * u64::from(b'\\')))
+        | has_zero(w ^ (ONES * 0x7f))
+        | (w & HIGH))
+        != 0
+}
+
+/// Length of the prefix of `s` that needs no escaping, found 8 bytes at a time.
+#[inline]
+fn plain_prefix(s: &[u8]) -> usize {
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        if word_needs_escape(u64::from_le_bytes(w)) {
+            break;
+        }
+        i += 8;
+    }
+    i
+}
+
 fn write_valid_utf8(out: &mut Vec<u8>, s: &[u8]) {
+    let skip = plain_prefix(s);
+    if skip == s.len() {
+        out.extend_from_slice(s);
+        return;
+    }
     let mut start = 0;
-    for (i, &c) in s.iter().enumerate() {
+    for (i, &c) in s.iter().enumerate().skip(skip) {
         if c >= 0x80 {
             continue;
         }
@@ -438,6 +474,24 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn word_scan_agrees_with_byte_scan() {
+        for b in 0u8..=255 {
+            for pos in 0..8 {
+                let mut w = *b"abcdefgh";
+                w[pos] = b;
+                let byte_says = b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f;
+                assert_eq!(
+                    word_needs_escape(u64::from_le_bytes(w)),
+                    byte_says,
+                    "byte {b:#x} at {pos}"
+                );
+            }
+        }
+        assert_eq!(plain_prefix(b"0123456789abcdef\"x"), 16);
+        assert_eq!(enc(b"0123456789abcdef\"x\n"), r#""0123456789abcdef\"x\n""#);
     }
 
     #[test]

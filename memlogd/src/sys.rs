@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 /// Most fds one datagram may carry (the kernel's `SCM_MAX_FD`).
 pub const MAX_FDS_PER_DATAGRAM: usize = 253;
 
-/// What one `recvmsg` on the log socket delivered.
+/// What one `recvmsg` delivered.
 #[derive(Debug, Default)]
 pub struct Received {
     /// Bytes of payload stored in the buffer.
@@ -19,22 +19,32 @@ pub struct Received {
     /// The kernel dropped some fds (the control buffer was too small or the
     /// process is out of fds).
     pub fds_truncated: bool,
+    /// The sender's credentials (`SCM_CREDENTIALS`; the socket needs
+    /// `SO_PASSCRED`, see [`set_passcred`]).
+    pub creds: Option<Creds>,
+}
+
+fn cmsg_space_bytes(n: usize) -> usize {
+    // SAFETY: CMSG_SPACE is a pure arithmetic macro.
+    unsafe { libc::CMSG_SPACE(n as u32) as usize }
 }
 
 fn cmsg_space(n: usize) -> usize {
-    // SAFETY: CMSG_SPACE is a pure arithmetic macro.
-    unsafe { libc::CMSG_SPACE((n * std::mem::size_of::<RawFd>()) as u32) as usize }
+    cmsg_space_bytes(n * std::mem::size_of::<RawFd>())
 }
 
-/// Receives one datagram and any fds passed with it (`SCM_RIGHTS`), with
-/// `MSG_CMSG_CLOEXEC` and without blocking. Received fds are appended to `fds`.
-pub fn recv_with_fds(
+/// Receives one datagram without blocking, with any fds passed with it
+/// (`SCM_RIGHTS`, received close-on-exec and appended to `fds`) and the
+/// sender's credentials when the socket asked for them.
+pub fn recv_msg(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<Received> {
     // u64 storage keeps the control buffer aligned for cmsghdr.
-    let mut cbuf = vec![0u64; cmsg_space(MAX_FDS_PER_DATAGRAM).div_ceil(8)];
+    let space =
+        cmsg_space(MAX_FDS_PER_DATAGRAM) + cmsg_space_bytes(std::mem::size_of::<libc::ucred>());
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -62,26 +72,36 @@ pub fn recv_with_fds(
         payload_truncated: msg.msg_flags & libc::MSG_TRUNC != 0 || full_len > buf.len(),
         full_len,
         fds_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
+        creds: None,
     };
     // SAFETY: the CMSG_* macros walk the control buffer the kernel filled,
-    // bounded by msg_controllen; each SCM_RIGHTS payload is an array of ints
-    // that the kernel installed as new fds owned by this process.
+    // bounded by msg_controllen. An SCM_RIGHTS payload is an array of ints
+    // the kernel installed as new fds owned by this process; an
+    // SCM_CREDENTIALS payload is a ucred.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(c).cast::<RawFd>();
-                let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
                 for i in 0..bytes / std::mem::size_of::<RawFd>() {
-                    let fd = std::ptr::read_unaligned(data.add(i));
-                    fds.push(OwnedFd::from_raw_fd(fd));
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+                        data.cast::<RawFd>().add(i),
+                    )));
                 }
+            } else if (*c).cmsg_level == libc::SOL_SOCKET
+                && (*c).cmsg_type == libc::SCM_CREDENTIALS
+                && bytes >= std::mem::size_of::<libc::ucred>()
+            {
+                let u: libc::ucred = std::ptr::read_unaligned(data.cast());
+                out.creds = Some(Creds {
+                    pid: u.pid as u32,
+                    uid: u.uid,
+                    gid: u.gid,
+                });
             }
             c = libc::CMSG_NXTHDR(&msg, c);
         }
-    }
-    if out.len > buf.len() {
-        out.len = buf.len();
     }
     Ok(out)
 }
@@ -139,85 +159,6 @@ pub struct Creds {
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
-}
-
-/// One datagram with the sender's credentials (`SCM_CREDENTIALS`; the
-/// socket needs `SO_PASSCRED`, see [`set_passcred`]).
-#[derive(Debug, Default)]
-pub struct Datagram {
-    pub len: usize,
-    /// Longer than the buffer; `full_len` is its real length.
-    pub truncated: bool,
-    pub full_len: usize,
-    pub creds: Option<Creds>,
-}
-
-/// Receives one datagram and its sender's credentials, without blocking.
-pub fn recv_with_creds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Datagram> {
-    let mut cbuf = vec![0u64; cmsg_space_bytes(std::mem::size_of::<libc::ucred>()).div_ceil(8) + 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: msghdr is plain data; zeroed is a valid initial value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = cbuf.len() * 8;
-    // SAFETY: msg points at live buffers (buf, cbuf, iov) for the whole call.
-    // MSG_CMSG_CLOEXEC guards against fds a sender might attach.
-    let n = unsafe {
-        libc::recvmsg(
-            sock.as_raw_fd(),
-            &mut msg,
-            libc::MSG_DONTWAIT | libc::MSG_TRUNC | libc::MSG_CMSG_CLOEXEC,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let full_len = n as usize;
-    let mut out = Datagram {
-        len: full_len.min(buf.len()),
-        truncated: msg.msg_flags & libc::MSG_TRUNC != 0 || full_len > buf.len(),
-        full_len,
-        creds: None,
-    };
-    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled,
-    // bounded by msg_controllen. A SCM_CREDENTIALS payload is a ucred; fds
-    // (SCM_RIGHTS) nobody asked for are adopted so they get closed.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            let data = libc::CMSG_DATA(c);
-            let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
-            if (*c).cmsg_level == libc::SOL_SOCKET
-                && (*c).cmsg_type == libc::SCM_CREDENTIALS
-                && bytes >= std::mem::size_of::<libc::ucred>()
-            {
-                let u: libc::ucred = std::ptr::read_unaligned(data.cast());
-                out.creds = Some(Creds {
-                    pid: u.pid as u32,
-                    uid: u.uid,
-                    gid: u.gid,
-                });
-            } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                for i in 0..bytes / std::mem::size_of::<RawFd>() {
-                    drop(OwnedFd::from_raw_fd(std::ptr::read_unaligned(
-                        data.cast::<RawFd>().add(i),
-                    )));
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    Ok(out)
-}
-
-fn cmsg_space_bytes(n: usize) -> usize {
-    // SAFETY: CMSG_SPACE is a pure arithmetic macro.
-    unsafe { libc::CMSG_SPACE(n as u32) as usize }
 }
 
 /// Asks the kernel to attach senders' credentials to every datagram.
@@ -353,7 +294,7 @@ mod tests {
         drop((r1, r2));
         let mut buf = [0u8; 64];
         let mut fds = Vec::new();
-        let got = recv_with_fds(b.as_fd(), &mut buf, &mut fds).expect("recv");
+        let got = recv_msg(b.as_fd(), &mut buf, &mut fds).expect("recv");
         assert_eq!(&buf[..got.len], b"svc");
         assert!(!got.payload_truncated && !got.fds_truncated);
         assert_eq!(fds.len(), 2);
@@ -375,7 +316,7 @@ mod tests {
         set_passcred(b.as_fd()).expect("passcred");
         a.send(b"<13>hi").expect("send");
         let mut buf = [0u8; 64];
-        let d = recv_with_creds(b.as_fd(), &mut buf).expect("recv");
+        let d = recv_msg(b.as_fd(), &mut buf, &mut Vec::new()).expect("recv");
         assert_eq!(&buf[..d.len], b"<13>hi");
         let me = Creds {
             pid: std::process::id(),
@@ -395,7 +336,7 @@ mod tests {
         send_with_fds(a.as_fd(), &[b'n'; 10_000], &[]).expect("send");
         let mut buf = [0u8; 100];
         let mut fds = Vec::new();
-        let got = recv_with_fds(b.as_fd(), &mut buf, &mut fds).expect("recv");
+        let got = recv_msg(b.as_fd(), &mut buf, &mut fds).expect("recv");
         assert!(got.payload_truncated);
         assert_eq!(got.full_len, 10_000);
         assert_eq!(got.len, 100);

@@ -68,12 +68,31 @@ fn write_date_time(out: &mut Vec<u8>, secs: i64) {
     push2(out, sod % 60);
 }
 
+thread_local! {
+    /// The last second formatted, and its `YYYY-MM-DDTHH:MM:SS`: records
+    /// come in bursts within one second, so the calendar math is done once.
+    static LAST: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
+}
+
+fn write_date_time_cached(out: &mut Vec<u8>, secs: i64) {
+    let (last, text) = LAST.with(std::cell::Cell::get);
+    if last == secs {
+        out.extend_from_slice(&text);
+        return;
+    }
+    let start = out.len();
+    write_date_time(out, secs);
+    if let Ok(t) = <[u8; 19]>::try_from(&out[start..]) {
+        LAST.with(|c| c.set((secs, t)));
+    }
+}
+
 /// Appends `ns` as Go's `time.RFC3339Nano` in UTC: `2018-07-08T09:16:53.123456789Z`,
 /// with trailing zeros of the fraction removed (and no `.` for whole seconds).
 pub fn write_rfc3339_nano(out: &mut Vec<u8>, ns: i64) {
     let secs = ns.div_euclid(1_000_000_000);
     let mut frac = ns.rem_euclid(1_000_000_000) as u32;
-    write_date_time(out, secs);
+    write_date_time_cached(out, secs);
     if frac != 0 {
         let mut digits = 9;
         while frac % 10 == 0 {
@@ -190,6 +209,28 @@ mod tests {
         assert_eq!(fmt(951_782_400 * 1_000_000_000), "2000-02-29T00:00:00Z");
         assert_eq!(fmt(-1), "1969-12-31T23:59:59.999999999Z");
         assert_eq!(fmt(4_102_444_800 * 1_000_000_000), "2100-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn cached_seconds_format_like_fresh_ones() {
+        let base: i64 = 1_531_041_413_000_000_000;
+        for ns in [
+            base,
+            base + 5,
+            base + 999_999_999,
+            base + 1_000_000_000,
+            base - 1,
+            base,
+            -5_000_000_000,
+            base,
+        ] {
+            let mut fresh = Vec::new();
+            write_date_time(&mut fresh, ns.div_euclid(1_000_000_000));
+            assert!(
+                fmt(ns).starts_with(std::str::from_utf8(&fresh).expect("utf8")),
+                "{ns}"
+            );
+        }
     }
 
     #[test]

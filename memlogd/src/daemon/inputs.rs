@@ -56,7 +56,7 @@ impl Daemon {
         for _ in 0..DATAGRAMS_PER_TURN {
             let mut fds = Vec::new();
             let mut buf = std::mem::take(&mut self.name_buf);
-            let r = sys::recv_with_fds(self.log_sock.fd.as_fd(), &mut buf, &mut fds);
+            let r = sys::recv_msg(self.log_sock.fd.as_fd(), &mut buf, &mut fds);
             let res = match r {
                 Ok(got) => {
                     self.on_datagram(&buf[..got.len], &got, fds);

@@ -95,39 +95,33 @@ fn clear_stale(path: &Path, stream: bool) -> Result<(), SocketError> {
 
 /// Binds (or adopts) the log socket, non-blocking.
 pub fn log_socket(src: &SocketSource) -> Result<Bound, SocketError> {
-    let b = match src {
-        SocketSource::Path(p) => {
-            clear_stale(p, false)?;
-            let s = UnixDatagram::bind(p).map_err(|err| SocketError::Bind {
-                path: p.clone(),
-                err,
-            })?;
-            Bound {
-                fd: s.into(),
-                path: PathGuard::new(Some(p.clone())),
-            }
-        }
-        SocketSource::Fd { fd, remove } => Bound {
-            fd: sys::adopt_inherited_fd(*fd)
-                .map_err(|err| SocketError::Inherit { fd: *fd, err })?,
-            path: PathGuard::new(remove.clone()),
-        },
-    };
-    configure(&b, "log")?;
-    Ok(b)
+    socket(src, "log", false, |p| {
+        UnixDatagram::bind(p).map(OwnedFd::from)
+    })
 }
 
-/// Binds (or adopts) the query socket, listening and non-blocking.
+/// Binds (or adopts) the query socket, non-blocking (the caller listens).
 pub fn query_socket(src: &SocketSource) -> Result<Bound, SocketError> {
+    socket(src, "query", true, |p| {
+        UnixListener::bind(p).map(OwnedFd::from)
+    })
+}
+
+fn socket(
+    src: &SocketSource,
+    what: &'static str,
+    stream: bool,
+    bind: impl Fn(&Path) -> io::Result<OwnedFd>,
+) -> Result<Bound, SocketError> {
     let b = match src {
         SocketSource::Path(p) => {
-            clear_stale(p, true)?;
-            let s = UnixListener::bind(p).map_err(|err| SocketError::Bind {
+            clear_stale(p, stream)?;
+            let fd = bind(p).map_err(|err| SocketError::Bind {
                 path: p.clone(),
                 err,
             })?;
             Bound {
-                fd: s.into(),
+                fd,
                 path: PathGuard::new(Some(p.clone())),
             }
         }
@@ -137,7 +131,7 @@ pub fn query_socket(src: &SocketSource) -> Result<Bound, SocketError> {
             path: PathGuard::new(remove.clone()),
         },
     };
-    configure(&b, "query")?;
+    configure(&b, what)?;
     Ok(b)
 }
 

@@ -96,7 +96,8 @@ impl Daemon {
             let Some((fd, _)) = self.syslog.dgram.get(i) else {
                 return;
             };
-            let r = sys::recv_with_creds(fd.as_fd(), &mut self.scratch);
+            // Fds a sender attaches are not wanted here: dropping them closes them.
+            let r = sys::recv_msg(fd.as_fd(), &mut self.scratch, &mut Vec::new());
             match r {
                 Ok(d) => {
                     let mut base = meta::MetaBuf::default();
@@ -104,7 +105,7 @@ impl Daemon {
                         base.creds(c);
                     }
                     let raw = std::mem::take(&mut self.scratch);
-                    self.store_syslog(timefmt::now_ns(), &raw[..d.len], d.truncated, &base);
+                    self.store_syslog(timefmt::now_ns(), &raw[..d.len], d.payload_truncated, &base);
                     self.scratch = raw;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
