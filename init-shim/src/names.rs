@@ -1,0 +1,102 @@
+//! Log names and the files they become. A name given to `run`, `fifo` or
+//! `dump` is a memlogd source and also a file name (fallback files, FIFOs),
+//! so it is checked once, here, before it is used for either.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Longest name accepted: `NAME.out.log` must stay a valid file name (255
+/// bytes) and `NAME.out` within memlogd's default `-max-name-len` (256).
+pub const MAX_NAME: usize = 200;
+
+/// Checks that `name` can be a source and a file name in a log directory:
+/// not empty, not `.` or `..`, no `/`, no control characters, not too long.
+pub fn check(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a log name must not be empty".into());
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!(
+            "log name of {} bytes is too long (at most {MAX_NAME})",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a valid log name"));
+    }
+    if name.contains('/') {
+        return Err(format!(
+            "log name {name:?} must not contain '/' (it becomes a file name)"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "log name {name:?} must not contain control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// The default name for a command: its base name, as LinuxKit's wrapper uses.
+pub fn default_for(cmd: &str) -> String {
+    Path::new(cmd)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| cmd.to_owned())
+}
+
+/// `DIR/SOURCE.log`: where LinuxKit's init (without memlogd) and logwrite
+/// (with it) keep the records of `source`.
+pub fn log_file(dir: &Path, source: &str) -> PathBuf {
+    dir.join(format!("{source}.log"))
+}
+
+/// Opens `DIR/SOURCE.log` for appending (creating the directory and the
+/// file as needed; a symlink in its place is refused).
+pub fn open_log_file(dir: &Path, source: &str) -> io::Result<File> {
+    std::fs::create_dir_all(dir)?;
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(log_file(dir, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_would_leave_the_directory_are_refused() {
+        for bad in ["", ".", "..", "a/b", "../x", "a\nb", "a\0b"] {
+            assert!(check(bad).is_err(), "{bad:?}");
+        }
+        assert!(check(&"x".repeat(MAX_NAME + 1)).is_err());
+        for good in ["onboot.001-dhcpcd", "getty", "a;b", "x..y", ".hidden"] {
+            assert_eq!(check(good), Ok(()), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn default_name_is_the_base_name() {
+        assert_eq!(default_for("/sbin/dhcpcd"), "dhcpcd");
+        assert_eq!(default_for("echo"), "echo");
+        assert_eq!(default_for("/"), "/");
+    }
+
+    #[test]
+    fn log_files_append() {
+        let dir = std::env::temp_dir().join(format!("init-shim-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for line in ["one\n", "two\n"] {
+            let mut f = open_log_file(&dir.join("sub"), "svc.out").expect("open");
+            io::Write::write_all(&mut f, line.as_bytes()).expect("write");
+        }
+        let got = std::fs::read_to_string(dir.join("sub/svc.out.log")).expect("read");
+        assert_eq!(got, "one\ntwo\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
