@@ -91,6 +91,11 @@ fn spawn_background(args: &Args, log: Bound, query: Bound) -> Result<(), String>
     if args.echo {
         cmd.arg("-echo");
     }
+    // The child binds the syslog sockets itself (the parent bound the others).
+    cmd.args(["-syslog-mode", &format!("{:o}", args.syslog_mode)]);
+    if let Some(g) = args.socket_group {
+        cmd.args(["-socket-group", &g.to_string()]);
+    }
     for p in &args.syslog {
         cmd.args(["-syslog", p]);
     }

@@ -1,6 +1,7 @@
 //! memlogd's command line: LinuxKit's flags (in all four Go spellings) plus
 //! memlog's limits, and the validated [`Config`] the daemon runs with.
 
+use super::sockets::Access;
 use crate::goflags::{self, Spec};
 use crate::proto;
 use argh::FromArgs;
@@ -27,6 +28,10 @@ pub const SPEC: Spec = Spec {
         "kmsg-file",
         "rate-limit-interval",
         "rate-limit-burst",
+        "socket-log-mode",
+        "socket-query-mode",
+        "syslog-mode",
+        "socket-group",
     ],
 };
 
@@ -36,6 +41,23 @@ fn size(s: &str) -> Result<usize, String> {
 
 fn duration(s: &str) -> Result<Duration, String> {
     goflags::parse_duration(s)
+}
+
+fn mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("invalid file mode {s:?} (octal, e.g. 0660)"))
+}
+
+fn group(s: &str) -> Result<u32, String> {
+    if let Ok(gid) = s.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(s) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        _ => Err(format!("unknown group {s:?}")),
+    }
 }
 
 /// memlogd: an in-memory ring buffer of log records (LinuxKit compatible).
@@ -103,6 +125,18 @@ pub struct Args {
     /// records a source may store per window (default 10000; 0 disables); emergencies are exempt
     #[argh(option, default = "10000")]
     pub rate_limit_burst: u32,
+    /// mode of the log socket file memlogd binds (default 0660: owner and group may log fds)
+    #[argh(option, default = "0o660", from_str_fn(mode))]
+    pub socket_log_mode: u32,
+    /// mode of the query socket file (default 0660: owner and group may read the logs)
+    #[argh(option, default = "0o660", from_str_fn(mode))]
+    pub socket_query_mode: u32,
+    /// mode of -syslog and -syslog-stream socket files (default 0666: anyone may log, as /dev/log)
+    #[argh(option, default = "0o666", from_str_fn(mode))]
+    pub syslog_mode: u32,
+    /// group owning the socket files memlogd binds, a name or gid (default: memlogd's group), e.g. -socket-group adm
+    #[argh(option, from_str_fn(group))]
+    pub socket_group: Option<u32>,
 }
 
 /// Where a socket comes from.
@@ -132,6 +166,9 @@ pub struct Config {
     pub kmsg: Option<PathBuf>,
     pub rate_interval: Duration,
     pub rate_burst: u32,
+    pub log_access: Access,
+    pub query_access: Access,
+    pub syslog_access: Access,
 }
 
 impl Config {
@@ -190,6 +227,18 @@ impl Config {
             },
             rate_interval: a.rate_limit_interval,
             rate_burst: a.rate_limit_burst,
+            log_access: Access {
+                mode: a.socket_log_mode,
+                group: a.socket_group,
+            },
+            query_access: Access {
+                mode: a.socket_query_mode,
+                group: a.socket_group,
+            },
+            syslog_access: Access {
+                mode: a.syslog_mode,
+                group: a.socket_group,
+            },
         })
     }
 }
@@ -241,6 +290,10 @@ mod tests {
             ("kmsg-file", "/x/kmsg"),
             ("rate-limit-interval", "5s"),
             ("rate-limit-burst", "9"),
+            ("socket-log-mode", "0600"),
+            ("socket-query-mode", "0640"),
+            ("syslog-mode", "0622"),
+            ("socket-group", "0"),
         ];
         for (name, val) in cases {
             let spellings = [
@@ -293,6 +346,20 @@ mod tests {
             (a.max_lines, a.fd_log, a.max_line_len, a.buffer_size),
             (9, 3, 50, 65536)
         );
+    }
+
+    #[test]
+    fn socket_modes_default_to_least_privilege() {
+        let c = Config::from_args(&parse(&[]).expect("defaults")).expect("valid");
+        assert_eq!(
+            (c.log_access.mode, c.query_access.mode, c.syslog_access.mode),
+            (0o660, 0o660, 0o666)
+        );
+        assert_eq!(c.query_access.group, None);
+        let a = parse(&["-socket-query-mode", "0640", "-socket-group", "root"]).expect("flags");
+        assert_eq!((a.socket_query_mode, a.socket_group), (0o640, Some(0)));
+        assert!(parse(&["-socket-log-mode", "999"]).is_err());
+        assert!(parse(&["-socket-group", "no-such-group-here"]).is_err());
     }
 
     #[test]

@@ -121,9 +121,9 @@ fn boot_time_ns() -> i64 {
 /// Binds (or adopts) both sockets. Separate from [`Daemon::new`] so that
 /// `-daemonize` can bind in the parent and hand the fds to its child.
 pub fn bind(cfg: &Config) -> Result<(Bound, Bound), RunError> {
-    let log = sockets::log_socket(&cfg.log)?;
+    let log = sockets::log_socket(&cfg.log, cfg.log_access)?;
     // If this fails, `log` drops and its path guard removes the log socket.
-    let query = sockets::query_socket(&cfg.query)?;
+    let query = sockets::query_socket(&cfg.query, cfg.query_access)?;
     nix::sys::socket::listen(
         &query.fd,
         nix::sys::socket::Backlog::new(128).unwrap_or(nix::sys::socket::Backlog::MAXCONN),
@@ -195,7 +195,7 @@ impl Daemon {
         if cfg.syslog_dgram.len() + cfg.syslog_stream.len() > MAX_SYSLOG_SOCKETS {
             return Err(RunError::TooManySyslogSockets);
         }
-        let syslog = syslog_in::bind(&cfg.syslog_dgram, &cfg.syslog_stream)?;
+        let syslog = syslog_in::bind(&cfg.syslog_dgram, &cfg.syslog_stream, cfg.syslog_access)?;
         for (i, (fd, _)) in syslog.dgram.iter().enumerate() {
             epoll
                 .add(

@@ -17,6 +17,7 @@ pub enum SocketError {
     InUse { path: PathBuf },
     Inherit { fd: i32, err: io::Error },
     Configure { what: &'static str, err: io::Error },
+    Permissions { path: PathBuf, err: io::Error },
 }
 
 impl fmt::Display for SocketError {
@@ -31,6 +32,13 @@ impl fmt::Display for SocketError {
             SocketError::Inherit { fd, err } => write!(f, "cannot use inherited fd {fd}: {err}"),
             SocketError::Configure { what, err } => {
                 write!(f, "cannot configure the {what} socket: {err}")
+            }
+            SocketError::Permissions { path, err } => {
+                write!(
+                    f,
+                    "cannot set the mode or group of {}: {err}",
+                    path.display()
+                )
             }
         }
     }
@@ -70,7 +78,7 @@ pub struct Bound {
 
 /// A socket file left behind by a daemon that died is removed so a restart
 /// can bind; a live one is an error.
-fn clear_stale(path: &Path, stream: bool) -> Result<(), SocketError> {
+pub(super) fn clear_stale(path: &Path, stream: bool) -> Result<(), SocketError> {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
     };
@@ -93,16 +101,60 @@ fn clear_stale(path: &Path, stream: bool) -> Result<(), SocketError> {
     Ok(())
 }
 
+/// Who may connect to a socket memlogd binds: the file's mode and group.
+/// Connecting to a Unix socket needs write permission on its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub mode: u32,
+    /// Group owner; `None` keeps memlogd's own group.
+    pub group: Option<u32>,
+}
+
+/// Binds `path` (replacing a stale socket file) so that it is never more
+/// open than `access` says, not even for a moment: the socket is created
+/// under umask 0177 (owner only), then given its group and mode. Returns
+/// the fd and the guard that removes the path again.
+pub fn bind_path(
+    path: &Path,
+    access: Access,
+    stream: bool,
+    bind: impl Fn(&Path) -> io::Result<OwnedFd>,
+) -> Result<(OwnedFd, PathGuard), SocketError> {
+    clear_stale(path, stream)?;
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = bind(path);
+    nix::sys::stat::umask(old);
+    let fd = bound.map_err(|err| SocketError::Bind {
+        path: path.to_owned(),
+        err,
+    })?;
+    let guard = PathGuard::new(Some(path.to_owned()));
+    let perm = |err: io::Error| SocketError::Permissions {
+        path: path.to_owned(),
+        err,
+    };
+    if let Some(gid) = access.group {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| perm(e.into()))?;
+    }
+    std::fs::set_permissions(
+        path,
+        std::os::unix::fs::PermissionsExt::from_mode(access.mode & 0o7777),
+    )
+    .map_err(perm)?;
+    Ok((fd, guard))
+}
+
 /// Binds (or adopts) the log socket, non-blocking.
-pub fn log_socket(src: &SocketSource) -> Result<Bound, SocketError> {
-    socket(src, "log", false, |p| {
+pub fn log_socket(src: &SocketSource, access: Access) -> Result<Bound, SocketError> {
+    socket(src, "log", access, false, |p| {
         UnixDatagram::bind(p).map(OwnedFd::from)
     })
 }
 
 /// Binds (or adopts) the query socket, non-blocking (the caller listens).
-pub fn query_socket(src: &SocketSource) -> Result<Bound, SocketError> {
-    socket(src, "query", true, |p| {
+pub fn query_socket(src: &SocketSource, access: Access) -> Result<Bound, SocketError> {
+    socket(src, "query", access, true, |p| {
         UnixListener::bind(p).map(OwnedFd::from)
     })
 }
@@ -110,20 +162,14 @@ pub fn query_socket(src: &SocketSource) -> Result<Bound, SocketError> {
 fn socket(
     src: &SocketSource,
     what: &'static str,
+    access: Access,
     stream: bool,
     bind: impl Fn(&Path) -> io::Result<OwnedFd>,
 ) -> Result<Bound, SocketError> {
     let b = match src {
         SocketSource::Path(p) => {
-            clear_stale(p, stream)?;
-            let fd = bind(p).map_err(|err| SocketError::Bind {
-                path: p.clone(),
-                err,
-            })?;
-            Bound {
-                fd,
-                path: PathGuard::new(Some(p.clone())),
-            }
+            let (fd, path) = bind_path(p, access, stream, bind)?;
+            Bound { fd, path }
         }
         SocketSource::Fd { fd, remove } => Bound {
             fd: sys::adopt_inherited_fd(*fd)

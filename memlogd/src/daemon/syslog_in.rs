@@ -2,14 +2,13 @@
 //! log: opened at start as the flags ask, read by the loop like any input.
 
 use super::inputs::{Kind, KMSG_SOURCE};
-use super::sockets::{PathGuard, SocketError};
+use super::sockets::{bind_path, Access, PathGuard, SocketError};
 use super::Daemon;
 use crate::{kmsg, meta, sys, timefmt};
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 
@@ -23,67 +22,32 @@ pub struct SyslogSockets {
     pub stream: Vec<(UnixListener, PathGuard)>,
 }
 
-fn prepare(path: &Path) -> Result<(), SocketError> {
-    // A socket file left by a dead daemon is replaced; anything else (a
-    // live socket, a symlink to journald's) makes bind fail with the path.
-    if let Ok(m) = std::fs::symlink_metadata(path) {
-        if m.file_type().is_socket()
-            && UnixDatagram::unbound()
-                .and_then(|s| s.connect(path))
-                .is_err()
-            && std::os::unix::net::UnixStream::connect(path).is_err()
-        {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-    Ok(())
-}
-
-fn world_writable(path: &Path) -> Result<(), SocketError> {
-    // Any local process may log, as with /dev/log everywhere.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(|err| {
-        SocketError::Bind {
-            path: path.to_owned(),
-            err,
-        }
-    })
-}
-
-/// Binds every `-syslog` and `-syslog-stream` path.
-pub fn bind(dgram: &[PathBuf], stream: &[PathBuf]) -> Result<SyslogSockets, SocketError> {
+/// Binds every `-syslog` and `-syslog-stream` path with `access` (by
+/// default mode 0666: any local process may log, as with /dev/log).
+pub fn bind(
+    dgram: &[PathBuf],
+    stream: &[PathBuf],
+    access: Access,
+) -> Result<SyslogSockets, SocketError> {
     let mut out = SyslogSockets::default();
+    let conf = |err| SocketError::Configure {
+        what: "syslog",
+        err,
+    };
     for p in dgram {
-        prepare(p)?;
-        let s = UnixDatagram::bind(p).map_err(|err| SocketError::Bind {
-            path: p.clone(),
-            err,
+        let (fd, guard) = bind_path(p, access, false, |p| {
+            UnixDatagram::bind(p).map(OwnedFd::from)
         })?;
-        let fd = OwnedFd::from(s);
-        let guard = PathGuard::new(Some(p.clone()));
-        world_writable(p)?;
-        sys::set_nonblocking(fd.as_fd(), true).map_err(|err| SocketError::Configure {
-            what: "syslog",
-            err,
-        })?;
-        sys::set_passcred(fd.as_fd()).map_err(|err| SocketError::Configure {
-            what: "syslog",
-            err,
-        })?;
+        sys::set_nonblocking(fd.as_fd(), true).map_err(conf)?;
+        sys::set_passcred(fd.as_fd()).map_err(conf)?;
         out.dgram.push((fd, guard));
     }
     for p in stream {
-        prepare(p)?;
-        let l = UnixListener::bind(p).map_err(|err| SocketError::Bind {
-            path: p.clone(),
-            err,
+        let (fd, guard) = bind_path(p, access, true, |p| {
+            UnixListener::bind(p).map(OwnedFd::from)
         })?;
-        let guard = PathGuard::new(Some(p.clone()));
-        world_writable(p)?;
-        l.set_nonblocking(true)
-            .map_err(|err| SocketError::Configure {
-                what: "syslog stream",
-                err,
-            })?;
+        let l = UnixListener::from(fd);
+        l.set_nonblocking(true).map_err(conf)?;
         out.stream.push((l, guard));
     }
     Ok(out)
