@@ -765,6 +765,32 @@ impl Memlogd {
         })
     }
 
+    /// Like [`Memlogd::wait_msg`], but each dump asks memlogd for that
+    /// source's records only (`source=`): cheap however full the ring is.
+    pub fn wait_source_msg(&self, source: &str, msg: &str) -> Record {
+        let mut req = Request::new(Mode::Dump);
+        req.sources = vec![source.as_bytes().to_vec()];
+        let mut last = Vec::new();
+        let ok = wait_for(
+            || {
+                let mut c = self.query(&req);
+                last.clear();
+                while let Some(l) = c.next_line().expect("read dump") {
+                    if let Line::Record(r) = l {
+                        last.push(r);
+                    }
+                }
+                last.iter().any(|r| r.source == source && r.msg == msg)
+            },
+            TIMEOUT,
+        );
+        assert!(
+            ok,
+            "no record {source}: {msg:?} within {TIMEOUT:?}; got {last:#?}"
+        );
+        last.into_iter().find(|r| r.msg == msg).expect("found")
+    }
+
     /// Waits for a `memlogd` record whose message contains every one of
     /// `words` (case-insensitive), and returns it.
     pub fn wait_self_record(&self, words: &[&str]) -> Record {

@@ -99,10 +99,9 @@ fn stuck_vanishing_and_half_written_readers_slow_no_writer_and_cost_no_memory() 
             fill.write_all(big.as_bytes()).expect("prefill");
         }
         fill.write_all(b"mark\n").expect("prefill");
-        m.wait_msg("prefill", "mark");
+        m.wait_source_msg("prefill", "mark");
     }
     drop(fill);
-    m.assert_serves();
     let rss_before = rss_kib(m.pid());
 
     // Readers that ask for everything and never read a byte, held to the end.
@@ -213,7 +212,9 @@ fn stuck_vanishing_and_half_written_readers_slow_no_writer_and_cost_no_memory() 
         "{stats:?}"
     );
     assert_eq!(get(&stats, "readers"), (STUCK + 1) as u64, "{stats:?}");
-    m.assert_serves();
+    let mut alive = m.writer("alive");
+    alive.write_all(b"still here\n").expect("write");
+    m.wait_source_msg("alive", "still here");
 
     let rss_after = rss_kib(m.pid());
     println!(
