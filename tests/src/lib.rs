@@ -765,6 +765,32 @@ impl Memlogd {
         })
     }
 
+    /// Like [`Memlogd::wait_msg`], but each dump asks memlogd for that
+    /// source's records only (`source=`): cheap however full the ring is.
+    pub fn wait_source_msg(&self, source: &str, msg: &str) -> Record {
+        let mut req = Request::new(Mode::Dump);
+        req.sources = vec![source.as_bytes().to_vec()];
+        let mut last = Vec::new();
+        let ok = wait_for(
+            || {
+                let mut c = self.query(&req);
+                last.clear();
+                while let Some(l) = c.next_line().expect("read dump") {
+                    if let Line::Record(r) = l {
+                        last.push(r);
+                    }
+                }
+                last.iter().any(|r| r.source == source && r.msg == msg)
+            },
+            TIMEOUT,
+        );
+        assert!(
+            ok,
+            "no record {source}: {msg:?} within {TIMEOUT:?}; got {last:#?}"
+        );
+        last.into_iter().find(|r| r.msg == msg).expect("found")
+    }
+
     /// Waits for a `memlogd` record whose message contains every one of
     /// `words` (case-insensitive), and returns it.
     pub fn wait_self_record(&self, words: &[&str]) -> Record {
@@ -901,4 +927,35 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Makes the process `cmd` starts run with `RLIMIT_NOFILE` soft and hard
+/// limits of `n` (so it cannot raise them: fd exhaustion tests).
+pub fn limit_fds(cmd: &mut Command, n: libc::rlim_t) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls setrlimit (async-signal-safe) on a struct on its own stack.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// Resident memory of `pid` in KiB (`VmRSS` in `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }

@@ -11,6 +11,8 @@ use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The messages of `stem`'s files, oldest first: `.log.N` .. `.log.0`, then
@@ -236,7 +238,11 @@ fn compress_and_per_source_cap() {
 
 #[test]
 fn kill9_and_restart_resume_exactly() {
-    // One source writes 30,000 lines: no per-source rate limit here.
+    // One source writes 30,000 to 90,000 lines: no per-source rate limit
+    // here, and a ring that holds them all.
+    const MIN: usize = 30_000;
+    const MAX: usize = 90_000;
+    const CHUNK: usize = 100;
     let m = Memlogd::start(&[
         "-max-lines",
         "100000",
@@ -254,32 +260,55 @@ fn kill9_and_restart_resume_exactly() {
         // Rotation happens under the kills too; nothing is rotated away.
         &["-max-log-size", "64k", "-max-log-files", "99"],
     );
-    let want = numbered("rec", 0..30_000, 50);
-    // A writer streams while logwrite is killed and restarted under it.
+    // A writer streams while logwrite is killed and restarted under it: it
+    // writes at least MIN lines, and goes on until the kills are over
+    // (slower after MIN, so that the ring holds everything however long the
+    // kills take).
     let mut w = m.writer("stream");
-    let data = want.clone();
-    let writer = std::thread::spawn(move || {
-        for chunk in data.chunks(500) {
-            let mut buf = String::new();
-            for l in chunk {
-                buf.push_str(l);
-                buf.push('\n');
+    let kills_over = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (kills_over, written) = (Arc::clone(&kills_over), Arc::clone(&written));
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while n < MAX && (n < MIN || !kills_over.load(Ordering::SeqCst)) {
+                let mut buf = String::new();
+                for l in numbered("rec", n..n + CHUNK, 50) {
+                    buf.push_str(&l);
+                    buf.push('\n');
+                }
+                w.write_all(buf.as_bytes()).expect("write");
+                n += CHUNK;
+                written.store(n, Ordering::SeqCst);
+                let pause = if n < MIN { 2 } else { 20 };
+                std::thread::sleep(Duration::from_millis(pause));
             }
-            w.write_all(buf.as_bytes()).expect("write");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    });
+            n
+        })
+    };
+    let mut while_streaming = 0;
     for round in 0..6 {
         // Let it write something, then kill it wherever it is.
         let before = all_msgs(logs.path(), "stream").len();
         wait_for(|| all_msgs(logs.path(), "stream").len() > before, TIMEOUT);
         lw.kill9();
+        let at_kill = written.load(Ordering::SeqCst);
         if round % 2 == 1 {
             std::thread::sleep(Duration::from_millis(20));
         }
         lw.restart(&errs);
+        // Lines were written after logwrite died: the kill was mid-stream.
+        wait_for(|| written.load(Ordering::SeqCst) > at_kill, TIMEOUT);
+        while_streaming += usize::from(!writer.is_finished());
     }
-    writer.join().expect("writer");
+    kills_over.store(true, Ordering::SeqCst);
+    let total = writer.join().expect("writer");
+    assert_eq!(
+        while_streaming, 6,
+        "the writer stopped before the kills did"
+    );
+    println!("6 kills while {total} lines streamed in");
+    let want = numbered("rec", 0..total, 50);
     let end = Instant::now() + TIMEOUT;
     let mut got = Vec::new();
     while Instant::now() < end {
