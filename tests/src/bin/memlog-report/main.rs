@@ -218,6 +218,29 @@ fn descendants(pid: u32) -> Vec<u32> {
     out
 }
 
+/// Removes the temporary directories of killed processes, which could not
+/// clean up: `memlog-TAG-PID-N` (`memlog_tests::TempDir`) and
+/// `memlog-bench.PID.N` (memlog-bench's own).
+fn remove_temp_dirs_of(pids: &[u32]) {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("memlog") {
+            continue;
+        }
+        let ours = pids.iter().any(|p| {
+            let dash = format!("-{p}-");
+            let dot = format!(".{p}.");
+            name.contains(&dash) || name.contains(&dot)
+        });
+        if ours && e.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// One benchmark (or build) run as a child process.
 struct Ran {
     name: &'static str,
@@ -323,12 +346,14 @@ fn run_child(
         if Instant::now() > deadline {
             // It, and everything it started, whose orphans would otherwise
             // live on (a daemonized memlogd, say).
-            let all = descendants(child.id());
+            let mut all = descendants(child.id());
             let _ = memlog_tests::signal(child.id(), libc::SIGKILL);
-            for p in all {
+            for &p in &all {
                 let _ = memlog_tests::signal(p, libc::SIGKILL);
             }
             let _ = child.wait();
+            all.push(child.id());
+            remove_temp_dirs_of(&all);
             ran.status = format!("timed out after {} s (killed)", timeout.as_secs());
             break None;
         }
