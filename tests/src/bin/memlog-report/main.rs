@@ -1584,11 +1584,33 @@ fn head(r: &mut Report, o: &Opts, m: &Machine, d: &Data, total: f64) {
         vec!["compiler".into(), m.rustc.clone()],
         vec![
             "load average (1, 5, 15 min)".into(),
-            format!("{} at the start, {} at the end", m.load_start, m.load_end),
+            format!(
+                "{} at the start, {} at the end{}",
+                m.load_start,
+                m.load_end,
+                if o.runs("static") {
+                    " (the static build, run last, included)"
+                } else {
+                    ""
+                }
+            ),
         ],
         vec!["duration".into(), format!("{total:.0} s")],
     ];
     r.md.push_str(&table(&["", ""], &[false, false], &rows));
+    let before = m
+        .load_start
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    if before > 0.5 * m.nproc as f64 {
+        let _ = writeln!(
+            r.md,
+            "\n> **The machine was busy**: a 1-minute load average of {before:.2} on {} CPUs when the report started, from other work. It competed with every measurement, so absolute rates and tail latencies are lower and noisier than on an idle machine; the ratios compare runs made back to back under the same load and are the figures to read.",
+            m.nproc
+        );
+    }
     let _ = writeln!(r.md, "\n## At a glance\n");
     r.md.push_str(&glance(d));
     let _ = writeln!(
