@@ -11,10 +11,11 @@
 //!
 //! ```text
 //! cargo build --release --workspace
-//! cargo run --release -p memlog-tests --bin memlog-logwrite-bench [-- RECORDS REPS [LOGWRITE FLAGS...]]
+//! cargo run --release -p memlog-tests --bin memlog-logwrite-bench [-- [--json FILE] RECORDS REPS [LOGWRITE FLAGS...]]
 //! ```
 //!
 //! Medians of REPS runs (default 200000 records of 100 bytes, 5 reps).
+//! `--json FILE` (before RECORDS) also writes every run's rate as JSON.
 //! Every wait is bounded; the processes are killed at the end.
 
 use memlog::client::Client;
@@ -32,6 +33,25 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     v[v.len() / 2]
+}
+
+/// A JSON string.
+fn json_str(v: &str) -> String {
+    let mut b = Vec::new();
+    memlog::json::write_str(&mut b, v.as_bytes());
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// One row of `--json`: its key, what it is, and the records/s of each run.
+fn json_row(key: &str, what: &str, runs: &[f64]) -> String {
+    let each: Vec<String> = runs.iter().map(|r| format!("{r}")).collect();
+    format!(
+        "{{\"key\":{},\"what\":{},\"median\":{},\"runs\":[{}]}}",
+        json_str(key),
+        json_str(what),
+        median(runs.to_vec()),
+        each.join(",")
+    )
 }
 
 /// A sink that accepts one connection, reads octet-counted frames and
@@ -81,7 +101,15 @@ fn sink(want: usize, keep: bool) -> (u16, mpsc::Receiver<(Instant, Vec<u8>)>) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut json = None;
+    if let Some(v) = args.first().and_then(|a| a.strip_prefix("--json=")) {
+        json = Some(v.to_string());
+        args.remove(0);
+    } else if args.first().is_some_and(|a| a == "--json") && args.len() > 1 {
+        json = Some(args.remove(1));
+        args.remove(0);
+    }
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let reps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     // Anything after RECORDS REPS is passed to logwrite for the file runs.
@@ -219,6 +247,37 @@ fn main() {
         base_tcp.push(n as f64 / (t1 - t0).as_secs_f64());
     }
 
+    if let Some(p) = &json {
+        let rows = [
+            json_row("files_logwrite", "files: logwrite", &lw_files),
+            json_row(
+                "files_base_read",
+                "files: baseline, read memlogd + buffered write, one file",
+                &base_read,
+            ),
+            json_row(
+                "files_base_write",
+                "files: baseline, buffered write of the same bytes",
+                &base_write,
+            ),
+            json_row(
+                "tcp_logwrite",
+                "tcp: logwrite, RFC 5424 octet counting",
+                &lw_tcp,
+            ),
+            json_row(
+                "tcp_base",
+                "tcp: baseline, the same frames in 64 KiB writes",
+                &base_tcp,
+            ),
+        ];
+        let out = format!(
+            "{{\"records\":{n},\"record_len\":100,\"reps\":{reps},\"logwrite_flags\":[{}],\"rows\":[{}]}}\n",
+            extra.iter().map(|f| json_str(f)).collect::<Vec<_>>().join(","),
+            rows.join(",")
+        );
+        std::fs::write(p, out).unwrap_or_else(|e| panic!("writing {p}: {e}"));
+    }
     let (a, b, c) = (median(lw_files), median(base_read), median(base_write));
     let (d, e) = (median(lw_tcp), median(base_tcp));
     println!("## logwrite benchmark ({n} records of 100 bytes, median of {reps})\n");

@@ -80,6 +80,7 @@ usage: cargo run --release -p memlog-tests --bin memlog-syslog-bench -- [OPTIONS
   --busybox-ring K  BusyBox syslogd -C ring size in KiB (default 256)
   --only LIST       daemons to run, of memlogd,busybox,rsyslog (default all)
   --timeout SECS    longest wait for any one step (default 60)
+  --json FILE       also write the results as JSON
   --quick           smoke run: 20000 messages, 1 repetition
   -h, --help        this text
 ";
@@ -121,6 +122,7 @@ struct Opts {
     /// Untimed messages sent to each daemon before the first repetition.
     warmup: usize,
     busybox_ring_kib: usize,
+    json: Option<PathBuf>,
 }
 
 fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> Res<T> {
@@ -142,6 +144,7 @@ fn parse_opts() -> Res<Opts> {
         timeout: Duration::from_secs(60),
         warmup: 0,
         busybox_ring_kib: BB_RING_KIB,
+        json: None,
     };
     let mut i = 0;
     while i < args.len() {
@@ -173,6 +176,7 @@ fn parse_opts() -> Res<Opts> {
         };
         match flag {
             "memlogd" => o.memlogd = PathBuf::from(val),
+            "json" => o.json = Some(PathBuf::from(val)),
             "messages" => o.messages = parse_num(a, &val)?,
             "reps" => o.reps = parse_num(a, &val)?,
             "senders" => o.senders = parse_num(a, &val)?,
@@ -1324,11 +1328,77 @@ fn run(o: &Opts) -> i32 {
     print!("{report}");
     let _ = io::stdout().flush();
     drop(tmp);
-    if entries.iter().any(|e| e.failed.is_some()) {
-        1
-    } else {
-        0
+    let mut status = i32::from(entries.iter().any(|e| e.failed.is_some()));
+    if let Some(p) = &o.json {
+        if let Err(e) = fs::write(p, json(o, &entries, &load)) {
+            eprintln!("memlog-syslog-bench: writing {}: {e}", p.display());
+            status = 1;
+        }
     }
+    status
+}
+
+/// The results as one JSON object (`--json`): per daemon, messages/s of
+/// every repetition and their median, CPU per message, peak RSS, or why
+/// there is no result.
+fn json(o: &Opts, entries: &[Entry], load: &str) -> String {
+    let s = |v: &str| {
+        let mut b = Vec::new();
+        memlog::json::write_str(&mut b, v.as_bytes());
+        String::from_utf8_lossy(&b).into_owned()
+    };
+    let num = |x: f64| {
+        if x.is_finite() {
+            format!("{x}")
+        } else {
+            "null".into()
+        }
+    };
+    let opt = |v: &Option<String>| v.as_deref().map_or("null".into(), s);
+    let mut daemons = Vec::new();
+    for e in entries {
+        let rates: Vec<f64> = e
+            .runs
+            .iter()
+            .map(|r| o.messages as f64 / r.total.as_secs_f64())
+            .collect();
+        let ticks: u64 = e.runs.iter().map(|r| r.cpu_ticks).sum();
+        let cpu_us = ticks as f64 * 1e6 / USER_HZ as f64 / (o.messages * e.runs.len()) as f64;
+        let (lo, hi) = min_max(&rates);
+        let version = match e.kind {
+            Kind::Memlogd => o.memlogd.display().to_string(),
+            Kind::Busybox => {
+                find_program("busybox").map_or(String::new(), |b| first_line(&mut Command::new(b)))
+            }
+            Kind::Rsyslog => find_program("rsyslogd")
+                .map_or(String::new(), |r| first_line(Command::new(r).arg("-v"))),
+        };
+        daemons.push(format!(
+            "{{\"key\":{},\"name\":{},\"version\":{},\"cmdline\":{},\"missing\":{},\"failed\":{},\"messages_per_s\":{{\"median\":{},\"min\":{},\"max\":{},\"runs\":[{}]}},\"cpu_us_per_message\":{},\"vm_hwm_kib\":{}}}",
+            s(e.kind.key()),
+            s(e.kind.name()),
+            s(&version),
+            s(&e.cmdline),
+            opt(&e.missing),
+            opt(&e.failed),
+            num(median(&rates)),
+            num(lo),
+            num(hi),
+            rates.iter().map(|&r| num(r)).collect::<Vec<_>>().join(","),
+            num(if e.runs.is_empty() { f64::NAN } else { cpu_us }),
+            e.hwm_kib.map_or("null".into(), |k| k.to_string())
+        ));
+    }
+    format!(
+        "{{\"command\":{},\"messages\":{},\"message_len\":{MSG_LEN},\"reps\":{},\"senders\":{},\"busybox_ring_kib\":{},\"load_average\":{},\"daemons\":[{}]}}\n",
+        s(&std::env::args().collect::<Vec<_>>().join(" ")),
+        o.messages,
+        o.reps,
+        o.senders,
+        o.busybox_ring_kib,
+        s(load),
+        daemons.join(",")
+    )
 }
 
 fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> String {
