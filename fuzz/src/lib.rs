@@ -861,6 +861,13 @@ fn record_roundtrip(u: &mut Unstructured<'_>) -> ArbResult<()> {
         for (name, v) in &nums {
             assert_eq!(o[*name].as_u64(), Some(*v), "{name}");
         }
+        // The daemon (on the ring record) and a client (on the decoded one)
+        // select alike. Only for UTF-8 text: a client sees U+FFFD where the
+        // daemon sees the raw bytes.
+        if std::str::from_utf8(&source).is_ok() && std::str::from_utf8(&msg).is_ok() {
+            let f = random_filter(u, &source, &msg, rec.time_ns)?;
+            assert_eq!(f.matches_ring(&rec), f.matches_record(&d), "{f:?} on {d:?}");
+        }
         let kv_text: Vec<String> = kv.iter().map(|v| lossy_per_byte(v)).collect();
         if kv.is_empty() {
             assert!(d.kv.is_empty());
@@ -869,6 +876,57 @@ fn record_roundtrip(u: &mut Unstructured<'_>) -> ArbResult<()> {
         }
     }
     Ok(())
+}
+
+/// A filter likely to say yes and no to a record with these fields: its
+/// patterns and strings are cut from them.
+fn random_filter(
+    u: &mut Unstructured<'_>,
+    source: &[u8],
+    msg: &[u8],
+    time_ns: i64,
+) -> ArbResult<filter::Filter> {
+    let piece = |u: &mut Unstructured<'_>, b: &[u8]| -> ArbResult<Vec<u8>> {
+        let i = u.int_in_range(0..=b.len())?;
+        let j = u.int_in_range(i..=b.len())?;
+        Ok(b[i..j].to_vec())
+    };
+    let pattern = |u: &mut Unstructured<'_>| -> ArbResult<Pattern> {
+        let mut p = piece(u, source)?;
+        Ok(match u.int_in_range(0..=3u8)? {
+            0 => Pattern::Exact(source.to_vec()),
+            1 => Pattern::Exact(p),
+            2 => {
+                p.insert(0, b'*');
+                p.push(b'*');
+                Pattern::Glob(p)
+            }
+            _ => Pattern::Glob(bytes(u, 6)?),
+        })
+    };
+    let mut f = filter::Filter::default();
+    for _ in 0..u.int_in_range(0..=2)? {
+        f.include.push(pattern(u)?);
+    }
+    for _ in 0..u.int_in_range(0..=1)? {
+        f.exclude.push(pattern(u)?);
+    }
+    if u.arbitrary()? {
+        f.min_severity = Some(u.int_in_range(0..=7)?);
+    }
+    let near = |u: &mut Unstructured<'_>| -> ArbResult<Option<i64>> {
+        Ok(if u.arbitrary()? {
+            Some(time_ns.saturating_add(u.int_in_range(-2..=2)?))
+        } else {
+            None
+        })
+    };
+    f.since_ns = near(u)?;
+    f.until_ns = near(u)?;
+    for _ in 0..u.int_in_range(0..=2)? {
+        f.grep.push(piece(u, msg)?);
+    }
+    Ok(f)
 }
 
 // ---------------------------------------------------------------- glob
