@@ -365,7 +365,8 @@ pub fn encode_record(out: &mut Vec<u8>, r: &ring::Record<'_>, ext: bool) {
 }
 
 fn encode_meta(out: &mut Vec<u8>, m: &[u8]) {
-    let mut kv: Vec<u8> = Vec::new();
+    // Continuation lines, joined by `\n` (an empty one is still a line).
+    let mut kv: Option<Vec<u8>> = None;
     for (k, v) in meta::entries(m) {
         if k == meta::CREDS {
             if let Some((pid, uid, gid)) = meta::creds(v) {
@@ -392,10 +393,13 @@ fn encode_meta(out: &mut Vec<u8>, m: &[u8]) {
             meta::HOST => b"host",
             meta::KV => {
                 // All continuation lines go in one string, one per line.
-                if !kv.is_empty() {
-                    kv.push(b'\n');
+                match &mut kv {
+                    Some(kv) => {
+                        kv.push(b'\n');
+                        kv.extend_from_slice(v);
+                    }
+                    None => kv = Some(v.to_vec()),
                 }
-                kv.extend_from_slice(v);
                 continue;
             }
             _ => continue,
@@ -410,7 +414,7 @@ fn encode_meta(out: &mut Vec<u8>, m: &[u8]) {
             _ => json::write_str(out, v),
         }
     }
-    if !kv.is_empty() {
+    if let Some(kv) = kv {
         out.extend_from_slice(b",\"kv\":");
         json::write_str(out, &kv);
     }
@@ -930,6 +934,27 @@ mod tests {
             (Some("sshd"), Some("99"), Some(12))
         );
         assert_eq!(d.kv, vec!["SUBSYSTEM=pci", "DEVICE=+pci:0000:00:01.0"]);
+        // Found by fuzz/ (json): empty continuation lines were dropped, and
+        // the line after one lost its separator.
+        for lines in [&[""][..], &["", ""], &["", "A=1"], &["A=1", "", "B=2"]] {
+            let mut m = meta::MetaBuf::default();
+            for l in lines {
+                m.text(meta::KV, l.as_bytes());
+            }
+            out.clear();
+            encode_record(
+                &mut out,
+                &ring::Record {
+                    meta: m.as_bytes(),
+                    ..r
+                },
+                true,
+            );
+            let Line::Record(d) = decode_line(&out[..out.len() - 1]).expect("decodes") else {
+                panic!()
+            };
+            assert_eq!(d.kv, lines, "{}", String::from_utf8_lossy(&out));
+        }
         // LinuxKit readers get exactly their three keys, whatever the metadata.
         out.clear();
         encode_record(&mut out, &r, false);

@@ -227,46 +227,108 @@ pub fn parse(raw: &[u8]) -> Message<'_> {
     parse_5424(pri, rest).unwrap_or_else(|| parse_3164(pri, rest))
 }
 
+/// What [`split_stream`] carries from one call to the next on a stream: the
+/// part still to skip of a frame it cut.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    #[default]
+    Nothing,
+    /// The rest of a delimited frame, up to and including its delimiter.
+    ToDelimiter,
+    /// The rest of an octet-counted frame: this many bytes.
+    Bytes(usize),
+}
+
 /// Splits a syslog byte stream (the `SOCK_STREAM` flavour of `/dev/log`)
 /// into frames: RFC 6587 octet counting when a frame starts with a digit,
-/// otherwise delimited by NUL or `\n`. Returns (frame, bytes consumed) for
-/// each complete frame via `emit`, and the number of bytes used.
-pub fn split_stream(buf: &[u8], max: usize, mut emit: impl FnMut(&[u8])) -> usize {
+/// otherwise delimited by NUL or `\n`. Calls `emit(frame, cut)` for each
+/// complete frame and returns the number of bytes used; the caller keeps the
+/// rest for the next call, with `skip`.
+///
+/// A delimited frame longer than `max` is emitted once, its first `max`
+/// bytes marked cut, and the rest of it is skipped up to its delimiter, so
+/// the frames do not depend on how reads cut the stream. An octet-counted
+/// frame is emitted whole once it has arrived, unless its length is absurd
+/// (its frame over `max` + 64 KiB): then it is cut the same way, so the
+/// bytes kept for the next call never exceed `max` + 64 KiB.
+pub fn split_stream(
+    buf: &[u8],
+    max: usize,
+    skip: &mut Skip,
+    mut emit: impl FnMut(&[u8], bool),
+) -> usize {
     let mut i = 0;
     while i < buf.len() {
         let b = &buf[i..];
+        match *skip {
+            Skip::Nothing => {}
+            Skip::Bytes(n) => {
+                let k = n.min(b.len());
+                i += k;
+                *skip = if k == n {
+                    Skip::Nothing
+                } else {
+                    Skip::Bytes(n - k)
+                };
+                continue;
+            }
+            Skip::ToDelimiter => match memchr::memchr2(b'\0', b'\n', b) {
+                Some(end) => {
+                    i += end + 1;
+                    *skip = Skip::Nothing;
+                    continue;
+                }
+                None => return buf.len(),
+            },
+        }
         if b[0] == b'\0' || b[0] == b'\n' {
             i += 1;
             continue;
         }
         if b[0].is_ascii_digit() {
-            if let Some(sp) = b.iter().take(10).position(|&c| c == b' ') {
+            let sp = b.iter().take(10).position(|&c| c == b' ');
+            if sp.is_none() && b.len() < 10 && b.iter().all(u8::is_ascii_digit) {
+                // Maybe an octet count whose space has not arrived yet.
+                return i;
+            }
+            if let Some(sp) = sp {
                 if let Some(len) = std::str::from_utf8(&b[..sp])
                     .ok()
                     .and_then(|s| s.parse::<usize>().ok())
                 {
-                    if b.len() < sp + 1 + len {
-                        if len > max + 64 * 1024 {
-                            // Absurd length: treat the rest as one message.
-                            emit(&b[sp + 1..]);
-                            return buf.len();
+                    let frame = &b[sp + 1..];
+                    if sp + 1 + len > max + 64 * 1024 {
+                        // Absurd length: its first `max` bytes, cut.
+                        if frame.len() < max {
+                            return i;
                         }
+                        emit(&frame[..max], true);
+                        *skip = Skip::Bytes(len - max);
+                        i += sp + 1 + max;
+                        continue;
+                    }
+                    if frame.len() < len {
                         return i;
                     }
-                    emit(&b[sp + 1..sp + 1 + len]);
+                    emit(&frame[..len], false);
                     i += sp + 1 + len;
                     continue;
                 }
             }
         }
         match memchr::memchr2(b'\0', b'\n', b) {
+            Some(end) if end <= max => {
+                emit(&b[..end], false);
+                i += end + 1;
+            }
             Some(end) => {
-                emit(&b[..end]);
+                emit(&b[..max], true);
                 i += end + 1;
             }
             None if b.len() > max => {
-                emit(&b[..max]);
-                i += max;
+                emit(&b[..max], true);
+                *skip = Skip::ToDelimiter;
+                return buf.len();
             }
             None => return i,
         }
@@ -408,30 +470,80 @@ mod tests {
         }
     }
 
+    fn split_all(chunks: &[&[u8]], max: usize) -> (Vec<(Vec<u8>, bool)>, Vec<u8>) {
+        let (mut buf, mut skip, mut got) = (Vec::new(), Skip::Nothing, Vec::new());
+        for c in chunks {
+            buf.extend_from_slice(c);
+            let used = split_stream(&buf, max, &mut skip, |f, cut| got.push((f.to_vec(), cut)));
+            buf.drain(..used);
+        }
+        (got, buf)
+    }
+
     #[test]
     fn stream_framing() {
-        let mut got = Vec::new();
         let data = b"<13>one\0<13>two\n17 <13>octet counted<13>tail";
-        let used = split_stream(data, 1024, |f| got.push(f.to_vec()));
+        let (got, rest) = split_all(&[data], 1024);
         assert_eq!(
             got,
             vec![
-                b"<13>one".to_vec(),
-                b"<13>two".to_vec(),
-                b"<13>octet counted".to_vec()
+                (b"<13>one".to_vec(), false),
+                (b"<13>two".to_vec(), false),
+                (b"<13>octet counted".to_vec(), false)
             ]
         );
-        assert_eq!(&data[used..], b"<13>tail");
+        assert_eq!(rest, b"<13>tail");
         // An incomplete octet-counted frame waits for more bytes.
-        got.clear();
         assert_eq!(
-            split_stream(b"30 <13>short", 1024, |f| got.push(f.to_vec())),
-            0
+            split_all(&[b"30 <13>short"], 1024),
+            (vec![], b"30 <13>short".to_vec())
         );
-        assert!(got.is_empty());
-        // An overlong unterminated frame is cut at max.
-        got.clear();
-        assert_eq!(split_stream(&[b'x'; 50], 20, |f| got.push(f.to_vec())), 40);
-        assert_eq!(got.len(), 2);
+        // An overlong unterminated frame is cut at max, once; its rest is skipped.
+        let (got, rest) = split_all(&[&[b'x'; 50]], 20);
+        assert_eq!((got, rest), (vec![(vec![b'x'; 20], true)], vec![]));
+    }
+
+    #[test]
+    fn overlong_frames_are_cut_once_however_reads_cut_them() {
+        // Found by fuzz/ (syslog_stream): a frame over max came out whole when
+        // its delimiter was in the same read, but as pieces of max bytes, the
+        // first not marked cut and the rest as records of their own, when it
+        // spanned reads.
+        let data = b"mlog/1 source=a%20b since=2020-01-01T00:00:00Z stats\n<13>ok\n";
+        let want = vec![(b"mlog/1".to_vec(), true), (b"<13>ok".to_vec(), false)];
+        for cut in 0..=data.len() {
+            assert_eq!(
+                split_all(&[&data[..cut], &data[cut..]], 6).0,
+                want,
+                "cut at {cut}"
+            );
+        }
+        // An absurd octet count: the first max bytes, cut; the rest skipped.
+        let data = b"999999 abcdefgh\n<13>ok\n";
+        let mut long = data.to_vec();
+        long.extend_from_slice(&vec![b'z'; 999_999 - 16]);
+        long.extend_from_slice(b"5 <13>x");
+        for cut in [0, 3, 7, 9, 12, 30, long.len()] {
+            let (got, rest) = split_all(&[&long[..cut], &long[cut..]], 4);
+            assert_eq!(
+                got,
+                vec![(b"abcd".to_vec(), true), (b"<13>x".to_vec(), false)],
+                "cut at {cut}"
+            );
+            assert!(rest.is_empty());
+        }
+        // Found by fuzz/ (syslog_stream): with a max shorter than the count,
+        // the count itself was cut as a frame when its space came in a later
+        // read.
+        let data = b"999999 abc\n<13>xssage ";
+        let want = split_all(&[data], 5).0;
+        assert_eq!(want, vec![(b"abc\n<".to_vec(), true)]);
+        for cut in 0..=data.len() {
+            assert_eq!(
+                split_all(&[&data[..cut], &data[cut..]], 5).0,
+                want,
+                "cut at {cut}"
+            );
+        }
     }
 }

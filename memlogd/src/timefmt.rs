@@ -181,7 +181,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let days = days_from_civil(i64::from(y), mo, d);
     let secs =
         days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(se) - offset_secs;
-    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+    // In i128: before the epoch, the whole seconds alone may be out of range
+    // when the time (seconds plus fraction) is not.
+    i64::try_from(i128::from(secs) * 1_000_000_000 + i128::from(frac_ns)).ok()
 }
 
 #[cfg(test)]
@@ -263,6 +265,17 @@ mod tests {
             parse_rfc3339("2018-07-08 09:16:53z"),
             Some(1_531_041_413_000_000_000)
         );
+    }
+
+    #[test]
+    fn parse_round_trips_the_ends_of_the_range() {
+        // Found by fuzz/ (rfc3339): the first second of the range was
+        // refused, its whole seconds times 10^9 being below i64::MIN.
+        for ns in [i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1] {
+            assert_eq!(parse_rfc3339(&fmt(ns)), Some(ns), "{}", fmt(ns));
+        }
+        assert_eq!(parse_rfc3339("1677-09-21T00:12:43.145224191Z"), None);
+        assert_eq!(parse_rfc3339("2262-04-11T23:47:16.854775808Z"), None);
     }
 
     #[test]

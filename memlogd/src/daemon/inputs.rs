@@ -22,8 +22,9 @@ const DATAGRAMS_PER_TURN: usize = 64;
 pub enum Kind {
     /// A service's output: one record per line.
     Lines(LineSplitter),
-    /// A connection to a stream syslog socket: framed syslog messages.
-    Syslog(Vec<u8>),
+    /// A connection to a stream syslog socket: framed syslog messages (the
+    /// bytes of an unfinished frame, and what is left to skip of a cut one).
+    Syslog(Vec<u8>, syslog::Skip),
     /// The kernel log. `per_read`: each read is one whole record (/dev/kmsg).
     Kmsg {
         parser: kmsg::Parser,
@@ -245,11 +246,11 @@ impl Daemon {
                 self.rate.consume(name, used, dropped);
                 self.counters.rate_limited += dropped;
             }
-            Kind::Syslog(buf) => {
+            Kind::Syslog(buf, skip) => {
                 buf.extend_from_slice(data);
                 let frames = std::mem::take(buf);
-                let used = syslog::split_stream(&frames, self.cfg.max_line_len, |f| {
-                    self.store_syslog(now, f, false, &input.meta)
+                let used = syslog::split_stream(&frames, self.cfg.max_line_len, skip, |f, cut| {
+                    self.store_syslog(now, f, cut, &input.meta)
                 });
                 buf.extend_from_slice(&frames[used..]);
                 if buf.len() > self.cfg.max_line_len + 64 * 1024 {
@@ -279,7 +280,7 @@ impl Daemon {
                 let m = std::mem::take(&mut input.meta);
                 lines.finish(|line, _| self.store(now, &name, line, 0, NO_PRI, m.as_bytes()));
             }
-            Kind::Syslog(buf) => {
+            Kind::Syslog(buf, _) => {
                 if !buf.is_empty() {
                     let rest = std::mem::take(buf);
                     self.store_syslog(now, &rest, false, &input.meta);

@@ -94,7 +94,12 @@ impl Daemon {
                     if let Some(c) = sys::peer_creds(s.as_fd()) {
                         m.creds(c);
                     }
-                    self.add_input(b"syslog", OwnedFd::from(s), Kind::Syslog(Vec::new()), m);
+                    self.add_input(
+                        b"syslog",
+                        OwnedFd::from(s),
+                        Kind::Syslog(Vec::new(), Default::default()),
+                        m,
+                    );
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
