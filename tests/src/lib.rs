@@ -3,6 +3,7 @@
 //! socket. Every wait here is bounded; nothing depends on the machine's speed
 //! except how long a bounded wait takes to succeed.
 
+pub mod bench;
 pub mod logwrite;
 
 use memlog::client::Client;

@@ -15,6 +15,7 @@
 use memlog::client::Client;
 use memlog::proto::{self, Line, Mode, Request};
 use memlog::{ring, sys, timefmt};
+use memlog_tests::bench::{git_commit, read_first};
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::unistd::Pid;
@@ -1366,32 +1367,6 @@ fn jsum(s: Summary, runs: &[f64]) -> J {
 
 fn n(x: u64) -> J {
     J::N(x as f64)
-}
-
-fn read_first(path: &str, key: &str) -> Option<String> {
-    let s = fs::read_to_string(path).ok()?;
-    s.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-}
-
-fn git_commit() -> Option<String> {
-    let o = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let s = String::from_utf8(o.stdout).ok()?.trim().to_string();
-    let dirty = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .is_some_and(|o| !o.stdout.is_empty());
-    (o.status.success() && !s.is_empty()).then(|| if dirty { s + "-dirty" } else { s })
 }
 
 fn kib(b: u64) -> String {

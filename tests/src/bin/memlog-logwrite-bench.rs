@@ -21,6 +21,7 @@
 use memlog::client::Client;
 use memlog::proto::{Line, Mode, Request};
 use memlog::timefmt;
+use memlog_tests::bench::median;
 use memlog_tests::logwrite::{saved_position, Logwrite};
 use memlog_tests::{wait_for, workspace_dir, Memlogd, TempDir};
 use std::io::{BufWriter, Read, Write};
@@ -29,11 +30,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v[v.len() / 2]
-}
 
 /// A JSON string.
 fn json_str(v: &str) -> String {
@@ -49,7 +45,7 @@ fn json_row(key: &str, what: &str, runs: &[f64]) -> String {
         "{{\"key\":{},\"what\":{},\"median\":{},\"runs\":[{}]}}",
         json_str(key),
         json_str(what),
-        median(runs.to_vec()),
+        median(runs),
         each.join(",")
     )
 }
@@ -278,8 +274,8 @@ fn main() {
         );
         std::fs::write(p, out).unwrap_or_else(|e| panic!("writing {p}: {e}"));
     }
-    let (a, b, c) = (median(lw_files), median(base_read), median(base_write));
-    let (d, e) = (median(lw_tcp), median(base_tcp));
+    let (a, b, c) = (median(&lw_files), median(&base_read), median(&base_write));
+    let (d, e) = (median(&lw_tcp), median(&base_tcp));
     println!("## logwrite benchmark ({n} records of 100 bytes, median of {reps})\n");
     println!("| what | records/s | logwrite / baseline |");
     println!("| --- | ---: | ---: |");

@@ -17,6 +17,7 @@
 
 use memlog::client::Client;
 use memlog::proto::{Line, Mode, Request};
+use memlog_tests::bench::{median, min_max};
 use memlog_tests::{become_subreaper, pids_holding_socket, process_alive, reap, signal, TempDir};
 use std::fmt::Write as _;
 use std::fs;
@@ -483,26 +484,6 @@ impl Bench {
 
 // ---------------------------------------------------------------------------
 // Report
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-            (a.min(x), b.max(x))
-        })
-}
 
 fn ms(x: f64) -> String {
     format!("{:.2}", x * 1e3)

@@ -17,6 +17,7 @@
 
 use memlog::client::Client;
 use memlog::proto::{Line, Mode, Request};
+use memlog_tests::bench::{git_commit, loadavg, median, min_max, read_first};
 use memlog_tests::TempDir;
 use std::fmt::Write as _;
 use std::fs;
@@ -284,25 +285,6 @@ fn first_line(cmd: &mut Command) -> String {
         }
         Err(e) => e,
     }
-}
-
-fn read_first(path: &str, key: &str) -> Option<String> {
-    let s = fs::read_to_string(path).ok()?;
-    s.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-}
-
-fn git_commit() -> Option<String> {
-    let o = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let s = String::from_utf8(o.stdout).ok()?.trim().to_string();
-    (o.status.success() && !s.is_empty()).then_some(s)
 }
 
 /// Quotes a word for a shell command line, when it needs it.
@@ -1146,26 +1128,6 @@ struct Entry {
     hwm_kib: Option<u64>,
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-            (a.min(x), b.max(x))
-        })
-}
-
 /// `1234567` as `1,234,567`.
 fn thousands(v: f64) -> String {
     let s = format!("{:.0}", v);
@@ -1222,12 +1184,6 @@ fn start_daemon(o: &Opts, kind: Kind, root: &Path) -> Result<Daemon, (bool, Stri
             Daemon::start_rsyslog(&rs, dir, o.timeout).map_err(|e| (false, e))
         }
     }
-}
-
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 fn run(o: &Opts) -> i32 {

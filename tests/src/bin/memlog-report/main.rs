@@ -22,6 +22,7 @@ mod svg;
 
 use json::Json;
 use md::{fixed, ratio, table, thousands};
+use memlog_tests::bench::{loadavg, read_first};
 use memlog_tests::TempDir;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -392,21 +393,6 @@ struct Machine {
     load_end: String,
     date: String,
     commit: String,
-}
-
-fn read_first(path: &str, key: &str) -> Option<String> {
-    fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_once([':', '=']))
-        .map(|(_, v)| v.trim().trim_matches('"').to_string())
-}
-
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// The output of a short command, or `None`.
