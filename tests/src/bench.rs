@@ -60,6 +60,36 @@ pub fn git_commit() -> Option<String> {
     (o.status.success() && !s.is_empty()).then(|| if dirty { s + "-dirty" } else { s })
 }
 
+/// Splits a command-line word `--flag=value` / `-flag value` into the flag
+/// name without dashes and its inline value, if any.
+pub fn split_flag(a: &str) -> (&str, Option<String>) {
+    let (flag, inline) = match a.split_once('=') {
+        Some((f, v)) if f.starts_with('-') => (f, Some(v.to_string())),
+        _ => (a, None),
+    };
+    (flag.trim_start_matches('-'), inline)
+}
+
+/// The value of flag word `a`: its inline value, or the next argument
+/// (moving `i` past it); an error naming the flag when there is none.
+pub fn flag_value(
+    args: &[String],
+    i: &mut usize,
+    a: &str,
+    inline: Option<String>,
+    usage: &str,
+) -> Result<String, String> {
+    if let Some(v) = inline {
+        return Ok(v);
+    }
+    let v = args
+        .get(*i)
+        .cloned()
+        .ok_or_else(|| format!("{a} needs a value\n\n{usage}"))?;
+    *i += 1;
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +100,27 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
         assert!(median(&[]).is_nan());
         assert_eq!(min_max(&[2.0, -1.0, 5.0]), (-1.0, 5.0));
+    }
+
+    #[test]
+    fn flags() {
+        let args: Vec<String> = ["--reps=3", "-lines", "7", "--out"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut i = 0;
+        let (f, inline) = split_flag(&args[0]);
+        assert_eq!((f, inline.as_deref()), ("reps", Some("3")));
+        i += 1;
+        let (f, inline) = split_flag(&args[1]);
+        i += 1;
+        assert_eq!(f, "lines");
+        assert_eq!(
+            flag_value(&args, &mut i, &args[1], inline, "u"),
+            Ok("7".into())
+        );
+        assert_eq!(i, 3);
+        i += 1;
+        assert!(flag_value(&args, &mut i, "--out", None, "u").is_err());
     }
 }

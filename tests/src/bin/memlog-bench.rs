@@ -15,7 +15,7 @@
 use memlog::client::Client;
 use memlog::proto::{self, Line, Mode, Request};
 use memlog::{ring, sys, timefmt};
-use memlog_tests::bench::{git_commit, read_first};
+use memlog_tests::bench::{flag_value, git_commit, read_first, split_flag};
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::unistd::Pid;
@@ -194,11 +194,8 @@ fn parse_opts() -> Res<Opts> {
     while i < args.len() {
         let a = args[i].as_str();
         i += 1;
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with('-') => (f, Some(v.to_string())),
-            _ => (a, None),
-        };
-        let flag = flag.trim_start_matches('-');
+        let (flag, inline) = split_flag(a);
+
         if matches!(flag, "quick" | "h" | "help") {
             if flag != "quick" {
                 print!("{USAGE}");
@@ -206,17 +203,7 @@ fn parse_opts() -> Res<Opts> {
             }
             continue;
         }
-        let val = match inline {
-            Some(v) => v,
-            None => {
-                let v = args
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| format!("{a} needs a value\n\n{USAGE}"))?;
-                i += 1;
-                v
-            }
-        };
+        let val = flag_value(&args, &mut i, a, inline, USAGE)?;
         match flag {
             "memlogd" => memlogd = Some(PathBuf::from(val)),
             "reps" => o.reps = parse_num(a, &val)?,

@@ -17,7 +17,7 @@
 
 use memlog::client::Client;
 use memlog::proto::{Line, Mode, Request};
-use memlog_tests::bench::{median, min_max};
+use memlog_tests::bench::{flag_value, median, min_max, split_flag};
 use memlog_tests::{become_subreaper, pids_holding_socket, process_alive, reap, signal, TempDir};
 use std::fmt::Write as _;
 use std::fs;
@@ -68,10 +68,7 @@ fn parse_opts() -> Res<Opts> {
     while i < args.len() {
         let a = args[i].as_str();
         i += 1;
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with('-') => (f, Some(v.to_string())),
-            _ => (a, None),
-        };
+        let (flag, inline) = split_flag(a);
         match flag.trim_start_matches('-') {
             "quick" => continue,
             "h" | "help" => {
@@ -80,17 +77,7 @@ fn parse_opts() -> Res<Opts> {
             }
             _ => {}
         }
-        let val = match inline {
-            Some(v) => v,
-            None => {
-                let v = args
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| format!("{a} needs a value\n\n{USAGE}"))?;
-                i += 1;
-                v
-            }
-        };
+        let val = flag_value(&args, &mut i, a, inline, USAGE)?;
         let num = |v: &str| -> Res<u64> {
             v.trim()
                 .parse()

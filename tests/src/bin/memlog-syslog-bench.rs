@@ -17,7 +17,9 @@
 
 use memlog::client::Client;
 use memlog::proto::{Line, Mode, Request};
-use memlog_tests::bench::{git_commit, loadavg, median, min_max, read_first};
+use memlog_tests::bench::{
+    flag_value, git_commit, loadavg, median, min_max, read_first, split_flag,
+};
 use memlog_tests::TempDir;
 use std::fmt::Write as _;
 use std::fs;
@@ -151,11 +153,8 @@ fn parse_opts() -> Res<Opts> {
     while i < args.len() {
         let a = args[i].as_str();
         i += 1;
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with('-') => (f, Some(v.to_string())),
-            _ => (a, None),
-        };
-        let flag = flag.trim_start_matches('-');
+        let (flag, inline) = split_flag(a);
+
         match flag {
             "quick" => continue,
             "h" | "help" => {
@@ -164,17 +163,7 @@ fn parse_opts() -> Res<Opts> {
             }
             _ => {}
         }
-        let val = match inline {
-            Some(v) => v,
-            None => {
-                let v = args
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| format!("{a} needs a value\n\n{USAGE}"))?;
-                i += 1;
-                v
-            }
-        };
+        let val = flag_value(&args, &mut i, a, inline, USAGE)?;
         match flag {
             "memlogd" => o.memlogd = PathBuf::from(val),
             "json" => o.json = Some(PathBuf::from(val)),

@@ -22,7 +22,7 @@ mod svg;
 
 use json::Json;
 use md::{fixed, ratio, table, thousands};
-use memlog_tests::bench::{loadavg, read_first};
+use memlog_tests::bench::{flag_value, loadavg, read_first, split_flag};
 use memlog_tests::TempDir;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -95,11 +95,8 @@ fn parse_opts() -> Res<Opts> {
     while i < args.len() {
         let a = args[i].as_str();
         i += 1;
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with('-') => (f, Some(v.to_string())),
-            _ => (a, None),
-        };
-        let flag = flag.trim_start_matches('-');
+        let (flag, inline) = split_flag(a);
+
         match flag {
             "quick" => {
                 o.quick = true;
@@ -119,17 +116,7 @@ fn parse_opts() -> Res<Opts> {
             }
             _ => {}
         }
-        let val = match inline {
-            Some(v) => v,
-            None => {
-                let v = args
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| format!("{a} needs a value\n\n{USAGE}"))?;
-                i += 1;
-                v
-            }
-        };
+        let val = flag_value(&args, &mut i, a, inline, USAGE)?;
         match flag {
             "out" => out = Some(PathBuf::from(val)),
             "timeout" => {
