@@ -177,8 +177,8 @@ impl<'a> View<'a> {
     /// A record as a client decoded it. The time is parsed only if `need_time`.
     pub fn of_record(r: &'a proto::Record, need_time: bool) -> View<'a> {
         View {
-            source: r.source.as_bytes(),
-            msg: r.msg.as_bytes(),
+            source: r.source_bytes(),
+            msg: r.msg_bytes(),
             time_ns: if need_time { r.time_ns() } else { None },
             severity: r.severity_or_default(),
         }

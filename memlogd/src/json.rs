@@ -91,19 +91,65 @@ fn write_valid_utf8(out: &mut Vec<u8>, s: &[u8]) {
 
 /// Appends `s` as a quoted JSON string. Invalid UTF-8 becomes one U+FFFD per
 /// offending byte (as Go's encoder does); control characters are escaped.
-pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
+/// Returns true if `s` was not valid UTF-8 (the string is then lossy: see
+/// [`write_raw`] for the exact bytes).
+pub fn write_str(out: &mut Vec<u8>, s: &[u8]) -> bool {
     out.push(b'"');
+    let mut lossy = false;
     if s.is_ascii() {
         write_valid_utf8(out, s);
     } else {
         for chunk in s.utf8_chunks() {
             write_valid_utf8(out, chunk.valid().as_bytes());
             for _ in chunk.invalid() {
+                lossy = true;
                 out.extend_from_slice(b"\\ufffd");
             }
         }
     }
     out.push(b'"');
+    lossy
+}
+
+/// Appends bytes that are not valid UTF-8 as a JSON string that keeps them
+/// exactly: valid characters as they are (JSON-escaped), `%` as `%25`, and
+/// each byte of an invalid sequence as `%XX`. [`decode_raw`] reverses it.
+pub fn write_raw(out: &mut Vec<u8>, s: &[u8]) {
+    let mut v = Vec::with_capacity(s.len() + 16);
+    for chunk in s.utf8_chunks() {
+        for &b in chunk.valid().as_bytes() {
+            if b == b'%' {
+                v.extend_from_slice(b"%25");
+            } else {
+                v.push(b);
+            }
+        }
+        for &b in chunk.invalid() {
+            v.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
+    write_str(out, &v);
+}
+
+/// The bytes a [`write_raw`] string stands for; `None` if it is malformed.
+pub fn decode_raw(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = b.get(i + 1..i + 3)?;
+            if !h.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
 }
 
 /// Appends an unsigned integer in decimal.

@@ -2,6 +2,7 @@
 //! memlog's versioned extension (see PROTOCOL.md). Encoding for the daemon,
 //! decoding for clients; nothing else in the workspace frames these bytes.
 
+use crate::escape;
 use crate::json::{self, Value};
 use crate::meta;
 use crate::ring::{self, FLAG_TRUNCATED};
@@ -344,10 +345,19 @@ pub fn encode_record(out: &mut Vec<u8>, r: &ring::Record<'_>, ext: bool) {
     }
     timefmt::write_rfc3339_nano(out, r.time_ns);
     out.extend_from_slice(b"\",\"source\":");
-    json::write_str(out, r.source);
+    let raw_source = json::write_str(out, r.source);
     out.extend_from_slice(b",\"msg\":");
-    json::write_str(out, r.msg);
+    let raw_msg = json::write_str(out, r.msg);
     if ext {
+        // Names and messages that are not UTF-8 are also sent exactly.
+        if raw_source {
+            out.extend_from_slice(b",\"source_raw\":");
+            json::write_raw(out, r.source);
+        }
+        if raw_msg {
+            out.extend_from_slice(b",\"msg_raw\":");
+            json::write_raw(out, r.msg);
+        }
         if r.flags & FLAG_TRUNCATED != 0 {
             out.extend_from_slice(b",\"truncated\":true");
         }
@@ -411,7 +421,9 @@ fn encode_meta(out: &mut Vec<u8>, m: &[u8]) {
             meta::PID | meta::UID | meta::GID | meta::KSEQ | meta::KTIME => {
                 json::write_u64(out, meta::number(v).unwrap_or(0))
             }
-            _ => json::write_str(out, v),
+            _ => {
+                json::write_str(out, v);
+            }
         }
     }
     if let Some(kv) = kv {
@@ -457,8 +469,14 @@ pub struct Record {
     pub seq: Option<u64>,
     /// The time as the server wrote it (RFC 3339).
     pub time: String,
+    /// The source and message as text (bytes that are not UTF-8 shown as
+    /// U+FFFD); see [`Record::source_bytes`] and [`Record::msg_bytes`].
     pub source: String,
     pub msg: String,
+    /// The exact bytes of the source and message when they are not valid
+    /// UTF-8 (memlogd sends them as `source_raw` and `msg_raw`).
+    pub source_raw: Option<Vec<u8>>,
+    pub msg_raw: Option<Vec<u8>>,
     pub truncated: bool,
     /// Syslog facility (0..=23), when the input carried one.
     pub facility: Option<u8>,
@@ -548,6 +566,16 @@ pub fn parse_facility(s: &str) -> Option<u8> {
 }
 
 impl Record {
+    /// The source's exact bytes (its name as the writer gave it).
+    pub fn source_bytes(&self) -> &[u8] {
+        self.source_raw.as_deref().unwrap_or(self.source.as_bytes())
+    }
+
+    /// The message's exact bytes.
+    pub fn msg_bytes(&self) -> &[u8] {
+        self.msg_raw.as_deref().unwrap_or(self.msg.as_bytes())
+    }
+
     /// The record's severity, or [`DEFAULT_SEVERITY`].
     pub fn severity_or_default(&self) -> u8 {
         self.severity.unwrap_or(DEFAULT_SEVERITY)
@@ -563,18 +591,14 @@ impl Record {
     }
 
     /// Appends `TIME;SOURCE;MSG\n` as LinuxKit's logread prints it (`;` in
-    /// the source escaped as `\;`).
+    /// the source escaped as `\;`), with control characters and invalid
+    /// UTF-8 escaped (see [`crate::escape`]): one record is one line.
     pub fn write_text(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.time.as_bytes());
+        escape::write(out, self.time.as_bytes());
         out.push(b';');
-        for &b in self.source.as_bytes() {
-            if b == b';' {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
+        escape::write_with(out, self.source_bytes(), Some(b';'));
         out.push(b';');
-        out.extend_from_slice(self.msg.as_bytes());
+        escape::write(out, self.msg_bytes());
         out.push(b'\n');
     }
 }
@@ -658,11 +682,14 @@ pub fn decode_line(line: &[u8]) -> Result<Line, DecodeError> {
     let (Some(time), Some(source), Some(msg)) = (s("time"), s("source"), s("msg")) else {
         return Err(DecodeError("record without time, source or msg".into()));
     };
+    let raw = |k: &str| get(k).and_then(Value::as_str).and_then(json::decode_raw);
     Ok(Line::Record(Record {
         seq: get("seq").and_then(Value::as_u64),
         time,
         source,
         msg,
+        source_raw: raw("source_raw"),
+        msg_raw: raw("msg_raw"),
         truncated: get("truncated").and_then(Value::as_bool).unwrap_or(false),
         facility: get("facility")
             .and_then(Value::as_u64)
@@ -712,6 +739,14 @@ impl Record {
         json::write_str(out, self.source.as_bytes());
         out.extend_from_slice(b",\"msg\":");
         json::write_str(out, self.msg.as_bytes());
+        for (k, v) in [("source_raw", &self.source_raw), ("msg_raw", &self.msg_raw)] {
+            if let Some(v) = v {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(k.as_bytes());
+                out.extend_from_slice(b"\":");
+                json::write_raw(out, v);
+            }
+        }
         if self.truncated {
             out.extend_from_slice(b",\"truncated\":true");
         }
@@ -962,6 +997,57 @@ mod tests {
             out,
             b"{\"time\":\"1970-01-01T00:00:00Z\",\"source\":\"sshd\",\"msg\":\"m\"}\n"
         );
+    }
+
+    #[test]
+    fn names_and_messages_that_are_not_utf8_arrive_exactly() {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (source, msg) in [
+            (&b"\xff\xfe"[..], &b"a\xe2\x82b%25"[..]),
+            (b"\xfd\xfc", b"caf\xc3\xa9 \xc3"),
+            (b"ok", b"\x80"),
+        ] {
+            let r = ring::Record {
+                source,
+                msg,
+                ..ring::Record::plain(0, b"", b"")
+            };
+            out.clear();
+            encode_record(&mut out, &r, true);
+            let Line::Record(d) = decode_line(&out[..out.len() - 1]).expect("decodes") else {
+                panic!()
+            };
+            assert_eq!((d.source_bytes(), d.msg_bytes()), (source, msg));
+            // Only what is not UTF-8 gets a raw key.
+            assert_eq!(d.source_raw.is_some(), std::str::from_utf8(source).is_err());
+            assert!(seen.insert(d.source_bytes().to_vec()));
+            // Our JSON output keeps them too.
+            let mut j = Vec::new();
+            d.write_json(&mut j);
+            let Line::Record(back) = decode_line(&j[..j.len() - 1]).expect("decodes") else {
+                panic!()
+            };
+            assert_eq!(back, d);
+            // LinuxKit readers get exactly their three keys, lossy.
+            out.clear();
+            encode_record(&mut out, &r, false);
+            assert!(!out.windows(4).any(|w| w == b"_raw"));
+        }
+    }
+
+    #[test]
+    fn text_form_is_one_line_whatever_the_bytes() {
+        let r = Record {
+            time: "T".into(),
+            source: "s;\n".into(),
+            msg: "a\nb\x1b[2J".into(),
+            msg_raw: Some(b"a\nb\x1b[2J\xff".to_vec()),
+            ..Record::default()
+        };
+        let mut out = Vec::new();
+        r.write_text(&mut out);
+        assert_eq!(out, b"T;s\\;\\n;a\\nb\\x1b[2J\\xff\n");
     }
 
     #[test]

@@ -1316,7 +1316,9 @@ impl J {
         match self {
             J::N(x) if x.is_finite() => out.extend_from_slice(format!("{x}").as_bytes()),
             J::N(_) => out.extend_from_slice(b"null"),
-            J::S(s) => memlog::json::write_str(out, s.as_bytes()),
+            J::S(s) => {
+                memlog::json::write_str(out, s.as_bytes());
+            }
             J::A(v) => {
                 out.push(b'[');
                 for (i, x) in v.iter().enumerate() {
