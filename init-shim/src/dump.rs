@@ -22,6 +22,8 @@ use crate::{names, probe};
 const SPEC: Spec = Spec {
     switches: &[],
     options: &["socket", "o", "format", "log-dir"],
+    bytes: &["socket", "log-dir"],
+    bytes_positionals: false,
 };
 
 /// How records are printed.
@@ -168,11 +170,11 @@ fn dump_files(dir: &Path, names: &[String]) -> Result<bool, Error> {
 }
 
 fn run(a: &Args) -> Result<(), Error> {
-    let socket = Path::new(&a.socket);
+    let socket = &goflags::path(&a.socket);
     let stream = match probe::query_socket(socket) {
         Ok(s) => s,
         Err(down) => {
-            let dir = Path::new(&a.log_dir);
+            let dir = &goflags::path(&a.log_dir);
             let files: Vec<String> = a
                 .names
                 .iter()
@@ -196,7 +198,7 @@ fn run(a: &Args) -> Result<(), Error> {
 }
 
 /// `init-shim dump ARGS`: the exit status.
-pub fn main(argv: &[String]) -> u8 {
+pub fn main(argv: &[std::ffi::OsString]) -> u8 {
     let args: Args = goflags::parse_or_exit("init-shim dump", argv, &SPEC);
     if args.names.is_empty() {
         eprintln!("init-shim dump: no source named (see init-shim dump -help)");

@@ -34,6 +34,8 @@ use crate::{names, probe};
 const SPEC: Spec = Spec {
     switches: &[],
     options: &["socket", "dir", "log-dir"],
+    bytes: &["socket", "dir", "log-dir"],
+    bytes_positionals: false,
 };
 
 /// Create a FIFO DIR/NAME.log for a container runtime to write a service's
@@ -138,8 +140,8 @@ fn run(a: &Args) -> u8 {
         eprintln!("init-shim fifo: {e}");
         return 2;
     }
-    let path = names::log_file(Path::new(&a.dir), &a.name);
-    let reason = match probe::log_socket(Path::new(&a.socket)) {
+    let path = names::log_file(&goflags::path(&a.dir), &a.name);
+    let reason = match probe::log_socket(&goflags::path(&a.socket)) {
         Ok(sock) => match make(&sock, &path, &a.name) {
             Ok(()) => return print_path(&path),
             // The service's output must go somewhere all the same.
@@ -147,7 +149,7 @@ fn run(a: &Args) -> u8 {
         },
         Err(down) => down.to_string(),
     };
-    let dir = Path::new(&a.log_dir);
+    let dir = &goflags::path(&a.log_dir);
     let file = names::log_file(dir, &a.name);
     match names::open_log_file(dir, &a.name) {
         Ok(_) => {
@@ -169,7 +171,7 @@ fn run(a: &Args) -> u8 {
 }
 
 /// `init-shim fifo ARGS`: the exit status.
-pub fn main(argv: &[String]) -> u8 {
+pub fn main(argv: &[std::ffi::OsString]) -> u8 {
     let args: Args = goflags::parse_or_exit("init-shim fifo", argv, &SPEC);
     run(&args)
 }

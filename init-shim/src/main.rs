@@ -36,9 +36,10 @@ See `init-shim COMMAND -help` for each command's flags.
 ";
 
 fn main() -> ExitCode {
-    let mut argv = std::env::args().skip(1);
+    let mut argv = std::env::args_os().skip(1);
     let verb = argv.next();
-    let rest: Vec<String> = argv.collect();
+    let rest: Vec<std::ffi::OsString> = argv.collect();
+    let verb = verb.map(|v| v.to_string_lossy().into_owned());
     let status = match verb.as_deref() {
         Some("start") => start::main(&rest),
         Some("run") => run::main(&rest),

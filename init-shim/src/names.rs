@@ -40,11 +40,11 @@ pub fn check(name: &str) -> Result<(), String> {
 }
 
 /// The default name for a command: its base name, as LinuxKit's wrapper uses.
-pub fn default_for(cmd: &str) -> String {
-    Path::new(cmd)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| cmd.to_owned())
+pub fn default_for(cmd: &Path) -> String {
+    cmd.file_name()
+        .unwrap_or(cmd.as_os_str())
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// `DIR/SOURCE.log`: where LinuxKit's init (without memlogd) and logwrite
@@ -82,9 +82,9 @@ mod tests {
 
     #[test]
     fn default_name_is_the_base_name() {
-        assert_eq!(default_for("/sbin/dhcpcd"), "dhcpcd");
-        assert_eq!(default_for("echo"), "echo");
-        assert_eq!(default_for("/"), "/");
+        assert_eq!(default_for(Path::new("/sbin/dhcpcd")), "dhcpcd");
+        assert_eq!(default_for(Path::new("echo")), "echo");
+        assert_eq!(default_for(Path::new("/")), "/");
     }
 
     #[test]

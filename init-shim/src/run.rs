@@ -35,6 +35,8 @@ use crate::{names, probe};
 const SPEC: Spec = Spec {
     switches: &["tee"],
     options: &["socket", "n", "name", "log-dir"],
+    bytes: &["socket", "log-dir"],
+    bytes_positionals: true,
 };
 
 /// Run a command with its stdout logged to memlogd as NAME.out and its stderr
@@ -382,21 +384,22 @@ fn supervise(
 }
 
 fn run(args: Args) -> u8 {
-    let Some(cmd0) = args.command.first() else {
+    let command: Vec<std::ffi::OsString> = args.command.iter().map(|a| goflags::os(a)).collect();
+    let Some(cmd0) = command.first() else {
         eprintln!("init-shim run: no command given (see init-shim run -help)");
         return 2;
     };
     let name = args
         .name
         .clone()
-        .unwrap_or_else(|| names::default_for(cmd0));
+        .unwrap_or_else(|| names::default_for(Path::new(cmd0)));
     if let Err(e) = names::check(&name) {
         eprintln!("init-shim run: {e}");
         return 2;
     }
     let mut r = Run {
         name,
-        log_dir: PathBuf::from(&args.log_dir),
+        log_dir: goflags::path(&args.log_dir),
         tee: args.tee,
         told: false,
         gone_told: false,
@@ -409,9 +412,10 @@ fn run(args: Args) -> u8 {
             return 1;
         }
     };
-    let mut streams = r.sinks(Path::new(&args.socket));
+    let mut streams = r.sinks(&goflags::path(&args.socket));
     let mut cmd = Command::new(cmd0);
-    cmd.args(&args.command[1..]);
+    cmd.args(&command[1..]);
+    let cmd0 = Path::new(cmd0).display();
     unblock_in_child(&mut cmd);
     if args.tee {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -461,7 +465,7 @@ fn run(args: Args) -> u8 {
 }
 
 /// `init-shim run ARGS`: the exit status.
-pub fn main(argv: &[String]) -> u8 {
+pub fn main(argv: &[std::ffi::OsString]) -> u8 {
     let args: Args = goflags::parse_or_exit("init-shim run", argv, &SPEC);
     run(args)
 }

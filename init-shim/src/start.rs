@@ -72,10 +72,18 @@ pub enum Usage {
 
 fn spec() -> Spec {
     let options: Vec<&'static str> = config::SPEC.options.iter().chain(OWN).copied().collect();
+    let bytes: Vec<&'static str> = config::SPEC
+        .bytes
+        .iter()
+        .chain(&["memlogd"])
+        .copied()
+        .collect();
     Spec {
         switches: config::SPEC.switches,
-        // One small allocation for the life of the process.
+        // Two small allocations for the life of the process.
         options: Box::leak(options.into_boxed_slice()),
+        bytes: Box::leak(bytes.into_boxed_slice()),
+        bytes_positionals: false,
     }
 }
 
@@ -88,7 +96,7 @@ fn default_memlogd() -> PathBuf {
 }
 
 /// Parses `argv` (after `start`).
-pub fn parse(argv: &[String]) -> Result<Opts, Usage> {
+pub fn parse<S: AsRef<std::ffi::OsStr>>(argv: &[S]) -> Result<Opts, Usage> {
     let spec = spec();
     let norm = goflags::normalize(argv, &spec).map_err(|e| Usage::Bad(e.0))?;
     let (mut memlogd, mut timeout) = (None, DEFAULT_TIMEOUT);
@@ -118,7 +126,7 @@ pub fn parse(argv: &[String]) -> Result<Opts, Usage> {
             None
         };
         match (name.as_str(), value) {
-            ("memlogd", Some(v)) => memlogd = Some(PathBuf::from(v)),
+            ("memlogd", Some(v)) => memlogd = Some(goflags::path(&v)),
             ("timeout", Some(v)) => {
                 timeout =
                     goflags::parse_duration(&v).map_err(|e| Usage::Bad(format!("-timeout: {e}")))?
@@ -243,7 +251,7 @@ pub fn start(o: &Opts) -> Result<Started, Error> {
         .arg(&log_path)
         .arg("-socket-query")
         .arg(&query_path)
-        .args(&o.forward)
+        .args(o.forward.iter().map(|a| goflags::os(a)))
         .stdin(Stdio::null());
     // SAFETY: the closure runs in the child between fork and exec and only
     // calls setsid(2), which is async-signal-safe and touches no memory.
@@ -328,7 +336,7 @@ fn wait_serving(child: &mut Child, query: &Path, timeout: Duration) -> Result<()
 }
 
 /// `init-shim start ARGS`: the exit status.
-pub fn main(argv: &[String]) -> u8 {
+pub fn main(argv: &[std::ffi::OsString]) -> u8 {
     let o = match parse(argv) {
         Ok(o) => o,
         Err(Usage::Help) => {

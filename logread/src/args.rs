@@ -7,7 +7,7 @@ use crate::format::Format;
 use crate::when;
 use argh::FromArgs;
 use memlog::filter::{Filter, Pattern};
-use memlog::goflags::Spec;
+use memlog::goflags::{self, Spec};
 use memlog::proto::{self, Mode};
 use std::path::PathBuf;
 
@@ -46,6 +46,8 @@ pub const SPEC: Spec = Spec {
         "cursor-file",
         "color",
     ],
+    bytes: &["socket", "s", "source", "x", "exclude", "cursor-file"],
+    bytes_positionals: false,
 };
 
 /// Print the memlogd log buffer (dump by default), or follow it, with
@@ -181,7 +183,7 @@ pub fn check(a: Args, now_ns: i64) -> Result<Options, String> {
         }
     }
     for p in a.source.iter().chain(&a.exclude) {
-        if p.is_empty() {
+        if goflags::bytes(p).is_empty() {
             return Err("empty source pattern for -s/-x".into());
         }
     }
@@ -231,12 +233,20 @@ pub fn check(a: Args, now_ns: i64) -> Result<Options, String> {
         _ => Mode::Dump,
     };
     Ok(Options {
-        socket: PathBuf::from(a.socket),
+        socket: goflags::path(&a.socket),
         mode,
         tail,
         filter: Filter {
-            include: a.source.iter().map(|s| Pattern::parse(s)).collect(),
-            exclude: a.exclude.iter().map(|s| Pattern::parse(s)).collect(),
+            include: a
+                .source
+                .iter()
+                .map(|s| Pattern::parse(goflags::bytes(s)))
+                .collect(),
+            exclude: a
+                .exclude
+                .iter()
+                .map(|s| Pattern::parse(goflags::bytes(s)))
+                .collect(),
             min_severity,
             since_ns,
             until_ns,
@@ -245,7 +255,7 @@ pub fn check(a: Args, now_ns: i64) -> Result<Options, String> {
         regex,
         format,
         color,
-        cursor_file: a.cursor_file.map(PathBuf::from),
+        cursor_file: a.cursor_file.as_deref().map(goflags::path),
         show_lost: a.show_lost,
         retry: a.retry,
         client_filter: a.client_filter,

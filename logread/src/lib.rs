@@ -12,7 +12,7 @@ pub mod when;
 use std::process::ExitCode;
 
 /// Runs logread with `argv` (without the program name).
-pub fn run(argv: &[String]) -> ExitCode {
+pub fn run(argv: &[std::ffi::OsString]) -> ExitCode {
     let a: args::Args = memlog::goflags::parse_or_exit("logread", argv, &args::SPEC);
     let opts = match args::check(a, memlog::timefmt::now_ns()) {
         Ok(o) => o,

@@ -18,7 +18,7 @@ use memlog::goflags::{self, Spec};
 use memlog::proto;
 use remote::{Remote, RemoteConfig};
 use select::Selector;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ const SPEC: Spec = Spec {
         "hostname",
         "max-backoff",
     ],
+    bytes: &["socket", "log-dir"],
+    bytes_positionals: false,
 };
 
 /// Write the memlogd buffer to files in a log directory, one per source
@@ -151,7 +153,7 @@ fn duration(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     // A dead TCP peer is an error on write, not a signal.
     memlog::sys::ignore_sigpipe();
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let args: Args = goflags::parse_or_exit("logwrite", &argv, &SPEC);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -163,7 +165,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let dir = PathBuf::from(&args.log_dir);
+    let dir = goflags::path(&args.log_dir);
     let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
     if !args.no_files {
         sinks.push(Box::new(Files::new(FileConfig {
@@ -198,7 +200,7 @@ fn run(args: Args) -> Result<(), String> {
     if sinks.is_empty() {
         return Err("nothing to do: -no-files and no -remote".into());
     }
-    let socket = PathBuf::from(&args.socket);
+    let socket = goflags::path(&args.socket);
     let max_backoff = args.max_backoff.max(Duration::from_millis(100));
     let threads: Vec<_> = sinks
         .into_iter()

@@ -25,8 +25,8 @@ impl Pattern {
     /// Reads a pattern as a person writes it: with an unescaped `*`, `?` or
     /// `[` it is a glob; otherwise it is an exact name (with `\` escapes
     /// removed, so `a\*b` is the name `a*b`).
-    pub fn parse(s: &str) -> Pattern {
-        let b = s.as_bytes();
+    pub fn parse(s: impl AsRef<[u8]>) -> Pattern {
+        let b = s.as_ref();
         let mut exact = Vec::with_capacity(b.len());
         let mut i = 0;
         while i < b.len() {

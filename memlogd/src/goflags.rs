@@ -5,8 +5,21 @@
 //! booleans). argh accepts only `--name value` and `-x`. [`normalize`]
 //! rewrites the first form into the second, given the program's flag names,
 //! so that every binary keeps argh's derive, help text and type checks.
+//!
+//! Arguments are bytes. argh takes `&str`, so a value that is not UTF-8
+//! (a path such as `/tmp/\xff`, a command's argument) is handed to argh as
+//! a placeholder, a string with a NUL byte, which no real argument can
+//! contain (the kernel passes arguments as C strings), and the program gets
+//! the exact bytes back with [`os`] or [`path`] where it uses the value.
+//! Only the options the [`Spec`] lists in `bytes` (and, with
+//! `bytes_positionals`, the positional arguments) may be bytes; any other
+//! value that is not UTF-8 is an error (exit status 2), never a crash.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 /// The flags a program declares: boolean switches and flags that take a value.
 /// Names are given without dashes; one-letter names map to argh's `short`.
@@ -14,6 +27,11 @@ use std::fmt;
 pub struct Spec {
     pub switches: &'static [&'static str],
     pub options: &'static [&'static str],
+    /// Options whose value may be any bytes (paths, names): read them with
+    /// [`os`], [`path`] or [`bytes`].
+    pub bytes: &'static [&'static str],
+    /// Positional arguments may be any bytes (a command and its arguments).
+    pub bytes_positionals: bool,
 }
 
 /// A command line that is not valid for the spec.
@@ -27,6 +45,42 @@ impl fmt::Display for FlagError {
 }
 
 impl std::error::Error for FlagError {}
+
+/// Arguments that were not UTF-8, by placeholder number.
+static RAW: Mutex<Vec<OsString>> = Mutex::new(Vec::new());
+const MARK: &str = "\0memlog-arg-";
+
+fn placeholder(v: &OsStr) -> String {
+    let mut raw = RAW.lock().unwrap_or_else(|e| e.into_inner());
+    raw.push(v.to_owned());
+    format!("{MARK}{}\0", raw.len() - 1)
+}
+
+/// The exact argument behind a value argh parsed: the bytes a placeholder
+/// stands for, or the value itself.
+pub fn os(s: &str) -> OsString {
+    let idx = s
+        .strip_prefix(MARK)
+        .and_then(|r| r.strip_suffix('\0'))
+        .and_then(|n| n.parse::<usize>().ok());
+    if let Some(i) = idx {
+        let raw = RAW.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = raw.get(i) {
+            return v.clone();
+        }
+    }
+    OsString::from(s)
+}
+
+/// [`os`] as a path.
+pub fn path(s: &str) -> PathBuf {
+    PathBuf::from(os(s))
+}
+
+/// [`os`] as bytes.
+pub fn bytes(s: &str) -> Vec<u8> {
+    os(s).into_vec()
+}
 
 fn parse_bool(v: &str) -> Option<bool> {
     match v {
@@ -44,47 +98,84 @@ fn dashed(name: &str) -> String {
     }
 }
 
+/// An argument shown in a message (not UTF-8 bytes as `\xNN`).
+fn show(a: &OsStr) -> String {
+    crate::escape::display(a.as_bytes())
+}
+
+/// A value as argh will see it: itself if UTF-8, a placeholder if it may be
+/// bytes, else an error naming `what`.
+fn value(v: &OsStr, may_be_bytes: bool, what: &str) -> Result<String, FlagError> {
+    match v.to_str() {
+        Some(s) => Ok(s.to_owned()),
+        None if may_be_bytes => Ok(placeholder(v)),
+        None => Err(FlagError(format!(
+            "{what} is not valid UTF-8: {:?}",
+            show(v)
+        ))),
+    }
+}
+
+fn positional(v: &OsStr, spec: &Spec) -> Result<String, FlagError> {
+    value(v, spec.bytes_positionals, "argument")
+}
+
 /// Rewrites Go-style flags in `args` (without the program name) to argh's
 /// form. Parsing stops at `--` or at the first argument that is not a flag,
-/// as Go's does; the rest is passed through untouched.
-pub fn normalize(args: &[String], spec: &Spec) -> Result<Vec<String>, FlagError> {
+/// as Go's does; the rest is passed through (as positional arguments).
+pub fn normalize<S: AsRef<OsStr>>(args: &[S], spec: &Spec) -> Result<Vec<String>, FlagError> {
     let mut out = Vec::with_capacity(args.len());
     let mut i = 0;
     while i < args.len() {
-        let a = &args[i];
+        let a = args[i].as_ref();
+        let ab = a.as_bytes();
         i += 1;
-        if a == "--" || !a.starts_with('-') || a == "-" {
-            out.push(a.clone());
-            out.extend(args[i..].iter().cloned());
+        if ab == b"--" || !ab.starts_with(b"-") || ab == b"-" {
+            out.push(positional(a, spec)?);
+            for rest in &args[i..] {
+                out.push(positional(rest.as_ref(), spec)?);
+            }
             break;
         }
-        let body = a.strip_prefix("--").unwrap_or(&a[1..]);
-        let (name, value) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
+        let body = ab.strip_prefix(b"--").unwrap_or(&ab[1..]);
+        let (name, val) = match body.iter().position(|&c| c == b'=') {
+            Some(k) => (&body[..k], Some(OsStr::from_bytes(&body[k + 1..]))),
             None => (body, None),
+        };
+        let Ok(name) = std::str::from_utf8(name) else {
+            return Err(FlagError(format!(
+                "flag provided but not defined: {}",
+                show(a)
+            )));
         };
         if name == "h" || name == "help" {
             out.push("--help".into());
         } else if spec.switches.contains(&name) {
-            let on = match value {
+            let on = match val {
                 None => true,
-                Some(v) => parse_bool(v)
-                    .ok_or_else(|| FlagError(format!("invalid boolean value {v:?} for -{name}")))?,
+                Some(v) => v.to_str().and_then(parse_bool).ok_or_else(|| {
+                    FlagError(format!("invalid boolean value {:?} for -{name}", show(v)))
+                })?,
             };
             if on {
                 out.push(dashed(name));
             }
         } else if spec.options.contains(&name) {
-            let v = match value {
-                Some(v) => v.to_owned(),
+            let v = match val {
+                Some(v) => v,
                 None => {
                     let v = args
                         .get(i)
                         .ok_or_else(|| FlagError(format!("flag needs an argument: -{name}")))?;
                     i += 1;
-                    v.clone()
+                    v.as_ref()
                 }
             };
+            let v = value(
+                v,
+                spec.bytes.contains(&name),
+                &format!("the value of -{name}"),
+            )?;
             out.push(dashed(name));
             out.push(v);
         } else {
@@ -137,7 +228,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 /// Parses `args` (without the program name) into `T` with Go-style flags.
 /// On `--help` prints the help and exits 0; on an error prints one line and
 /// exits 2, as Go's flag package does.
-pub fn parse_or_exit<T: argh::FromArgs>(cmd: &str, args: &[String], spec: &Spec) -> T {
+pub fn parse_or_exit<T: argh::FromArgs, S: AsRef<OsStr>>(cmd: &str, args: &[S], spec: &Spec) -> T {
     let norm = match normalize(args, spec) {
         Ok(n) => n,
         Err(e) => {
@@ -169,6 +260,8 @@ mod tests {
     const SPEC: Spec = Spec {
         switches: &["daemonize", "f"],
         options: &["max-lines", "socket-log", "fd-log"],
+        bytes: &["socket-log"],
+        bytes_positionals: false,
     };
 
     fn n(args: &[&str]) -> Result<Vec<String>, FlagError> {
@@ -254,5 +347,36 @@ mod tests {
         assert_eq!(parse_size("1GiB"), Ok(1 << 30));
         assert!(parse_size("1X").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn arguments_that_are_not_utf8() {
+        let raw = |b: &[u8]| OsString::from_vec(b.to_vec());
+        // A path flag keeps its exact bytes, in every spelling.
+        for args in [
+            vec![OsString::from("-socket-log"), raw(b"/tmp/\xff")],
+            vec![raw(b"--socket-log=/tmp/\xff")],
+        ] {
+            let n = normalize(&args, &SPEC).expect("bytes allowed");
+            assert_eq!(n[0], "--socket-log");
+            assert!(n[1].contains('\0'), "a placeholder: {:?}", n[1]);
+            assert_eq!(path(&n[1]), PathBuf::from(raw(b"/tmp/\xff")));
+            assert_eq!(bytes(&n[1]), b"/tmp/\xff");
+        }
+        // A text flag or a positional is a clear error.
+        let e = normalize(&[OsString::from("-max-lines"), raw(b"\xff")], &SPEC).expect_err("text");
+        assert!(e.0.contains("-max-lines") && e.0.contains("UTF-8"), "{e}");
+        assert!(e.0.contains("\\xff"), "{e}");
+        assert!(normalize(&[raw(b"\xfe")], &SPEC).is_err());
+        assert!(normalize(&[raw(b"-\xfe")], &SPEC).is_err());
+        // With bytes_positionals, commands keep their arguments.
+        let spec = Spec {
+            bytes_positionals: true,
+            ..SPEC
+        };
+        let n =
+            normalize(&[OsString::from("--"), raw(b"echo"), raw(b"\xff")], &spec).expect("bytes");
+        assert_eq!(os(&n[2]), raw(b"\xff"));
+        assert_eq!(os("plain"), OsString::from("plain"));
     }
 }

@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let args: Args = goflags::parse_or_exit("memlogd", &argv, &SPEC);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,12 +55,10 @@ fn spawn_background(args: &Args, log: Bound, query: Bound) -> Result<(), String>
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.args(["-fd-log", "3", "-fd-query", "4", "-remove-sockets"])
-        .args([
-            "-socket-log",
-            &args.socket_log,
-            "-socket-query",
-            &args.socket_query,
-        ])
+        .arg("-socket-log")
+        .arg(goflags::os(&args.socket_log))
+        .arg("-socket-query")
+        .arg(goflags::os(&args.socket_query))
         .args([
             "-max-lines",
             &args.max_lines.to_string(),
@@ -97,13 +95,13 @@ fn spawn_background(args: &Args, log: Bound, query: Bound) -> Result<(), String>
         cmd.args(["-socket-group", &g.to_string()]);
     }
     for p in &args.syslog {
-        cmd.args(["-syslog", p]);
+        cmd.arg("-syslog").arg(goflags::os(p));
     }
     for p in &args.syslog_stream {
-        cmd.args(["-syslog-stream", p]);
+        cmd.arg("-syslog-stream").arg(goflags::os(p));
     }
     if let Some(p) = &args.kmsg_file {
-        cmd.args(["-kmsg-file", p]);
+        cmd.arg("-kmsg-file").arg(goflags::os(p));
     } else if args.kmsg {
         cmd.arg("-kmsg");
     }

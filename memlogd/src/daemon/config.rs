@@ -33,6 +33,14 @@ pub const SPEC: Spec = Spec {
         "syslog-mode",
         "socket-group",
     ],
+    bytes: &[
+        "socket-log",
+        "socket-query",
+        "syslog",
+        "syslog-stream",
+        "kmsg-file",
+    ],
+    bytes_positionals: false,
 };
 
 fn size(s: &str) -> Result<usize, String> {
@@ -201,10 +209,10 @@ impl Config {
             if fd >= 0 {
                 SocketSource::Fd {
                     fd,
-                    remove: a.remove_sockets.then(|| PathBuf::from(path)),
+                    remove: a.remove_sockets.then(|| goflags::path(path)),
                 }
             } else {
-                SocketSource::Path(PathBuf::from(path))
+                SocketSource::Path(goflags::path(path))
             }
         };
         Ok(Config {
@@ -218,10 +226,10 @@ impl Config {
             max_readers: a.max_readers,
             reader_buffer: a.reader_buffer,
             echo: a.echo,
-            syslog_dgram: a.syslog.iter().map(PathBuf::from).collect(),
-            syslog_stream: a.syslog_stream.iter().map(PathBuf::from).collect(),
+            syslog_dgram: a.syslog.iter().map(|p| goflags::path(p)).collect(),
+            syslog_stream: a.syslog_stream.iter().map(|p| goflags::path(p)).collect(),
             kmsg: match (&a.kmsg_file, a.kmsg) {
-                (Some(p), _) => Some(PathBuf::from(p)),
+                (Some(p), _) => Some(goflags::path(p)),
                 (None, true) => Some(PathBuf::from("/dev/kmsg")),
                 (None, false) => None,
             },
