@@ -46,6 +46,33 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// True when running in CI (`CI` set to anything but empty, `0` or
+/// `false`): there every tool the tests need is installed, so nothing may
+/// skip itself.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"))
+}
+
+/// Says that the running test skips itself because of `why` (a missing tool,
+/// not being root): it is reported by `./test` as skipped, not passed (the
+/// name goes to the file `MEMLOG_SKIP_LOG` names). In CI a skip is a
+/// failure: this panics. The caller returns right after.
+pub fn skip(why: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    if in_ci() {
+        panic!("{test} must run in CI, but: {why}");
+    }
+    eprintln!("SKIP {test}: {why}");
+    if let Some(log) = std::env::var_os("MEMLOG_SKIP_LOG") {
+        let line = format!("{test}: {}\n", why.replace('\n', " "));
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+}
+
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (children
 /// started afterwards inherit it). Returns the new soft limit.
 pub fn raise_fd_limit() -> libc::rlim_t {

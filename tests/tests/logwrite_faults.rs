@@ -29,7 +29,7 @@ fn tmpfs(path: &Path, size: &str) -> Option<Mounted> {
             path: path.to_path_buf(),
         }),
         Err(e) => {
-            println!("skipped: cannot mount a tmpfs ({e}); this test needs root");
+            memlog_tests::skip(&format!("cannot mount a tmpfs ({e}); this test needs root"));
             None
         }
     }
@@ -136,7 +136,7 @@ fn read_only_filesystem_then_writable() {
     std::fs::create_dir_all(&logs).expect("mkdir");
     let p = logs.display().to_string();
     if let Err(e) = mount(&["--bind", &p, &p]) {
-        println!("skipped: cannot bind-mount ({e}); this test needs root");
+        memlog_tests::skip(&format!("cannot bind-mount ({e}); this test needs root"));
         return;
     }
     let _mnt = Mounted { path: logs.clone() };
@@ -156,7 +156,7 @@ fn read_only_filesystem_then_writable() {
 fn permission_denied_then_granted() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        println!("skipped: needs root to run logwrite as another user");
+        memlog_tests::skip("needs root to run logwrite as another user");
         return;
     }
     let root = TempDir::new("lw-perm");

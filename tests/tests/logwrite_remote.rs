@@ -13,10 +13,7 @@ fn skip() -> bool {
     if have_rsyslogd() {
         return false;
     }
-    if std::env::var_os("CI").is_some() {
-        panic!("rsyslogd is not installed (.ci/run installs Debian's rsyslog)");
-    }
-    println!("skipped: rsyslogd is not installed (apt-get install rsyslog)");
+    memlog_tests::skip("rsyslogd is not installed (.ci/run installs Debian's rsyslog)");
     true
 }
 

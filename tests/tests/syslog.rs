@@ -146,8 +146,23 @@ log.warning("python warning")
     assert_eq!(w.severity, Some(4));
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+/// Why `with_dev_log` cannot run here, if it cannot: it needs root and a
+/// private mount namespace (which root in an unprivileged container lacks).
+fn no_private_dev() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root for a private /dev (CI runs as root)".into());
+    }
+    let probe = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "true"])
+        .output();
+    match probe {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "cannot make a private mount namespace (an unprivileged container?): unshare -m: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Some(format!("cannot run unshare: {e}")),
+    }
 }
 
 /// Runs `prog args` where `/dev/log` is memlogd's socket: in a private
@@ -175,10 +190,8 @@ fn with_dev_log(log: &Path, prog: &str, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn c_program_calling_syslog_3() {
-    if !is_root() {
-        eprintln!(
-            "SKIP c_program_calling_syslog_3: needs root for a private /dev (CI runs as root)"
-        );
+    if let Some(why) = no_private_dev() {
+        memlog_tests::skip(&why);
         return;
     }
     let (m, dgram, _) = with_syslog(&[]);
@@ -215,13 +228,11 @@ fn c_program_calling_syslog_3() {
 #[test]
 fn busybox_logger_where_installed() {
     let Ok(bb) = which("busybox") else {
-        eprintln!(
-            "SKIP busybox_logger_where_installed: busybox is not installed (.ci/run installs it)"
-        );
+        memlog_tests::skip("busybox is not installed (.ci/run installs busybox-static)");
         return;
     };
-    if !is_root() {
-        eprintln!("SKIP busybox_logger_where_installed: needs root for a private /dev");
+    if let Some(why) = no_private_dev() {
+        memlog_tests::skip(&why);
         return;
     }
     let (m, dgram, _) = with_syslog(&[]);
