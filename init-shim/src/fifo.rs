@@ -20,7 +20,8 @@
 
 use argh::FromArgs;
 use memlog::goflags::{self, Spec};
-use memlog::{proto, sys};
+use memlog::handover::{LogSocket, Outcome};
+use memlog::proto;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use std::fmt;
@@ -72,6 +73,8 @@ pub enum Error {
     Open(PathBuf, nix::Error),
     /// memlogd's socket took the connection but not the fd.
     Send(PathBuf, io::Error),
+    /// memlogd refused the fd (say its inputs are full): nobody would read it.
+    Refused(PathBuf, String),
 }
 
 impl fmt::Display for Error {
@@ -84,6 +87,7 @@ impl fmt::Display for Error {
             Error::Mkfifo(p, e) => write!(f, "cannot create FIFO {}: {e}", p.display()),
             Error::Open(p, e) => write!(f, "cannot open FIFO {}: {e}", p.display()),
             Error::Send(p, e) => write!(f, "cannot hand memlogd the FIFO {}: {e}", p.display()),
+            Error::Refused(p, why) => write!(f, "memlogd refused the FIFO {}: {why}", p.display()),
         }
     }
 }
@@ -106,8 +110,10 @@ fn clear(path: &Path) -> Result<(), Error> {
     std::fs::remove_file(path).map_err(|e| Error::Remove(path.to_owned(), e))
 }
 
-/// Creates a fresh FIFO at `path` and passes its read end to memlogd.
-fn make(sock: &std::os::unix::net::UnixDatagram, path: &Path, name: &str) -> Result<(), Error> {
+/// Creates a fresh FIFO at `path` and passes its read end to memlogd. If
+/// memlogd refuses it, the FIFO is removed again: a service opening it for
+/// writing would block forever with no reader.
+fn make(sock: &mut LogSocket, path: &Path, name: &str) -> Result<(), Error> {
     clear(path)?;
     nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600))
         .map_err(|e| Error::Mkfifo(path.to_owned(), e))?;
@@ -117,11 +123,13 @@ fn make(sock: &std::os::unix::net::UnixDatagram, path: &Path, name: &str) -> Res
         Mode::empty(),
     )
     .map_err(|e| Error::Open(path.to_owned(), e))?;
-    sys::send_with_fds(sock.as_fd(), name.as_bytes(), &[rd.as_fd()]).map_err(|e| {
-        let _ = std::fs::remove_file(path);
-        Error::Send(path.to_owned(), e)
-    })?;
-    Ok(())
+    let res = match sock.hand_over(name.as_bytes(), &[rd.as_fd()]) {
+        Ok(Outcome::Taken | Outcome::Unconfirmed) => return Ok(()),
+        Ok(Outcome::Refused(why)) => Error::Refused(path.to_owned(), why),
+        Err(e) => Error::Send(path.to_owned(), e),
+    };
+    let _ = std::fs::remove_file(path);
+    Err(res)
 }
 
 /// Prints the path the runtime is to open: the one result of this command.
@@ -142,7 +150,7 @@ fn run(a: &Args) -> u8 {
     }
     let path = names::log_file(&goflags::path(&a.dir), &a.name);
     let reason = match probe::log_socket(&goflags::path(&a.socket)) {
-        Ok(sock) => match make(&sock, &path, &a.name) {
+        Ok(mut sock) => match make(&mut sock, &path, &a.name) {
             Ok(()) => return print_path(&path),
             // The service's output must go somewhere all the same.
             Err(e) => e.to_string(),

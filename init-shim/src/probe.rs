@@ -2,12 +2,12 @@
 //! socket file a dead one left behind (a stale socket refuses connections),
 //! and both from no socket at all.
 
+use memlog::handover::LogSocket;
 use std::fmt;
 use std::io;
 use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Why memlogd cannot be reached at a path.
 #[derive(Debug)]
@@ -47,18 +47,11 @@ fn classify(path: &Path, err: io::Error) -> Down {
     }
 }
 
-/// How long handing memlogd an fd may wait (its queue full: a daemon that
-/// hangs) before the caller gives up and falls back to files.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A datagram socket connected to memlogd's log socket at `path`, whose
-/// sends time out after [`SEND_TIMEOUT`].
-pub fn log_socket(path: &Path) -> Result<UnixDatagram, Down> {
-    let s = UnixDatagram::unbound().map_err(|e| Down::Unreachable(path.to_owned(), e))?;
-    s.connect(path).map_err(|e| classify(path, e))?;
-    s.set_write_timeout(Some(SEND_TIMEOUT))
-        .map_err(|e| Down::Unreachable(path.to_owned(), e))?;
-    Ok(s)
+/// A connection to memlogd's log socket at `path`, to hand it fds and
+/// learn whether it took them (`memlog::handover`: a hung memlogd costs at
+/// most its `TAKE_TIMEOUT`, then the caller falls back to files).
+pub fn log_socket(path: &Path) -> Result<LogSocket, Down> {
+    LogSocket::connect(path).map_err(|e| classify(path, e))
 }
 
 /// A connection to memlogd's query socket at `path`.
@@ -69,7 +62,7 @@ pub fn query_socket(path: &Path) -> Result<UnixStream, Down> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::net::UnixListener;
+    use std::os::unix::net::{UnixDatagram, UnixListener};
 
     #[test]
     fn tells_absent_stale_live_and_not_a_socket_apart() {

@@ -18,6 +18,7 @@
 
 use argh::FromArgs;
 use memlog::goflags::{self, Spec};
+use memlog::handover::{LogSocket, Outcome};
 use memlog::{proto, sys};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -25,7 +26,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
@@ -126,48 +127,53 @@ impl Run {
         }
     }
 
-    /// Hands memlogd both streams, or opens the fallback files.
+    /// Hands memlogd both streams, or opens the fallback files: both when
+    /// memlogd is not there, one when memlogd refused that one (say its
+    /// inputs are full), so the command never writes into a dead end.
     fn sinks(&mut self, socket: &Path) -> (Stream, Stream) {
         let (out, err) = (format!("{}.out", self.name), self.name.clone());
-        let reason = match probe::log_socket(socket) {
-            Ok(sock) => match pair_for(&sock, &out).and_then(|o| Ok((o, pair_for(&sock, &err)?))) {
-                Ok((o, e)) => {
-                    return (
-                        Stream {
-                            source: out,
-                            sink: Sink::Memlogd(o),
-                            is_err: false,
-                        },
-                        Stream {
-                            source: err,
-                            sink: Sink::Memlogd(e),
-                            is_err: true,
-                        },
-                    )
-                }
-                Err(e) => format!(
-                    "cannot hand memlogd at {} the output of {}: {e}",
-                    socket.display(),
-                    self.name
-                ),
-            },
-            Err(down) => down.to_string(),
+        let mut sock = match probe::log_socket(socket) {
+            Ok(s) => s,
+            Err(down) => {
+                let text = format!("{down}; {}", self.fallback_text());
+                self.notice(&text);
+                let (o, e) = (self.fallback_sink(&out), self.fallback_sink(&err));
+                return (
+                    Stream {
+                        source: out,
+                        sink: o,
+                        is_err: false,
+                    },
+                    Stream {
+                        source: err,
+                        sink: e,
+                        is_err: true,
+                    },
+                );
+            }
         };
-        let text = format!("{reason}; {}", self.fallback_text());
-        self.notice(&text);
-        let (o, e) = (self.fallback_sink(&out), self.fallback_sink(&err));
-        (
+        let mut stream = |run: &mut Run, source: String, is_err: bool| {
+            let sink = match pair_for(&mut sock, &source) {
+                Ok(s) => Sink::Memlogd(s),
+                Err(why) => {
+                    eprintln!(
+                        "init-shim: {why} (memlogd at {}); logging {source} to {}",
+                        socket.display(),
+                        names::log_file(&run.log_dir, &source).display()
+                    );
+                    run.told = true;
+                    run.fallback_sink(&source)
+                }
+            };
             Stream {
-                source: out,
-                sink: o,
-                is_err: false,
-            },
-            Stream {
-                source: err,
-                sink: e,
-                is_err: true,
-            },
-        )
+                source,
+                sink,
+                is_err,
+            }
+        };
+        let o = stream(self, out, false);
+        let e = stream(self, err, true);
+        (o, e)
     }
 
     /// Writes relayed bytes (-tee) to a stream's sink and to the console. A
@@ -213,11 +219,15 @@ impl Run {
     }
 }
 
-/// A socketpair whose other end memlogd now reads as `source`.
-fn pair_for(sock: &UnixDatagram, source: &str) -> io::Result<UnixStream> {
-    let (ours, theirs) = UnixStream::pair()?;
-    sys::send_with_fds(sock.as_fd(), source.as_bytes(), &[theirs.as_fd()])?;
-    Ok(ours)
+/// A socketpair whose other end memlogd now reads as `source`, or why not.
+fn pair_for(sock: &mut LogSocket, source: &str) -> Result<UnixStream, String> {
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| format!("cannot make a socketpair for {source}: {e}"))?;
+    match sock.hand_over(source.as_bytes(), &[theirs.as_fd()]) {
+        Ok(Outcome::Taken | Outcome::Unconfirmed) => Ok(ours),
+        Ok(Outcome::Refused(why)) => Err(format!("memlogd refused {source}: {why}")),
+        Err(e) => Err(format!("cannot hand memlogd {source}: {e}")),
+    }
 }
 
 fn stdio_for(s: &Stream) -> io::Result<Stdio> {

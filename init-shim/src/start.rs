@@ -33,9 +33,11 @@ and 4 (-fd-log 3 -fd-query 4 -remove-sockets), and returns once memlogd has
 answered a stats request. Every other memlogd flag is passed on, e.g.
 -syslog /dev/log (memlogd binds it before it serves), -kmsg, -max-lines N.
 Refused when a memlogd already answers on either socket; a stale socket file
-(left by a daemon that died) is replaced. memlogd keeps this command's stdout
-and stderr (the console, in an init); it writes there only with -echo or
-when it fails. On success one line with memlogd's pid is printed.
+(left by a daemon that died) is replaced. memlogd does not keep this
+command's stdout or stderr open (so x=$(init-shim start) returns): its
+stdout is /dev/null, or with -echo this command's stdout (the console); a
+message from a memlogd that fails before it serves is printed on stderr.
+On success one line with memlogd's pid is printed.
 
 Flags:
   -memlogd PATH   memlogd binary (default: memlogd beside init-shim if it
@@ -253,20 +255,39 @@ pub fn start(o: &Opts) -> Result<Started, Error> {
         .arg(&query_path)
         .args(o.forward.iter().map(|a| goflags::os(a)))
         .stdin(Stdio::null());
+    // memlogd must not hold this command's stdout or stderr open after it
+    // returns: `x=$(init-shim start)` would wait for it forever. stdout is
+    // /dev/null (the console's, with -echo: echo is what it is for);
+    // stderr is a pipe read here until memlogd serves (a message from a
+    // memlogd that fails at start is relayed), then closed.
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::PassFds(e.into()))?;
+    cmd.stdout(if o.cfg.echo {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    })
+    .stderr(Stdio::from(err_w));
     // SAFETY: the closure runs in the child between fork and exec and only
     // calls setsid(2), which is async-signal-safe and touches no memory.
     unsafe {
         cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(io::Error::from));
     }
     let spawned = cmd.spawn();
-    drop((fd3, fd4));
+    // Our copies: the write end of the pipe too, so that it ends with memlogd.
+    drop((fd3, fd4, cmd));
     let mut child = spawned.map_err(|e| Error::Spawn(o.memlogd.clone(), e))?;
+    let mut errors = std::fs::File::from(err_r);
     match wait_serving(&mut child, &query_path, o.timeout) {
         Ok(()) => {}
-        Err(NotServing::Exited(st)) => return Err(Error::Exited(o.memlogd.clone(), st)),
+        Err(NotServing::Exited(st)) => {
+            relay(&mut errors);
+            return Err(Error::Exited(o.memlogd.clone(), st));
+        }
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
+            relay(&mut errors);
             return Err(match e {
                 NotServing::Wait(e) => Error::Wait(e),
                 _ => Error::Timeout(o.memlogd.clone(), o.timeout),
@@ -281,6 +302,13 @@ pub fn start(o: &Opts) -> Result<Started, Error> {
         log: log_path,
         query: query_path,
     })
+}
+
+/// Copies what memlogd wrote to its stderr (it has exited) to ours.
+fn relay(errors: &mut std::fs::File) {
+    let mut text = Vec::new();
+    let _ = io::Read::read_to_end(&mut io::Read::take(errors, 64 * 1024), &mut text);
+    let _ = io::stderr().write_all(&text);
 }
 
 fn stats_client(query: &Path) -> io::Result<Client> {

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod escape;
 pub mod filter;
 pub mod goflags;
+pub mod handover;
 pub mod json;
 pub mod kmsg;
 pub mod meta;

@@ -3,6 +3,7 @@
 use memlog::daemon::config::{Args, Config, SPEC};
 use memlog::daemon::{self, sockets::Bound, Daemon};
 use memlog::{goflags, sys};
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
@@ -13,7 +14,9 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("memlogd: {e}");
+            // Not eprintln!: a stderr that is gone (init-shim start closes
+            // its end once memlogd serves) must not turn an exit into a panic.
+            let _ = writeln!(std::io::stderr(), "memlogd: {e}");
             ExitCode::FAILURE
         }
     }

@@ -17,6 +17,8 @@ pub const DEFAULT_QUERY_SOCKET: &str = "/var/run/memlogdq.sock";
 pub const SELF_SOURCE: &[u8] = b"memlogd";
 /// What follows the mode byte in an extended request.
 pub const EXT_MAGIC: &[u8] = b"memlog/1";
+/// [`EXT_MAGIC`] as text (it starts every reply on the log socket).
+pub const EXT_MAGIC_STR: &str = "memlog/1";
 /// Protocol extension version.
 pub const EXT_VERSION: u64 = 1;
 /// Longest extended request line the daemon accepts.

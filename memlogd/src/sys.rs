@@ -22,6 +22,83 @@ pub struct Received {
     /// The sender's credentials (`SCM_CREDENTIALS`; the socket needs
     /// `SO_PASSCRED`, see [`set_passcred`]).
     pub creds: Option<Creds>,
+    /// The sender's address, when its socket is bound (see [`reply_to`]).
+    pub peer: Option<Peer>,
+}
+
+/// The address of a bound datagram sender (a path or an abstract name),
+/// to answer it with [`reply_to`].
+#[derive(Clone, Copy)]
+pub struct Peer {
+    addr: libc::sockaddr_un,
+    len: libc::socklen_t,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Peer({} bytes)", self.len)
+    }
+}
+
+/// Sends one datagram to `to` from `sock` without ever blocking (a sender
+/// that does not read its replies, or went away, costs one failed send).
+pub fn reply_to(sock: BorrowedFd<'_>, to: &Peer, payload: &[u8]) -> io::Result<()> {
+    // SAFETY: `to.addr` is a sockaddr_un the kernel filled, `to.len` its
+    // length; the payload buffer is live for the call.
+    let n = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            payload.as_ptr().cast(),
+            payload.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            (&to.addr as *const libc::sockaddr_un).cast(),
+            to.len,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A `SOCK_DGRAM` Unix socket bound to an abstract name the kernel picks
+/// (autobind), so that the socket it sends to can answer.
+pub fn autobound_datagram() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_un is plain data; zeroed is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    // SAFETY: binding with only the family asks for autobind; `addr` is
+    // live for the call and at least that long.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Bytes this socket sent that the receiver has not read yet (`SIOCOUTQ`;
+/// for a Unix datagram socket, 0 once every datagram was received).
+pub fn unread_sent_bytes(sock: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int, which we own.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut n as *mut libc::c_int) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 fn cmsg_space_bytes(n: usize) -> usize {
@@ -49,13 +126,18 @@ pub fn recv_msg(
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
+    // SAFETY: sockaddr_un is plain data; zeroed is a valid value.
+    let mut from: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     // SAFETY: msghdr is plain data; zeroed is a valid initial value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut from as *mut libc::sockaddr_un).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr().cast();
     msg.msg_controllen = cbuf.len() * 8;
-    // SAFETY: msg points at live buffers (buf, cbuf, iov) for the whole call.
+    // SAFETY: msg points at live buffers (from, buf, cbuf, iov) for the
+    // whole call.
     let n = unsafe {
         libc::recvmsg(
             sock.as_raw_fd(),
@@ -73,6 +155,13 @@ pub fn recv_msg(
         full_len,
         fds_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
         creds: None,
+        // An unbound sender has an address of the family alone.
+        peer: (msg.msg_namelen as usize > std::mem::size_of::<libc::sa_family_t>()).then_some(
+            Peer {
+                addr: from,
+                len: msg.msg_namelen,
+            },
+        ),
     };
     // SAFETY: the CMSG_* macros walk the control buffer the kernel filled,
     // bounded by msg_controllen. An SCM_RIGHTS payload is an array of ints

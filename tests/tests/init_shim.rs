@@ -47,8 +47,7 @@ fn stale_socket(p: &Path) {
 
 // ---------------------------------------------------------------- start
 
-/// `init-shim start` run to completion. Its stdout and stderr go to files:
-/// memlogd inherits them and keeps them open (a pipe would never end).
+/// `init-shim start` run to completion, its stdout and stderr in files.
 struct StartRun {
     status: std::process::ExitStatus,
     stdout: String,
@@ -167,6 +166,44 @@ fn start_returns_once_memlogd_serves_with_syslog_and_kernel_log_ready() {
         "{cmdline}"
     );
     m.assert_serves();
+}
+
+#[test]
+fn start_in_a_command_substitution_returns() {
+    // `x=$(init-shim start ... 2>&1)`: the shell reads the pipe to its end,
+    // so memlogd must hold neither stdout nor stderr.
+    let dir = TempDir::new("shim-subst");
+    let (log, query) = (dir.join("log.sock"), dir.join("q.sock"));
+    let mut child = shim()
+        .arg("start")
+        .args(socket_args(&log, &query))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn init-shim start");
+    let (mut out, mut err) = (
+        child.stdout.take().expect("out"),
+        child.stderr.take().expect("err"),
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut o = String::new();
+        let mut e = String::new();
+        let _ = out.read_to_string(&mut o);
+        let _ = err.read_to_string(&mut e);
+        let _ = tx.send((o, e));
+    });
+    let got = rx.recv_timeout(TIMEOUT);
+    let st = wait_child(&mut child, TIMEOUT).expect("init-shim start returns");
+    let pid = pids_holding_socket(&query)
+        .into_iter()
+        .find(|&p| p != std::process::id());
+    let m = pid.map(|p| Memlogd::adopt(dir, p, log, query));
+    let (o, e) = got.expect("stdout and stderr reach their end while memlogd runs");
+    assert!(st.success(), "{o}{e}");
+    assert!(o.starts_with("memlogd started: pid "), "{o}");
+    assert_eq!(e, "");
+    m.expect("memlogd runs").assert_serves();
 }
 
 #[test]

@@ -6,7 +6,7 @@ use super::lines::LineSplitter;
 use super::slab::Key;
 use super::{Daemon, KIND_INPUT};
 use crate::ring::{FLAG_TRUNCATED, NO_PRI};
-use crate::{kmsg, meta, sys, syslog, timefmt};
+use crate::{kmsg, meta, proto, sys, syslog, timefmt};
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 use nix::sys::stat::{fstat, SFlag};
 use std::io;
@@ -77,8 +77,38 @@ impl Daemon {
         }
     }
 
+    /// One datagram: its fds become inputs. A bound sender (our init-shim
+    /// binds to an abstract name) is told how many were taken, and why not
+    /// the others, so it can log elsewhere instead of into a dead end
+    /// (PROTOCOL.md, "Replies"). LinuxKit's senders are unbound and get none.
     fn on_datagram(&mut self, name: &[u8], got: &sys::Received, fds: Vec<OwnedFd>) {
+        let offered = fds.len();
+        let before = self.counters.inputs_total;
+        self.refusal = None;
+        self.take_fds(name, got, fds);
+        let Some(peer) = &got.peer else {
+            return;
+        };
+        let accepted = self.counters.inputs_total - before;
+        let mut reply = format!("{} accepted {accepted} of {offered}", proto::EXT_MAGIC_STR);
+        if let Some(why) = self.refusal.take() {
+            if accepted < offered as u64 || offered == 0 {
+                reply.push_str(": ");
+                reply.push_str(&why);
+            }
+        }
+        reply.push('\n');
+        if sys::reply_to(self.log_sock.fd.as_fd(), peer, reply.as_bytes()).is_err() {
+            self.counters.replies_failed += 1;
+        }
+    }
+
+    fn take_fds(&mut self, name: &[u8], got: &sys::Received, fds: Vec<OwnedFd>) {
         if got.fds_truncated {
+            self.refusal = Some(
+                "the kernel dropped fds of this datagram (memlogd may be out of file descriptors)"
+                    .into(),
+            );
             self.counters.fds_dropped += 1;
             self.note(format!(
                 "fds passed with name {} were dropped by the kernel (memlogd may be out of file descriptors)",
@@ -87,6 +117,7 @@ impl Daemon {
         }
         if fds.is_empty() {
             if !got.fds_truncated {
+                self.refusal = Some("the datagram carried no fd".into());
                 self.counters.datagrams_without_fds += 1;
                 self.note(format!(
                     "ignored a datagram without fds on the log socket (name {})",
@@ -96,6 +127,10 @@ impl Daemon {
             return;
         }
         if got.payload_truncated || name.len() > self.cfg.max_name_len {
+            self.refusal = Some(format!(
+                "name of {} bytes is longer than -max-name-len {}",
+                got.full_len, self.cfg.max_name_len
+            ));
             self.counters.names_refused += 1;
             self.counters.inputs_refused += fds.len() as u64;
             self.note(format!(
@@ -112,6 +147,7 @@ impl Daemon {
     }
 
     fn refuse_input(&mut self, name: &[u8], why: String) {
+        self.refusal = Some(why.clone());
         self.counters.inputs_refused += 1;
         self.note(format!("refused an fd for {}: {why}", show(name)));
     }

@@ -107,6 +107,8 @@ pub struct Daemon {
     pending_reports: Vec<(Box<[u8]>, u64)>,
     /// Wall-clock time of boot (for kernel log timestamps).
     boot_time_ns: i64,
+    /// Why the last fd of the datagram at hand was refused (for the reply).
+    refusal: Option<String>,
 }
 
 /// Wall-clock time at which the monotonic clock read zero (kernel log
@@ -242,6 +244,7 @@ impl Daemon {
             rate,
             pending_reports: Vec::new(),
             boot_time_ns: boot_time_ns(),
+            refusal: None,
         };
         d.note("memlogd started".into());
         if let Some(p) = d.cfg.kmsg.clone() {

@@ -36,6 +36,9 @@ pub struct Counters {
     pub echo_dropped: u64,
     /// memlogd's own messages dropped by its rate limit.
     pub selflog_suppressed: u64,
+    /// Replies to bound senders on the log socket that could not be sent
+    /// (the sender went away or does not read them).
+    pub replies_failed: u64,
 }
 
 /// Live figures that are not counters.
@@ -54,7 +57,7 @@ pub struct Gauges {
 impl Counters {
     /// Appends the stats reply line.
     pub fn encode(&self, g: &Gauges, out: &mut Vec<u8>) {
-        let pairs: [(&str, u64); 24] = [
+        let pairs: [(&str, u64); 25] = [
             ("first", g.first),
             ("next", g.next),
             ("records", g.records),
@@ -79,6 +82,7 @@ impl Counters {
             ("kmsg_lost", self.kmsg_lost),
             ("echo_dropped", self.echo_dropped),
             ("selflog_suppressed", self.selflog_suppressed),
+            ("replies_failed", self.replies_failed),
         ];
         out.extend_from_slice(
             format!("{{\"memlog\":{},\"stats\":true", crate::proto::EXT_VERSION).as_bytes(),

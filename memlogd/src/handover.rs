@@ -1,0 +1,221 @@
+//! The sender's side of the log socket: hand memlogd fds under a name, and
+//! learn whether it took them (PROTOCOL.md, "Replies").
+//!
+//! The datagram is exactly LinuxKit's (the name, the fds), so LinuxKit's
+//! memlogd takes it as always. Our socket is bound to an abstract name the
+//! kernel picks and connected to memlogd's log socket, so memlogd can
+//! answer it (`memlog/1 accepted A of N[: why]`) and nobody else can (a
+//! connected datagram socket only receives from its peer). LinuxKit's
+//! memlogd never answers; a sender cannot wait forever for that, nor wait
+//! long. It watches its own send queue (`SIOCOUTQ`): once memlogd has read
+//! the datagram, our memlogd's answer follows in the same loop turn, so it
+//! waits [`GRACE`] for it and then takes the silence for LinuxKit's
+//! (the fds then count as taken, as they always did). A memlogd that does
+//! not read the datagram within [`TAKE_TIMEOUT`] (hung, stopped) is
+//! reported as an error, so the caller logs elsewhere.
+
+use crate::{proto, sys};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long memlogd may take to read a datagram (and a send to a full queue
+/// may block) before the sender gives up.
+pub const TAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long after memlogd read the datagram its answer may take before the
+/// sender concludes that this memlogd does not answer (LinuxKit's).
+pub const GRACE: Duration = Duration::from_millis(100);
+
+/// What became of the fds handed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// memlogd took every fd.
+    Taken,
+    /// memlogd refused some or all of them (and closed those): why.
+    Refused(String),
+    /// memlogd read the datagram but does not answer (LinuxKit's): as before
+    /// replies existed, the fds count as taken.
+    Unconfirmed,
+}
+
+/// A connection to memlogd's log socket.
+#[derive(Debug)]
+pub struct LogSocket {
+    sock: UnixDatagram,
+    /// Whether this memlogd answers (`None` until known).
+    answers: Option<bool>,
+}
+
+impl LogSocket {
+    /// Connects to the log socket at `path`.
+    pub fn connect(path: &Path) -> io::Result<LogSocket> {
+        let sock = UnixDatagram::from(sys::autobound_datagram()?);
+        sock.connect(path)?;
+        sock.set_write_timeout(Some(TAKE_TIMEOUT))?;
+        Ok(LogSocket {
+            sock,
+            answers: None,
+        })
+    }
+
+    /// Sends `name` and `fds` in one datagram and waits (bounded) for the
+    /// answer. The fds stay ours; the caller closes its copies after.
+    pub fn hand_over(&mut self, name: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<Outcome> {
+        // An answer to an earlier datagram that came too late is not ours.
+        self.drain();
+        sys::send_with_fds(self.sock.as_fd(), name, fds)?;
+        if self.answers == Some(false) {
+            return Ok(Outcome::Unconfirmed);
+        }
+        let start = Instant::now();
+        let mut read_at = None;
+        loop {
+            if let Some(reply) = self.try_reply()? {
+                self.answers = Some(true);
+                return Ok(parse(&reply, fds.len()));
+            }
+            let now = Instant::now();
+            if read_at.is_none() && sys::unread_sent_bytes(self.sock.as_fd())? == 0 {
+                read_at = Some(now);
+            }
+            match read_at {
+                Some(t) if now.duration_since(t) >= GRACE => {
+                    self.answers = Some(false);
+                    return Ok(Outcome::Unconfirmed);
+                }
+                None if now.duration_since(start) >= TAKE_TIMEOUT => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "memlogd did not take the fds within {} s",
+                            TAKE_TIMEOUT.as_secs()
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+            let mut pfd = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut pfd, PollTimeout::from(10u8)) {
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Reads one answer if one is queued (never blocks).
+    fn try_reply(&self) -> io::Result<Option<Vec<u8>>> {
+        let mut pfd = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut pfd, PollTimeout::ZERO) {
+            Ok(0) | Err(nix::Error::EINTR) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut buf = [0u8; 1024];
+        match self.sock.recv(&mut buf) {
+            Ok(n) if buf[..n].starts_with(proto::EXT_MAGIC) => Ok(Some(buf[..n].to_vec())),
+            // Not an answer: ignore it.
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn drain(&self) {
+        while let Ok(Some(_)) = self.try_reply() {}
+    }
+}
+
+/// Reads `memlog/1 accepted A of N[: why]` for a datagram of `sent` fds.
+fn parse(reply: &[u8], sent: usize) -> Outcome {
+    let text = String::from_utf8_lossy(reply);
+    let rest = text
+        .trim_end()
+        .strip_prefix(proto::EXT_MAGIC_STR)
+        .unwrap_or("")
+        .trim_start();
+    let (counts, why) = rest.split_once(": ").unwrap_or((rest, ""));
+    let accepted = counts
+        .strip_prefix("accepted ")
+        .and_then(|c| c.split_once(" of "))
+        .and_then(|(a, _)| a.parse::<usize>().ok());
+    match accepted {
+        Some(a) if a >= sent => Outcome::Taken,
+        Some(a) => Outcome::Refused(if why.is_empty() {
+            format!("memlogd took {a} of {sent} fds")
+        } else {
+            why.to_owned()
+        }),
+        None => Outcome::Refused(format!("unexpected answer from memlogd: {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn answers_are_read() {
+        assert_eq!(parse(b"memlog/1 accepted 1 of 1\n", 1), Outcome::Taken);
+        assert_eq!(
+            parse(b"memlog/1 accepted 0 of 1: -max-inputs 2 reached\n", 1),
+            Outcome::Refused("-max-inputs 2 reached".into())
+        );
+        assert_eq!(
+            parse(b"memlog/1 accepted 0 of 0: the kernel dropped fds\n", 1),
+            Outcome::Refused("the kernel dropped fds".into())
+        );
+        assert!(matches!(parse(b"memlog/1 what\n", 1), Outcome::Refused(_)));
+    }
+
+    #[test]
+    fn a_server_that_never_answers_is_unconfirmed_quickly() {
+        let dir = std::env::temp_dir().join(format!("memlog-handover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("log.sock");
+        let server = UnixDatagram::bind(&path).expect("bind");
+        let mut c = LogSocket::connect(&path).expect("connect");
+        let (_a, b) = UnixStream::pair().expect("pair");
+        // A reader that takes the datagram and says nothing (LinuxKit's).
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let mut fds = Vec::new();
+            while sys::recv_msg(server.as_fd(), &mut buf, &mut fds).is_err() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            server
+        });
+        // Read but not answered: unconfirmed (not the timeout's error).
+        assert_eq!(
+            c.hand_over(b"svc", &[b.as_fd()]).expect("sent"),
+            Outcome::Unconfirmed
+        );
+        let server = t.join().expect("thread");
+        // A second datagram does not wait again: this server never answers.
+        assert_eq!(c.answers, Some(false));
+        assert_eq!(
+            c.hand_over(b"svc", &[b.as_fd()]).expect("sent"),
+            Outcome::Unconfirmed
+        );
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_server_that_reads_nothing_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("memlog-handover2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("log.sock");
+        let _server = UnixDatagram::bind(&path).expect("bind");
+        let mut c = LogSocket::connect(&path).expect("connect");
+        let (_a, b) = UnixStream::pair().expect("pair");
+        let e = c.hand_over(b"svc", &[b.as_fd()]).expect_err("nobody reads");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
