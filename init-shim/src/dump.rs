@@ -12,8 +12,8 @@
 use argh::FromArgs;
 use memlog::client::Client;
 use memlog::goflags::{self, Spec};
-use memlog::json;
 use memlog::proto::{self, Line, Mode, Record, Request};
+use memlog::{escape, json};
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -75,7 +75,7 @@ fn write_record(out: &mut Vec<u8>, r: &Record, f: Format) {
     match f {
         Format::Text => r.write_text(out),
         Format::Plain => {
-            out.extend_from_slice(r.msg.as_bytes());
+            escape::write(out, r.msg_bytes());
             out.push(b'\n');
         }
         Format::Json => {
@@ -92,6 +92,15 @@ fn write_record(out: &mut Vec<u8>, r: &Record, f: Format) {
                 json::write_str(out, k.as_bytes());
                 out.push(b':');
                 json::write_str(out, v.as_bytes());
+            }
+            // Bytes that are not UTF-8, exactly (as memlogd sends them).
+            for (k, v) in [("source_raw", &r.source_raw), ("msg_raw", &r.msg_raw)] {
+                if let Some(v) = v {
+                    out.push(b',');
+                    json::write_str(out, k.as_bytes());
+                    out.push(b':');
+                    json::write_raw(out, v);
+                }
             }
             let nums = [
                 ("severity", r.severity.map(u64::from)),
@@ -159,7 +168,20 @@ fn dump_files(dir: &Path, names: &[String]) -> Result<bool, Error> {
         match std::fs::read(&p) {
             Ok(data) => {
                 any = true;
-                out.write_all(&data).map_err(Error::Stdout)?;
+                // The file holds a command's raw output: one line at a time,
+                // control characters escaped, as for memlogd's records.
+                let mut text = Vec::with_capacity(data.len());
+                for line in data.split_inclusive(|&b| b == b'\n') {
+                    let (body, nl) = match line.strip_suffix(b"\n") {
+                        Some(b) => (b, true),
+                        None => (line, false),
+                    };
+                    escape::write(&mut text, body);
+                    if nl {
+                        text.push(b'\n');
+                    }
+                }
+                out.write_all(&text).map_err(Error::Stdout)?;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::Memlogd(format!("cannot read {}: {e}", p.display()))),
@@ -267,5 +289,26 @@ mod tests {
             panic!("not a record: {}", String::from_utf8_lossy(line))
         };
         assert_eq!(back, r);
+        // Text is one line whatever the message holds; JSON keeps the bytes.
+        let r = Record {
+            msg: "a\nb\u{1b}[2J".into(),
+            msg_raw: Some(b"a\nb\x1b[2J\xff".to_vec()),
+            ..rec()
+        };
+        for f in [Format::Text, Format::Plain] {
+            let mut v = Vec::new();
+            write_record(&mut v, &r, f);
+            assert!(
+                v.ends_with(b"a\\nb\\x1b[2J\\xff\n"),
+                "{}",
+                String::from_utf8_lossy(&v)
+            );
+        }
+        let mut v = Vec::new();
+        write_record(&mut v, &r, Format::Json);
+        let Ok(Line::Record(back)) = proto::decode_line(&v[..v.len() - 1]) else {
+            panic!("not a record")
+        };
+        assert_eq!(back.msg_bytes(), b"a\nb\x1b[2J\xff");
     }
 }

@@ -1,7 +1,11 @@
 //! Output formats (`-o`) and colour by severity. The default is LinuxKit's
-//! `TIME;SOURCE;MSG`, byte for byte.
+//! `TIME;SOURCE;MSG`, byte for byte for text without control characters.
+//! Every text format writes sources and messages through `memlog::escape`
+//! (a newline is `\n`, ESC is `\x1b`, invalid UTF-8 `\xNN`): one record is
+//! one line, and a message cannot drive the terminal. JSON keeps the bytes.
 
 use chrono::{DateTime, Datelike, Local, Offset, Timelike};
+use memlog::escape;
 use memlog::proto::Record;
 use std::io::Write;
 
@@ -94,30 +98,30 @@ impl Format {
             Format::LinuxKit => r.write_text(out),
             Format::Json => r.write_json(out),
             Format::Cat => {
-                out.extend_from_slice(r.msg.as_bytes());
+                escape::write(out, r.msg_bytes());
                 out.push(b'\n');
             }
             Format::Kmsg => {
-                out.extend_from_slice(r.time.as_bytes());
+                escape::write(out, r.time.as_bytes());
                 out.push(b',');
-                escape_semicolons(out, &r.source);
+                escape::write_with(out, r.source_bytes(), Some(b';'));
                 out.push(b';');
-                out.extend_from_slice(r.msg.as_bytes());
+                escape::write(out, r.msg_bytes());
                 out.push(b'\n');
             }
             Format::Short | Format::Precise | Format::Iso | Format::IsoPrecise => {
                 match r.time_ns() {
                     Some(ns) => self.write_local(out, ns),
                     // A time we cannot read is shown as sent.
-                    None => out.extend_from_slice(r.time.as_bytes()),
+                    None => escape::write(out, r.time.as_bytes()),
                 }
                 out.push(b' ');
-                out.extend_from_slice(r.source.as_bytes());
+                escape::write(out, r.source_bytes());
                 if let Some(pid) = r.pid {
                     out.extend_from_slice(format!("[{pid}]").as_bytes());
                 }
                 out.extend_from_slice(b": ");
-                out.extend_from_slice(r.msg.as_bytes());
+                escape::write(out, r.msg_bytes());
                 out.push(b'\n');
             }
         }
@@ -126,15 +130,6 @@ impl Format {
     /// Whether lines of this format may be coloured (not JSON).
     pub fn colourable(self) -> bool {
         self != Format::Json
-    }
-}
-
-fn escape_semicolons(out: &mut Vec<u8>, s: &str) {
-    for &b in s.as_bytes() {
-        if b == b';' {
-            out.push(b'\\');
-        }
-        out.push(b);
     }
 }
 
@@ -205,6 +200,37 @@ mod tests {
             show(Format::Json, &r),
             "{\"seq\":7,\"time\":\"2026-11-21T12:00:00.123456789Z\",\"source\":\"a;b\",\"msg\":\"hello; world\"}\n"
         );
+    }
+
+    #[test]
+    fn every_text_format_escapes_control_characters() {
+        let r = Record {
+            time: "T".into(),
+            source: "s\x1b".into(),
+            msg: "a\nNov 21 12:00:00 sshd[1]: forged\x1b[2J".into(),
+            msg_raw: Some(b"a\nNov 21 12:00:00 sshd[1]: forged\x1b[2J\xff".to_vec()),
+            ..Record::default()
+        };
+        for f in [
+            Format::LinuxKit,
+            Format::Short,
+            Format::Precise,
+            Format::Iso,
+            Format::IsoPrecise,
+            Format::Kmsg,
+            Format::Cat,
+        ] {
+            let s = show(f, &r);
+            assert_eq!(s.matches('\n').count(), 1, "{f:?}: {s}");
+            assert!(
+                s.ends_with("a\\nNov 21 12:00:00 sshd[1]: forged\\x1b[2J\\xff\n"),
+                "{f:?}: {s}"
+            );
+            assert!(!s.contains('\x1b'), "{f:?}: {s}");
+        }
+        // JSON keeps the bytes (escaped the JSON way).
+        let j = show(Format::Json, &r);
+        assert!(j.contains("\\n") && j.contains("\"msg_raw\""), "{j}");
     }
 
     #[test]

@@ -456,7 +456,16 @@ impl Session {
         c.instance = Some(instance);
         c.dump_next = Some(next);
         let start = match c.after {
-            Some(p) if p.instance == instance => p.seq + 1,
+            Some(p) if p.instance == instance && p.seq < next => p.seq + 1,
+            Some(p) if p.instance == instance => {
+                let _ = self.flush_stdout();
+                eprintln!(
+                    "logread: {} ({p}) is ahead of memlogd's newest record ({}): it was not saved by this memlogd; printing from its oldest record",
+                    self.what_after(c),
+                    next.saturating_sub(1)
+                );
+                first
+            }
             Some(p) => {
                 let _ = self.flush_stdout();
                 eprintln!(

@@ -266,4 +266,11 @@ fn echo_prints_records_to_stdout_only_when_asked() {
     let time = line.split(';').next().expect("time");
     assert!(is_rfc3339_nano_utc(time), "{line:?}");
     assert_eq!(quiet.stdout(), "");
+    // A console is a terminal: control characters are escaped, never sent.
+    let mut w = loud.writer("esc");
+    w.write_all(b"\x1b]0;owned\x07\rred\n").expect("write");
+    wait_until("the escaped echo", || {
+        loud.stdout().contains(";esc;\\x1b]0;owned\\x07\\rred\n")
+    });
+    assert!(!loud.stdout().contains('\x1b'));
 }

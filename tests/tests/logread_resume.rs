@@ -607,7 +607,11 @@ fn retry_resumes_after_the_last_record_seen_of_the_same_instance() {
                 req[0],
                 String::from_utf8_lossy(&req[1..]).trim_end()
             ));
-            let hello = "{\"memlog\":1,\"instance\":\"00000000000000ab\",\"first\":0,\"next\":5}\n";
+            // As memlogd: `next` is after the records it holds.
+            let next = if i == 0 { 7 } else { 8 };
+            let hello = format!(
+                "{{\"memlog\":1,\"instance\":\"00000000000000ab\",\"first\":0,\"next\":{next}}}\n"
+            );
             let body = if i == 0 {
                 format!("{hello}{}{}", rec(5), rec(6))
             } else {
@@ -638,4 +642,62 @@ fn retry_resumes_after_the_last_record_seen_of_the_same_instance() {
         "no restart note: same instance"
     );
     server.join().expect("server");
+}
+
+#[test]
+fn cursor_file_ahead_of_memlogd_prints_from_the_oldest_and_says_so() {
+    let m = Memlogd::start(&[]);
+    let mut w = m.writer("svc");
+    write_lines(&mut w, "a", 0..5);
+    m.wait_msg("svc", "a4");
+    let dir = TempDir::new("cursor-ahead");
+    let cursor = dir.join("cursor");
+    // This memlogd's instance, a sequence number it never reached.
+    let ahead = Position {
+        instance: instance(&m),
+        seq: 1_000_000,
+    };
+    std::fs::write(&cursor, format!("{ahead}\n")).expect("write");
+    let c = cursor.to_str().expect("utf8");
+    let (out, err) = ok(
+        m.query_socket(),
+        &["--cursor-file", c, "-s", "svc", "-o", "cat"],
+    );
+    assert_eq!(out, lines("a", 0..5), "nothing skipped");
+    assert!(err.contains("is ahead of memlogd's newest record"), "{err}");
+    // The saved position is this memlogd's again: the next run is exact.
+    assert_eq!(cursor_at(&cursor).instance, ahead.instance);
+    assert!(cursor_at(&cursor).seq < 1_000_000);
+    write_lines(&mut w, "b", 0..2);
+    m.wait_msg("svc", "b1");
+    let (out, _) = ok(
+        m.query_socket(),
+        &["--cursor-file", c, "-s", "svc", "-o", "cat"],
+    );
+    assert_eq!(out, lines("b", 0..2));
+}
+
+#[test]
+fn cursor_file_that_is_not_a_small_regular_file_is_refused_at_once() {
+    let m = Memlogd::start(&[]);
+    let dir = TempDir::new("cursor-odd");
+    let fifo = dir.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let zero = dir.join("zero");
+    std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+    for p in [&fifo, &zero] {
+        // run() is bounded: a hang on the FIFO or an endless read of
+        // /dev/zero would fail it.
+        let out = run(
+            m.query_socket(),
+            &["--cursor-file", p.to_str().expect("utf8")],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", p.display());
+        assert!(
+            err.contains("not a regular file") || err.contains("symbolic link"),
+            "{err}"
+        );
+    }
 }

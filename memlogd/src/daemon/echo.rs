@@ -55,14 +55,10 @@ impl Echo {
         }
         crate::timefmt::write_rfc3339_nano(&mut self.batch, time_ns);
         self.batch.push(b';');
-        for &b in source {
-            if b == b';' {
-                self.batch.push(b'\\');
-            }
-            self.batch.push(b);
-        }
+        // A console is a terminal: control characters escaped (crate::escape).
+        crate::escape::write_with(&mut self.batch, source, Some(b';'));
         self.batch.push(b';');
-        self.batch.extend_from_slice(msg);
+        crate::escape::write(&mut self.batch, msg);
         self.batch.push(b'\n');
         self.batch_lines += 1;
         if self.batch.len() >= BATCH {

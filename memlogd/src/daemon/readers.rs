@@ -437,7 +437,10 @@ impl Daemon {
                     self.ring.next_seq(),
                 );
                 r.cursor = match req.after {
-                    Some(p) if p.instance == instance => {
+                    // A position at or past `next` was never handed out by
+                    // this instance (a damaged or foreign saved position):
+                    // like another instance's, it starts at the oldest.
+                    Some(p) if p.instance == instance && p.seq < self.ring.next_seq() => {
                         let want = p.seq.saturating_add(1);
                         if want < self.ring.first_seq() {
                             // Records between the client's position and the
