@@ -1658,7 +1658,63 @@ fn write_out(o: &Opts, r: &Report, ran: &[Ran], tmp: &Path) -> Res<()> {
             put(raw.join(format!("{}.json", x.name)), &data)?;
         }
     }
-    put(o.out.join("report.md"), r.md.as_bytes())
+    put(o.out.join("report.md"), r.md.as_bytes())?;
+    // The README's size table is made from the report, never by hand.
+    let ws = memlog_tests::workspace_dir();
+    if o.out == ws.join("docs/bench") {
+        let readme = ws.join("README.md");
+        let text = fs::read_to_string(&readme)
+            .map_err(|e| format!("reading {}: {e}", readme.display()))?;
+        match readme_with_sizes(&text, &r.md) {
+            Some(new) => put(readme, new.as_bytes())?,
+            None => eprintln!(
+                "memlog-report: README.md has no {SIZES_BEGIN} block, or the report no size table: not updated"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Markers of the generated size table in README.md.
+const SIZES_BEGIN: &str =
+    "<!-- sizes: made by memlog-report from docs/bench/report.md, section 7; do not edit -->";
+const SIZES_END: &str = "<!-- end of sizes -->";
+
+/// The binary size table of a report (section 7), as README.md shows it.
+fn sizes_block(report: &str) -> Option<String> {
+    let sec = &report[report.find("## 7. Binary sizes")?..];
+    let table: Vec<&str> = sec
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    if table.len() < 3 {
+        return None;
+    }
+    // The machine table's `| commit | `HASH (branch ...)` |` row.
+    let commit = report
+        .lines()
+        .find(|l| l.starts_with("| commit |"))
+        .and_then(|l| l.split('`').nth(1))
+        .and_then(|c| c.split_whitespace().next())
+        .map(|c| format!(" (commit {c})"))
+        .unwrap_or_default();
+    Some(format!(
+        "{SIZES_BEGIN}\nFrom the latest benchmark report{commit}, [docs/bench/report.md](docs/bench/report.md#7-binary-sizes):\n\n{}\n{SIZES_END}",
+        table.join("\n")
+    ))
+}
+
+/// `readme` with its size block replaced by the one of `report`.
+fn readme_with_sizes(readme: &str, report: &str) -> Option<String> {
+    let start = readme.find(SIZES_BEGIN)?;
+    let end = start + readme[start..].find(SIZES_END)? + SIZES_END.len();
+    Some(format!(
+        "{}{}{}",
+        &readme[..start],
+        sizes_block(report)?,
+        &readme[end..]
+    ))
 }
 
 fn main() {
@@ -1676,6 +1732,18 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_sizes_are_the_reports() {
+        let ws = memlog_tests::workspace_dir();
+        let readme = fs::read_to_string(ws.join("README.md")).expect("README.md");
+        let report = fs::read_to_string(ws.join("docs/bench/report.md")).expect("report.md");
+        let made = readme_with_sizes(&readme, &report).expect("a size block in both");
+        assert!(
+            made == readme,
+            "README.md's size table differs from docs/bench/report.md: run memlog-report (it rewrites the block), do not edit it by hand"
+        );
+    }
 
     fn data(bench: &str) -> Data {
         Data {
