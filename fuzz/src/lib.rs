@@ -1395,6 +1395,39 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
     Ok(())
 }
 
+// ---------------------------------------------------------------- escape
+
+/// Text output (`memlog::escape`, issue 16 item 11): whatever the bytes,
+/// the escaped form is valid UTF-8, holds no control character but TAB (so
+/// it is one line and cannot drive a terminal), and keeps every printable
+/// character; and the lossless JSON form of bytes that are not UTF-8
+/// (`json::write_raw`, item 15) parses back to exactly those bytes.
+pub fn escape(data: &[u8]) {
+    let mut out = Vec::new();
+    memlog::escape::write_with(&mut out, data, Some(b';'));
+    let text = std::str::from_utf8(&out).expect("escaped text is UTF-8");
+    for c in text.chars() {
+        let u = c as u32;
+        assert!(
+            c == '\t' || !(u < 0x20 || (0x7f..=0x9f).contains(&u)),
+            "control character {u:#x} in {text:?}"
+        );
+    }
+    // Plain printable ASCII without `;` is kept as it is.
+    if data.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b';') {
+        assert_eq!(out, data);
+    }
+    let mut line = b"{\"k\":".to_vec();
+    json::write_raw(&mut line, data);
+    line.push(b'}');
+    let obj = json::parse_object(&line).expect("write_raw gives a JSON string");
+    let back = json::get(&obj, "k")
+        .and_then(json::Value::as_str)
+        .and_then(json::decode_raw)
+        .expect("decodes");
+    assert_eq!(back, data);
+}
+
 #[cfg(test)]
 mod tests {
     /// Each target on a few fixed inputs (the fuzzers themselves run in CI
@@ -1422,6 +1455,7 @@ mod tests {
             super::lines(i);
             super::names(i);
             super::ring(i);
+            super::escape(i);
         }
     }
 }
