@@ -27,7 +27,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 
@@ -258,7 +258,7 @@ const FORWARDED: [Signal; 6] = [
 ];
 
 /// Blocks the signals init-shim handles and returns a signalfd for them.
-/// The command must not inherit the mask: see [`unblock_in_child`].
+/// The command must not inherit the mask: see [`sys::unblock_signals_in_child`].
 fn signals() -> nix::Result<SignalFd> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
@@ -267,23 +267,6 @@ fn signals() -> nix::Result<SignalFd> {
     }
     mask.thread_block()?;
     SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-}
-
-/// Makes the command start with no signal blocked (a blocked mask survives
-/// exec, and std's spawn keeps it).
-fn unblock_in_child(cmd: &mut Command) {
-    // SAFETY: the closure runs in the child between fork and exec; it only
-    // calls sigprocmask(2), which is async-signal-safe, on a local set.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&SigSet::empty()),
-                None,
-            )
-            .map_err(io::Error::from)
-        });
-    }
 }
 
 /// Reads from a pipe per turn, so that a command writing without pause
@@ -426,7 +409,7 @@ fn run(args: Args) -> u8 {
     let mut cmd = Command::new(cmd0);
     cmd.args(&command[1..]);
     let cmd0 = Path::new(cmd0).display();
-    unblock_in_child(&mut cmd);
+    sys::unblock_signals_in_child(&mut cmd);
     if args.tee {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     } else {

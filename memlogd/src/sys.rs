@@ -350,6 +350,25 @@ pub fn random_u64() -> u64 {
     }
 }
 
+/// Makes a command start with no signal blocked: a blocked mask survives
+/// exec, and std's spawn keeps it, so a program that blocks the signals it
+/// reads through a signalfd must clear the mask in the children it starts.
+pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // calls sigprocmask(2), which is async-signal-safe, on a local set.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            )
+            .map_err(io::Error::from)
+        });
+    }
+}
+
 /// Ignores SIGPIPE so writes to a vanished peer fail with EPIPE instead.
 pub fn ignore_sigpipe() {
     // SAFETY: installing SIG_IGN for SIGPIPE has no memory effects.

@@ -52,18 +52,7 @@ fn service(log_sock: &Path, name: &str, script: &str) -> std::io::Result<Child> 
 /// demo only, and the demo stops them in order; and no blocked signal (the
 /// demo blocks the ones it waits for, and a mask survives exec).
 fn own_group(cmd: &mut Command) -> &mut Command {
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // calls sigprocmask(2), which is async-signal-safe, on a local set.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&SigSet::empty()),
-                None,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
+    sys::unblock_signals_in_child(cmd);
     cmd.process_group(0)
 }
 
