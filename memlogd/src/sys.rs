@@ -269,6 +269,60 @@ pub fn ignore_sigpipe() {
     }
 }
 
+/// Signals whose default action ends the process and that memlogd ignores
+/// (SIG_IGN): a stray `kill -ALRM`, a timer or I/O signal nobody asked for,
+/// a resource-limit signal, or any real-time signal must not cost the
+/// buffer. SIGPIPE is among them (writes to a vanished peer fail with EPIPE
+/// instead). The stop signals and SIGHUP/SIGUSR1/SIGUSR2 are not here: the
+/// daemon blocks them and reads them from a signalfd.
+pub fn ignored_signals() -> Vec<libc::c_int> {
+    let mut v = vec![
+        libc::SIGPIPE,
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGSTKFLT,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGTTOU,
+    ];
+    // SIGRTMIN() skips the signals the C library keeps for itself (glibc's
+    // thread cancellation and setxid broadcast), which must keep their
+    // handlers.
+    v.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    v
+}
+
+/// Sets the action of every signal of [`ignored_signals`] to SIG_IGN.
+/// Returns the first failure (with the signal number), after trying all.
+pub fn ignore_signals() -> io::Result<()> {
+    let mut first_err = None;
+    for sig in ignored_signals() {
+        // SAFETY: sigaction is plain data; zeroed is a valid initial value
+        // (empty mask, no flags) before the handler is set.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = libc::SIG_IGN;
+        // SAFETY: installing SIG_IGN reads one sigaction struct we own and
+        // runs no code of ours in signal context.
+        if unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) } != 0 && first_err.is_none() {
+            let e = io::Error::last_os_error();
+            first_err = Some(io::Error::new(e.kind(), format!("signal {sig}: {e}")));
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// The action of `sig` is SIG_IGN (for tests and checks).
+pub fn signal_is_ignored(sig: libc::c_int) -> bool {
+    // SAFETY: sigaction is plain data; zeroed is a valid value to be overwritten.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `old`.
+    let r = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
+    r == 0 && old.sa_sigaction == libc::SIG_IGN
+}
+
 /// Restores the default SIGPIPE action (a CLI writing to a closed pipe then
 /// ends quietly, as `logread | head` users expect).
 pub fn default_sigpipe() {
@@ -328,6 +382,29 @@ mod tests {
         assert_eq!(peer_creds(s1.as_fd()), Some(me));
         let f = std::fs::File::open("/dev/null").expect("null");
         assert_eq!(peer_creds(f.as_fd()), None);
+    }
+
+    #[test]
+    fn fatal_signals_are_ignored_but_not_the_c_library_ones() {
+        ignore_signals().expect("sigaction");
+        for sig in ignored_signals() {
+            assert!(signal_is_ignored(sig), "signal {sig}");
+        }
+        let all = ignored_signals();
+        assert!(all.contains(&libc::SIGALRM) && all.contains(&libc::SIGRTMAX()));
+        // The C library's own real-time signals keep their handlers, and the
+        // signals the daemon reads from its signalfd are not ignored.
+        for sig in [
+            libc::SIGRTMIN() - 1,
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
+            assert!(!all.contains(&sig), "signal {sig}");
+        }
     }
 
     #[test]

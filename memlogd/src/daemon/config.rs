@@ -64,6 +64,9 @@ fn group(s: &str) -> Result<u32, String> {
 /// Writers pass fds on the log socket; readers query the query socket.
 /// Flags may be written -name value, --name value, -name=value or --name=value.
 #[derive(FromArgs, Debug, PartialEq, Eq)]
+#[argh(
+    note = "Signals: TERM, INT and QUIT stop memlogd cleanly (exit 0, socket paths removed). HUP is noted (nothing to reload: every setting is a flag), USR1 records the stats counters as one memlogd record, USR2 is noted. ALRM, VTALRM, PROF, IO, PWR, STKFLT, XCPU, XFSZ, PIPE, TTOU and the real-time signals are ignored."
+)]
 pub struct Args {
     /// log socket path (SOCK_DGRAM, fds passed with SCM_RIGHTS); default /var/run/linuxkit-external-logging.sock
     #[argh(option, default = "proto::DEFAULT_LOG_SOCKET.into()")]

@@ -37,6 +37,17 @@ const KIND_INPUT: u64 = 1 << 62;
 const KIND_READER: u64 = 2 << 62;
 const KIND_MASK: u64 = 3 << 62;
 
+/// Signals read through the signalfd: the three that stop the daemon
+/// cleanly, and three that are noted (see [`Daemon::on_signal`]).
+const SIGNALFD_SIGNALS: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
 /// memlogd's own messages allowed per second; the rest are counted and
 /// summarised, so bad input cannot flood the ring with complaints.
 const SELFLOG_PER_SEC: u32 = 20;
@@ -47,6 +58,7 @@ pub enum RunError {
     Socket(SocketError),
     Epoll(nix::Error),
     Signals(nix::Error),
+    IgnoreSignals(std::io::Error),
     Kmsg(std::io::Error),
     TooManySyslogSockets,
 }
@@ -57,6 +69,7 @@ impl fmt::Display for RunError {
             RunError::Socket(e) => e.fmt(f),
             RunError::Epoll(e) => write!(f, "epoll: {e}"),
             RunError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
+            RunError::IgnoreSignals(e) => write!(f, "cannot ignore signals: {e}"),
             RunError::Kmsg(e) => write!(f, "kernel log: {e}"),
             RunError::TooManySyslogSockets => {
                 write!(f, "too many -syslog sockets (at most {MAX_SYSLOG_SOCKETS})")
@@ -157,14 +170,19 @@ fn raise_fd_limit(cfg: &Config) -> Option<String> {
 }
 
 impl Daemon {
-    /// Sets up the loop around already bound sockets. SIGTERM and SIGINT
-    /// are blocked and read through a signalfd from here on.
+    /// Sets up the loop around already bound sockets. From here on the
+    /// signals of [`SIGNALFD_SIGNALS`] are blocked and read through a
+    /// signalfd, and those of [`sys::ignored_signals`] are ignored (README,
+    /// "Signals"). This runs before any thread is started (the echo
+    /// thread inherits the mask, so no signal reaches a thread that would
+    /// take its default action).
     pub fn new(cfg: Config, log_sock: Bound, query_sock: Bound) -> Result<Daemon, RunError> {
-        sys::ignore_sigpipe();
+        sys::ignore_signals().map_err(RunError::IgnoreSignals)?;
         let fd_limit_note = raise_fd_limit(&cfg);
         let mut mask = SigSet::empty();
-        mask.add(Signal::SIGTERM);
-        mask.add(Signal::SIGINT);
+        for s in SIGNALFD_SIGNALS {
+            mask.add(s);
+        }
         mask.thread_block().map_err(RunError::Signals)?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(RunError::Signals)?;
@@ -333,7 +351,8 @@ impl Daemon {
         }
     }
 
-    /// Runs until SIGTERM or SIGINT, then removes the socket paths it owns.
+    /// Runs until SIGTERM, SIGINT or SIGQUIT, then removes the socket paths
+    /// it owns.
     pub fn run(mut self) -> Result<(), RunError> {
         let mut events = vec![EpollEvent::empty(); 256];
         let mut last_tick = Instant::now();
@@ -348,7 +367,7 @@ impl Daemon {
                 Err(nix::Error::EINTR) => 0,
                 Err(e) => break Err(RunError::Epoll(e)),
             };
-            let mut signal = None;
+            let mut stop_signal = None;
             for ev in &events[..n] {
                 let (token, flags) = (ev.data(), ev.events());
                 match token & KIND_MASK {
@@ -358,8 +377,10 @@ impl Daemon {
                         TOKEN_LOG => self.on_log_socket(),
                         TOKEN_QUERY => self.on_accept(),
                         TOKEN_SIGNAL => {
-                            if let Ok(Some(si)) = self.signals.read_signal() {
-                                signal = Some(si.ssi_signo);
+                            while let Ok(Some(si)) = self.signals.read_signal() {
+                                if let Some(stop) = self.on_signal(si.ssi_signo) {
+                                    stop_signal = Some(stop);
+                                }
                             }
                         }
                         t if (TOKEN_SYSLOG_DGRAM..TOKEN_SYSLOG_STREAM).contains(&t) => {
@@ -384,21 +405,37 @@ impl Daemon {
                 last_tick = Instant::now();
                 self.tick();
             }
-            if let Some(sig) = signal {
+            if let Some(sig) = stop_signal {
                 break Ok(sig);
             }
         };
-        if let Ok(sig) = &stop {
-            let name = if *sig == libc::SIGINT as u32 {
-                "SIGINT"
-            } else {
-                "SIGTERM"
-            };
-            self.note(format!("memlogd stopping on {name}"));
+        if let Ok(sig) = stop {
+            self.note(format!("memlogd stopping on {}", sig.as_str()));
             self.pump_readers();
         }
         // The socket paths are removed as `self` drops (their guards).
         stop.map(|_| ())
+    }
+
+    /// A signal read from the signalfd: returns it if it stops the daemon
+    /// (SIGTERM, SIGINT, SIGQUIT); the others are noted and the daemon goes
+    /// on. A number not in the mask (it cannot be) is ignored.
+    fn on_signal(&mut self, signo: u32) -> Option<Signal> {
+        let sig = Signal::try_from(i32::try_from(signo).ok()?).ok()?;
+        match sig {
+            Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => return Some(sig),
+            Signal::SIGHUP => self.note(
+                "SIGHUP: nothing to reload (all of memlogd's settings are flags); still running"
+                    .into(),
+            ),
+            Signal::SIGUSR1 => {
+                let text = self.counters.text(&self.gauges());
+                self.note(format!("SIGUSR1: {text}"));
+            }
+            Signal::SIGUSR2 => self.note("SIGUSR2: ignored (it has no meaning here)".into()),
+            _ => {}
+        }
+        None
     }
 
     /// Once a second: expire silent readers, resume accepting, summarise

@@ -52,9 +52,9 @@ pub struct Gauges {
 }
 
 impl Counters {
-    /// Appends the stats reply line.
-    pub fn encode(&self, g: &Gauges, out: &mut Vec<u8>) {
-        let pairs: [(&str, u64); 24] = [
+    /// Every figure by name, in the order of the stats reply.
+    pub fn pairs(&self, g: &Gauges) -> [(&'static str, u64); 24] {
+        [
             ("first", g.first),
             ("next", g.next),
             ("records", g.records),
@@ -79,11 +79,29 @@ impl Counters {
             ("kmsg_lost", self.kmsg_lost),
             ("echo_dropped", self.echo_dropped),
             ("selflog_suppressed", self.selflog_suppressed),
-        ];
+        ]
+    }
+
+    /// The figures as one line of `name=value` pairs (SIGUSR1's record).
+    pub fn text(&self, g: &Gauges) -> String {
+        let mut s = String::new();
+        for (k, v) in self.pairs(g) {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(k);
+            s.push('=');
+            s.push_str(&v.to_string());
+        }
+        s
+    }
+
+    /// Appends the stats reply line.
+    pub fn encode(&self, g: &Gauges, out: &mut Vec<u8>) {
         out.extend_from_slice(
             format!("{{\"memlog\":{},\"stats\":true", crate::proto::EXT_VERSION).as_bytes(),
         );
-        for (k, v) in pairs {
+        for (k, v) in self.pairs(g) {
             out.extend_from_slice(format!(",\"{k}\":{v}").as_bytes());
         }
         out.extend_from_slice(b"}\n");
