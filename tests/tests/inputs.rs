@@ -170,3 +170,39 @@ fn long_line_is_cut_at_max_line_len_and_marked() {
         .collect();
     assert_eq!(got, [("q".repeat(100), true)]);
 }
+
+/// LinuxKit reads lines with Go's `bufio.Reader.ReadLine`, which drops
+/// `"\r\n"` as it drops `"\n"`: so does memlogd, and the `\r` does not count
+/// toward `-max-line-len`. A `\r` elsewhere, and a final one at EOF, is kept.
+#[test]
+fn crlf_line_endings_are_dropped_as_linuxkit_drops_them() {
+    let m = Memlogd::start(&["-max-line-len", "10"]);
+    let mut w = m.writer("dos");
+    w.write_all(b"windows\r\nunix\n\r\nin\rside\n")
+        .expect("write");
+    // Exactly -max-line-len bytes, then `\r`, with the `\n` in a later write.
+    w.write_all(b"0123456789\r").expect("write");
+    m.wait_msg("dos", "in\rside");
+    w.write_all(b"\n0123456789\rX\nlast\r").expect("write");
+    drop(w);
+    m.wait_msg("dos", "last\r");
+    let got: Vec<(String, bool)> = m
+        .records()
+        .into_iter()
+        .filter(|r| r.source == "dos")
+        .map(|r| (r.msg, r.truncated))
+        .collect();
+    let want: Vec<(String, bool)> = [
+        ("windows", false),
+        ("unix", false),
+        ("", false),
+        ("in\rside", false),
+        ("0123456789", false),
+        ("0123456789", true),
+        ("last\r", false),
+    ]
+    .iter()
+    .map(|&(s, t)| (s.to_owned(), t))
+    .collect();
+    assert_eq!(got, want);
+}

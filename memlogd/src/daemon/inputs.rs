@@ -278,7 +278,13 @@ impl Daemon {
             Kind::Lines(lines) => {
                 let name = std::mem::take(&mut input.name);
                 let m = std::mem::take(&mut input.meta);
-                lines.finish(|line, _| self.store(now, &name, line, 0, NO_PRI, m.as_bytes()));
+                lines.finish(|line, cut| {
+                    if cut {
+                        self.counters.lines_truncated += 1;
+                    }
+                    let flags = if cut { FLAG_TRUNCATED } else { 0 };
+                    self.store(now, &name, line, flags, NO_PRI, m.as_bytes())
+                });
             }
             Kind::Syslog(buf, _) => {
                 if !buf.is_empty() {
