@@ -85,6 +85,54 @@ fn kernel_log_from_a_fifo_in_pieces() {
     check_recorded(&m);
 }
 
+/// A service that restarts opens the kernel-log FIFO anew: memlogd reads
+/// the second writer too (it opens the FIFO again at each EOF), and each
+/// writer's unfinished last record is stored when it closes.
+#[test]
+fn kernel_log_fifo_is_read_again_after_its_writer_closes() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = TempDir::new("kmsg-fifo2");
+    let f = dir.join("kmsg.fifo");
+    nix::unistd::mkfifo(&f, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let m = Memlogd::start_in(dir, &["-kmsg-file", f.to_str().expect("utf8")]);
+    // A non-blocking open for writing fails (ENXIO) while no one reads.
+    let open_writer = || {
+        let mut w = None;
+        memlog_tests::wait_until("a reader on the kernel-log FIFO", || {
+            w = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&f)
+                .ok();
+            w.is_some()
+        });
+        w.expect("writer")
+    };
+    for (k, round) in [(1u64, "first"), (3, "second"), (5, "third")] {
+        let mut w = open_writer();
+        let text = format!(
+            "6,{k},0,-;{round} writer\n6,{},1,-;{round} writer's last",
+            k + 1
+        );
+        w.write_all(text.as_bytes()).expect("write");
+        drop(w);
+        m.wait_msg("kmsg", &format!("{round} writer's last"));
+    }
+    let recs = m.records();
+    assert_eq!(
+        msgs_from(&recs, "kmsg"),
+        [
+            "first writer",
+            "first writer's last",
+            "second writer",
+            "second writer's last",
+            "third writer",
+            "third writer's last"
+        ]
+    );
+    m.assert_serves();
+}
+
 #[test]
 fn missing_kernel_log_is_a_clear_start_error() {
     let dir = TempDir::new("kmsg-missing");

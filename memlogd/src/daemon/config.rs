@@ -119,7 +119,7 @@ pub struct Args {
     /// read the kernel log from /dev/kmsg (source kmsg)
     #[argh(switch)]
     pub kmsg: bool,
-    /// read kernel log records from this file or FIFO instead of /dev/kmsg (implies -kmsg)
+    /// read kernel log records from this file or FIFO instead of /dev/kmsg (implies -kmsg); a FIFO is opened again after each writer closes it
     #[argh(option)]
     pub kmsg_file: Option<String>,
     /// rate-limit window per source (default 30s; 0 disables), e.g. -rate-limit-interval 10s

@@ -26,17 +26,20 @@ pub enum Kind {
     /// bytes of an unfinished frame, and what is left to skip of a cut one).
     Syslog(Vec<u8>, syslog::Skip),
     /// The kernel log. `per_read`: each read is one whole record (/dev/kmsg).
+    /// `fifo`: the path of a FIFO, opened again at EOF (its writer closed;
+    /// the next one, a restarted service, will open it again).
     Kmsg {
         parser: kmsg::Parser,
         per_read: bool,
+        fifo: Option<std::path::PathBuf>,
     },
 }
 
 /// One fd a writer handed over (or one memlogd opened itself).
 pub struct Input {
-    fd: OwnedFd,
+    pub(super) fd: OwnedFd,
     name: Box<[u8]>,
-    kind: Kind,
+    pub(super) kind: Kind,
     /// Metadata stored with every record of this input (the peer's credentials).
     meta: meta::MetaBuf,
 }
@@ -197,7 +200,11 @@ impl Daemon {
                 }
             };
             if n == 0 {
-                self.close_input(key);
+                if matches!(input.kind, Kind::Kmsg { fifo: Some(_), .. }) {
+                    self.reopen_kmsg_fifo(key);
+                } else {
+                    self.close_input(key);
+                }
                 return;
             }
             let Some(mut input) = self.inputs.take(key) else {
@@ -257,7 +264,9 @@ impl Daemon {
                     buf.clear();
                 }
             }
-            Kind::Kmsg { parser, per_read } => {
+            Kind::Kmsg {
+                parser, per_read, ..
+            } => {
                 let mut events = Vec::new();
                 parser.feed(data, *per_read, |e| events.push(own_event(e)));
                 for e in events {
@@ -268,7 +277,7 @@ impl Daemon {
     }
 
     /// End of an input: its last unfinished line is still a record.
-    fn close_input(&mut self, key: Key) {
+    pub(super) fn close_input(&mut self, key: Key) {
         let Some(mut input) = self.inputs.remove(key) else {
             return;
         };

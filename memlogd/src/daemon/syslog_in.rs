@@ -2,15 +2,32 @@
 //! log: opened at start as the flags ask, read by the loop like any input.
 
 use super::inputs::{Kind, KMSG_SOURCE};
+use super::slab::Key;
 use super::sockets::{bind_path, Access, PathGuard, SocketError};
-use super::Daemon;
+use super::{Daemon, KIND_INPUT};
 use crate::{kmsg, meta, sys, timefmt};
 use nix::fcntl::{open, OFlag};
+use nix::sys::epoll::{EpollEvent, EpollFlags};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
+
+/// Opens the kernel-log FIFO at `path` again, refusing whatever else the
+/// path may have become meanwhile.
+fn reopen_fifo(path: &Path) -> io::Result<OwnedFd> {
+    let fd = open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = fstat(&fd)?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
+        return Err(io::Error::other("it is no longer a FIFO"));
+    }
+    Ok(fd)
+}
 
 /// Datagrams taken from one syslog socket per loop turn.
 const DATAGRAMS_PER_TURN: usize = 256;
@@ -112,6 +129,58 @@ impl Daemon {
         }
     }
 
+    /// The writer of the kernel-log FIFO closed it: the last record is
+    /// complete, and the FIFO is opened again for the next writer (a
+    /// service that restarts opens it anew). The new fd is opened before
+    /// the old one is closed, so the FIFO always has a reader; a fresh open
+    /// does not report the hang-up of writers that came before it, so this
+    /// cannot spin.
+    pub(super) fn reopen_kmsg_fifo(&mut self, key: Key) {
+        let Some(mut input) = self.inputs.take(key) else {
+            return;
+        };
+        let mut events = Vec::new();
+        let mut path = None;
+        if let Kind::Kmsg { parser, fifo, .. } = &mut input.kind {
+            parser.finish(|e| events.push(super::inputs::own_event(e)));
+            path = fifo.clone();
+        }
+        let now = timefmt::now_ns();
+        for e in events {
+            self.store_kmsg(now, e);
+        }
+        let reopened = path.as_deref().map(|p| (p, reopen_fifo(p)));
+        match reopened {
+            Some((_, Ok(fd))) => {
+                let _ = self.epoll.delete(input.fd.as_fd());
+                let ev = EpollEvent::new(EpollFlags::EPOLLIN, KIND_INPUT | key.to_u64());
+                match self.epoll.add(fd.as_fd(), ev) {
+                    Ok(()) => {
+                        input.fd = fd;
+                        self.inputs.restore(key, input);
+                    }
+                    Err(e) => {
+                        self.inputs.restore(key, input);
+                        self.close_input(key);
+                        self.note(format!("kernel log FIFO: cannot poll it again: {e}"));
+                    }
+                }
+            }
+            Some((p, Err(e))) => {
+                self.inputs.restore(key, input);
+                self.close_input(key);
+                self.note(format!(
+                    "kernel log FIFO {}: cannot open it again after its writer closed it: {e}",
+                    p.display()
+                ));
+            }
+            None => {
+                self.inputs.restore(key, input);
+                self.close_input(key);
+            }
+        }
+    }
+
     /// Opens the kernel log: `/dev/kmsg` (a record per read) or a FIFO are
     /// polled; a regular file (a recording) is read whole now.
     pub(super) fn open_kmsg(&mut self, path: &Path) -> io::Result<()> {
@@ -158,6 +227,7 @@ impl Daemon {
             Kind::Kmsg {
                 parser: kmsg::Parser::default(),
                 per_read,
+                fifo: (kind == SFlag::S_IFIFO).then(|| path.to_owned()),
             },
             meta::MetaBuf::default(),
         ) {
