@@ -98,7 +98,7 @@ pub struct Args {
     /// most input fds open at once (default 1024)
     #[argh(option, default = "1024")]
     pub max_inputs: usize,
-    /// most query connections at once (default 256)
+    /// most dumps and follows at once (default 256); one connection more is accepted so that stats are answered when all are in use
     #[argh(option, default = "256")]
     pub max_readers: usize,
     /// output buffer per reader, suffixes k, M (default 64k)

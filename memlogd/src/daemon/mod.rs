@@ -112,6 +112,8 @@ pub struct Daemon {
     selflog: SelfLog,
     accept_paused: bool,
     reader_keys: Vec<Key>,
+    /// Readers holding one of the `-max-readers` slots (dumps and follows).
+    streaming: usize,
     /// Set when some reader has more to send than one turn allowed.
     busy: bool,
     syslog: syslog_in::SyslogSockets,
@@ -154,7 +156,8 @@ pub fn bind(cfg: &Config) -> Result<(Bound, Bound), RunError> {
 /// reached (the hard limit permitting). Returns a note when it cannot.
 fn raise_fd_limit(cfg: &Config) -> Option<String> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let want = (cfg.max_inputs + cfg.max_readers + 64) as u64;
+    // One reader more than -max-readers is accepted (for stats).
+    let want = (cfg.max_inputs + cfg.max_readers + 1 + 64) as u64;
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
     if soft >= want {
         return None;
@@ -255,6 +258,7 @@ impl Daemon {
             },
             accept_paused: false,
             reader_keys: Vec::new(),
+            streaming: 0,
             busy: false,
             syslog,
             rate,

@@ -54,6 +54,9 @@ pub struct Reader {
     /// Registered interests.
     reading: bool,
     polling_out: bool,
+    /// Holds one of the `-max-readers` slots (a dump or follow; not a
+    /// `stats` request, a refusal or a reader still sending its request).
+    streams: bool,
 }
 
 /// Finding the start of the last `want` matching records before `end`: a
@@ -252,21 +255,30 @@ impl Daemon {
         }
     }
 
+    /// The refusal over `-max-readers`: a `memlogd` record (what LinuxKit
+    /// clients print), appended to `out`; returns its text.
+    fn refusal(&self, out: &mut Vec<u8>) -> String {
+        let msg = format!(
+            "refused a reader: -max-readers {} reached",
+            self.cfg.max_readers
+        );
+        let rec = crate::ring::Record::plain(timefmt::now_ns(), proto::SELF_SOURCE, msg.as_bytes());
+        proto::encode_record(out, &rec, false);
+        msg
+    }
+
+    /// A new query connection. Up to `-max-readers` + 1 are held, so that a
+    /// `stats` request is answered while `-max-readers` stream; which
+    /// request may stream is decided when it arrives ([`Daemon::start_reply`]).
     fn add_reader(&mut self, s: UnixStream) {
         self.counters.readers_total += 1;
         if s.set_nonblocking(true).is_err() {
             return;
         }
-        if self.readers.len() >= self.cfg.max_readers {
+        if self.readers.len() > self.cfg.max_readers {
             self.counters.readers_refused += 1;
-            let msg = format!(
-                "refused a reader: -max-readers {} reached",
-                self.cfg.max_readers
-            );
             let mut out = Vec::new();
-            let rec =
-                crate::ring::Record::plain(timefmt::now_ns(), proto::SELF_SOURCE, msg.as_bytes());
-            proto::encode_record(&mut out, &rec, false);
+            let msg = self.refusal(&mut out);
             let _ = (&s).write(&out);
             self.note(msg);
             return;
@@ -288,6 +300,7 @@ impl Daemon {
             blocked: false,
             reading: true,
             polling_out: false,
+            streams: false,
         };
         let interest = reader.interest();
         let key = self.readers.insert(reader);
@@ -307,6 +320,9 @@ impl Daemon {
         let Some(r) = self.readers.remove(key) else {
             return;
         };
+        if r.streams {
+            self.streaming -= 1;
+        }
         let _ = self.epoll.delete(r.stream.as_fd());
         if let Some(e) = err {
             let unsent = r.out.len() - r.sent;
@@ -394,14 +410,38 @@ impl Daemon {
     fn start_reply(&mut self, key: Key, parsed: Parsed) {
         let gauges = self.gauges();
         let instance = self.instance;
+        let full = self.streaming >= self.cfg.max_readers;
+        let mut refusal = Vec::new();
+        let refusal_msg = full.then(|| self.refusal(&mut refusal));
         let Some(r) = self.readers.get_mut(key) else {
             return;
         };
         let mut refused = None;
+        let wants_slot = matches!(&parsed, Parsed::Legacy(_))
+            || matches!(&parsed, Parsed::Extended(req) if !req.stats);
+        if let (true, Some(msg)) = (wants_slot, refusal_msg) {
+            // Every slot streams already: refused as at connect time.
+            r.out = refusal;
+            r.close_when_flushed = true;
+            r.phase = Phase::Stream;
+            self.counters.readers_refused += 1;
+            self.note(msg);
+            return;
+        }
+        if wants_slot {
+            r.streams = true;
+            self.streaming += 1;
+        }
         match parsed {
             Parsed::NeedMore => return,
             Parsed::Invalid(msg) => {
-                let ext = matches!(&r.phase, Phase::Request { buf, .. } if buf.len() > 1);
+                // An error object only for a real extended request (a valid
+                // mode byte and the magic); anything else gets the record
+                // PROTOCOL.md promises for an unknown mode.
+                let ext = matches!(&r.phase, Phase::Request { buf, .. }
+                    if buf.len() > 1
+                        && Mode::from_byte(buf[0]).is_some()
+                        && buf[1..].starts_with(proto::EXT_MAGIC));
                 if ext {
                     proto::encode_error(&mut r.out, &msg);
                 } else {
