@@ -1,6 +1,7 @@
 //! The only module that calls `libc` directly: fd passing (`SCM_RIGHTS`),
-//! non-blocking flags, random ids. Everything here is a safe function that
-//! takes `BorrowedFd` and returns `OwnedFd`; no `RawFd` leaves this module.
+//! non-blocking flags and reads, signal dispositions, random ids.
+//! Everything here is a safe function that takes `BorrowedFd` and returns
+//! `OwnedFd`; no `RawFd` leaves this module.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -176,6 +177,66 @@ pub fn peer_creds(fd: BorrowedFd<'_>) -> Option<Creds> {
         uid: c.uid(),
         gid: c.gid(),
     })
+}
+
+/// Receives from a socket without blocking (`MSG_DONTWAIT`), whatever the
+/// socket's `O_NONBLOCK` flag says: memlogd reads sockets it was handed this
+/// way, so it never changes the flags of an open file description it shares
+/// with the sender.
+pub fn recv_dontwait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which lives
+    // for the whole call.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Opens what `fd` is (a pipe, FIFO or terminal) again through
+/// `/proc/self/fd/N`, read-only, non-blocking and close-on-exec (and never
+/// as a controlling terminal): a new open file description of the same
+/// object, whose flags are memlogd's alone. Fails if `/proc` is not there,
+/// the open is not permitted, or what was opened is not the same inode.
+pub fn reopen_nonblocking(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let new = nix::fcntl::open(
+        path.as_str(),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let (a, b) = (nix::sys::stat::fstat(fd)?, nix::sys::stat::fstat(&new)?);
+    if (a.st_dev, a.st_ino, a.st_rdev) != (b.st_dev, b.st_ino, b.st_rdev) {
+        return Err(io::Error::other(format!(
+            "{path} opened another file than the fd"
+        )));
+    }
+    Ok(new)
+}
+
+/// `fd` reports a hang-up now (`POLLHUP`: for a pipe or FIFO, the writers
+/// this description saw are gone).
+pub fn hung_up(fd: BorrowedFd<'_>) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(fd, PollFlags::empty())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1))
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+}
+
+/// `fd` is a terminal.
+pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
+    nix::unistd::isatty(fd).unwrap_or(false)
 }
 
 /// Sets or clears `O_NONBLOCK`.
@@ -405,6 +466,45 @@ mod tests {
         ] {
             assert!(!all.contains(&sig), "signal {sig}");
         }
+    }
+
+    #[test]
+    fn reopened_pipe_is_non_blocking_alone_and_sockets_read_without_the_flag() {
+        let flags = |fd: BorrowedFd<'_>| {
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).expect("F_GETFL")
+                & libc::O_NONBLOCK
+        };
+        let (rd, wr) = nix::unistd::pipe().expect("pipe");
+        let own = reopen_nonblocking(rd.as_fd()).expect("reopen");
+        assert_eq!(
+            flags(rd.as_fd()),
+            0,
+            "the original description is untouched"
+        );
+        assert_ne!(flags(own.as_fd()), 0);
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            nix::unistd::read(&own, &mut buf),
+            Err(nix::Error::EAGAIN),
+            "empty, with a writer: would block"
+        );
+        nix::unistd::write(&wr, b"hi").expect("write");
+        assert_eq!(nix::unistd::read(&own, &mut buf), Ok(2));
+        assert!(!hung_up(own.as_fd()));
+        drop(wr);
+        assert!(hung_up(own.as_fd()) && hung_up(rd.as_fd()));
+        assert_eq!(nix::unistd::read(&own, &mut buf), Ok(0));
+
+        let (a, b) = UnixStream::pair().expect("pair");
+        assert_eq!(
+            recv_dontwait(b.as_fd(), &mut buf).map_err(|e| e.kind()),
+            Err(io::ErrorKind::WouldBlock)
+        );
+        (&a).write_all(b"x").expect("write");
+        assert_eq!(recv_dontwait(b.as_fd(), &mut buf).expect("recv"), 1);
+        assert_eq!(flags(b.as_fd()), 0);
+        drop(a);
+        assert_eq!(recv_dontwait(b.as_fd(), &mut buf).expect("eof"), 0);
     }
 
     #[test]

@@ -42,6 +42,21 @@ pub struct Input {
     pub(super) kind: Kind,
     /// Metadata stored with every record of this input (the peer's credentials).
     meta: meta::MetaBuf,
+    /// How to read without blocking.
+    how: ReadHow,
+}
+
+/// How an input is read without blocking. memlogd never sets `O_NONBLOCK`
+/// on an fd it was handed if it can help it: the flag belongs to the open
+/// file description, which the sender's own copy shares (a sender reading
+/// its end of a pipe or socketpair would get `EAGAIN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadHow {
+    /// `read`: the fd is memlogd's own non-blocking description (opened or
+    /// reopened by memlogd, or the fallback that set `O_NONBLOCK`).
+    Read,
+    /// `recv(MSG_DONTWAIT)`: a socket, whatever its flags.
+    Recv,
 }
 
 /// A name for messages: lossy UTF-8, at most 64 characters.
@@ -140,23 +155,60 @@ impl Daemon {
         if let Some(c) = sys::peer_creds(fd.as_fd()) {
             m.creds(c);
         }
-        self.add_input(name, fd, Kind::Lines(LineSplitter::default()), m);
+        let Some((fd, how)) = self.own_nonblocking(name, fd) else {
+            return;
+        };
+        self.add_input(name, fd, Kind::Lines(LineSplitter::default()), m, how);
     }
 
-    /// Starts polling an input. Returns false (and says why) if it was refused.
+    /// A way to read a received fd without blocking that leaves the
+    /// sender's file status flags alone: sockets are read with
+    /// `recv(MSG_DONTWAIT)`; pipes, FIFOs and terminals are opened again
+    /// through `/proc/self/fd` (a description of memlogd's own) and the
+    /// received fd is closed. Only when neither works (another kind of
+    /// device, no `/proc`, no permission) is `O_NONBLOCK` set on the shared
+    /// description (PROTOCOL.md section 1).
+    fn own_nonblocking(&mut self, name: &[u8], fd: OwnedFd) -> Option<(OwnedFd, ReadHow)> {
+        let kind = fstat(&fd)
+            .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT)
+            .unwrap_or(SFlag::empty());
+        if kind == SFlag::S_IFSOCK {
+            return Some((fd, ReadHow::Recv));
+        }
+        if kind == SFlag::S_IFIFO || (kind == SFlag::S_IFCHR && sys::is_tty(fd.as_fd())) {
+            match sys::reopen_nonblocking(fd.as_fd()) {
+                // A FIFO opened while it has no writer does not report the
+                // hang-up of writers that came before: if the sender's
+                // writer is already gone, only the received description
+                // will ever say so. Its sender cannot block on it now, so
+                // it is used as it is (made non-blocking below).
+                Ok(own) if sys::hung_up(fd.as_fd()) && !sys::hung_up(own.as_fd()) => {}
+                Ok(own) => return Some((own, ReadHow::Read)),
+                Err(e) => self.note(format!(
+                    "cannot open the fd for {} again ({e}): set O_NONBLOCK on it, which its sender's copy shares",
+                    show(name)
+                )),
+            }
+        }
+        if let Err(e) = sys::set_nonblocking(fd.as_fd(), true) {
+            self.refuse_input(name, format!("cannot make it non-blocking: {e}"));
+            return None;
+        }
+        Some((fd, ReadHow::Read))
+    }
+
+    /// Starts polling an input, which `how` reads without blocking.
+    /// Returns false (and says why) if it was refused.
     pub(super) fn add_input(
         &mut self,
         name: &[u8],
         fd: OwnedFd,
         kind: Kind,
         meta: meta::MetaBuf,
+        how: ReadHow,
     ) -> bool {
         if self.inputs.len() >= self.cfg.max_inputs {
             self.refuse_input(name, format!("-max-inputs {} reached", self.cfg.max_inputs));
-            return false;
-        }
-        if let Err(e) = sys::set_nonblocking(fd.as_fd(), true) {
-            self.refuse_input(name, format!("cannot make it non-blocking: {e}"));
             return false;
         }
         let key = self.inputs.insert(Input {
@@ -164,6 +216,7 @@ impl Daemon {
             name: name.into(),
             kind,
             meta,
+            how,
         });
         let Some(input) = self.inputs.get_mut(key) else {
             return false;
@@ -184,7 +237,12 @@ impl Daemon {
             let Some(input) = self.inputs.get_mut(key) else {
                 return;
             };
-            let n = match nix::unistd::read(&input.fd, &mut self.scratch) {
+            let got = match input.how {
+                ReadHow::Read => nix::unistd::read(&input.fd, &mut self.scratch),
+                ReadHow::Recv => sys::recv_dontwait(input.fd.as_fd(), &mut self.scratch)
+                    .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+            };
+            let n = match got {
                 Ok(n) => n,
                 Err(nix::Error::EAGAIN) => return,
                 Err(nix::Error::EINTR) => continue,

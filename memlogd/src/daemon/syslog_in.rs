@@ -1,7 +1,7 @@
 //! `/dev/log`-style syslog sockets (datagram and stream) and the kernel
 //! log: opened at start as the flags ask, read by the loop like any input.
 
-use super::inputs::{Kind, KMSG_SOURCE};
+use super::inputs::{Kind, ReadHow, KMSG_SOURCE};
 use super::slab::Key;
 use super::sockets::{bind_path, Access, PathGuard, SocketError};
 use super::{Daemon, KIND_INPUT};
@@ -116,6 +116,7 @@ impl Daemon {
                         OwnedFd::from(s),
                         Kind::Syslog(Vec::new(), Default::default()),
                         m,
+                        ReadHow::Recv,
                     );
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -230,6 +231,8 @@ impl Daemon {
                 fifo: (kind == SFlag::S_IFIFO).then(|| path.to_owned()),
             },
             meta::MetaBuf::default(),
+            // Opened O_NONBLOCK above.
+            ReadHow::Read,
         ) {
             return Err(io::Error::other(format!("cannot poll {}", path.display())));
         }
