@@ -1343,6 +1343,14 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
                 let c = r.seek(seq);
                 let want = seq.clamp(r.first_seq(), r.next_seq());
                 assert_eq!(c.seq, want);
+                // The checkpoint index finds the very record.
+                match r.read(c) {
+                    Read::Record(rec, _) => {
+                        assert_eq!(rec.seq, want);
+                        assert!(rec == model[(want - first) as usize], "seek {seq}");
+                    }
+                    other => assert_eq!((other, want), (Read::End, r.next_seq())),
+                }
                 cursors.push(c);
             }
             _ => {
@@ -1375,6 +1383,10 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
         assert_eq!(r.next_seq(), first + model.len() as u64);
         assert_eq!(r.evicted(), first);
         assert!(r.len() <= max_records.max(1));
+        // The seek index: within its bound, one checkpoint per
+        // `INDEX_STRIDE` records held (plus one).
+        assert!(r.index_len() <= r.index_bound());
+        assert!(r.index_len() as u64 <= r.len() / ring::INDEX_STRIDE + 1);
         assert!(r.bytes_used() <= cap);
         let sizes: usize = model
             .iter()
