@@ -101,7 +101,7 @@ pub struct Args {
     /// most dumps and follows at once (default 256); one connection more is accepted so that stats are answered when all are in use
     #[argh(option, default = "256")]
     pub max_readers: usize,
-    /// output buffer per reader, suffixes k, M (default 64k)
+    /// output buffer per reader, suffixes k, M (default 64k); memory per reader is at most this + 25k, however long the lines (a longer record is sent in pieces)
     #[argh(option, default = "64 << 10", from_str_fn(size))]
     pub reader_buffer: usize,
     /// print every record to stdout as TIME;SOURCE;MSG (never blocks the daemon: lines are dropped and counted when stdout is slow)
