@@ -122,10 +122,10 @@ pub struct Args {
     /// read kernel log records from this file or FIFO instead of /dev/kmsg (implies -kmsg); a FIFO is opened again after each writer closes it
     #[argh(option)]
     pub kmsg_file: Option<String>,
-    /// rate-limit window per source (default 30s; 0 disables), e.g. -rate-limit-interval 10s
+    /// rate-limit window (default 30s; 0 disables), e.g. -rate-limit-interval 10s
     #[argh(option, default = "Duration::from_secs(30)", from_str_fn(duration))]
     pub rate_limit_interval: Duration,
-    /// records a source may store per window (default 10000; 0 disables); emergencies are exempt
+    /// records a source may store per window (default 10000; 0 disables); syslog from a non-root sender is limited per uid, whatever its tags; emergencies are exempt
     #[argh(option, default = "10000")]
     pub rate_limit_burst: u32,
     /// mode of the log socket file memlogd binds (default 0660: owner and group may log fds)

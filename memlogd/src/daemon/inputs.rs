@@ -3,6 +3,7 @@
 //! records, subject to the per-source rate limit.
 
 use super::lines::LineSplitter;
+use super::ratelimit::Key as RateKey;
 use super::slab::Key;
 use super::{Daemon, KIND_INPUT};
 use crate::ring::{FLAG_TRUNCATED, NO_PRI};
@@ -22,9 +23,8 @@ const DATAGRAMS_PER_TURN: usize = 64;
 pub enum Kind {
     /// A service's output: one record per line.
     Lines(LineSplitter),
-    /// A connection to a stream syslog socket: framed syslog messages (the
-    /// bytes of an unfinished frame, and what is left to skip of a cut one).
-    Syslog(Vec<u8>, syslog::Skip),
+    /// A connection to a stream syslog socket: framed syslog messages.
+    Syslog(SyslogConn),
     /// The kernel log. `per_read`: each read is one whole record (/dev/kmsg).
     /// `fifo`: the path of a FIFO, opened again at EOF (its writer closed;
     /// the next one, a restarted service, will open it again).
@@ -33,6 +33,40 @@ pub enum Kind {
         per_read: bool,
         fifo: Option<std::path::PathBuf>,
     },
+}
+
+/// A stream syslog connection's state.
+pub struct SyslogConn {
+    /// The bytes of an unfinished frame.
+    pub buf: Vec<u8>,
+    /// What is left to skip of a cut frame.
+    pub skip: syslog::Skip,
+    /// The peer, as the kernel reported it (`SO_PEERCRED`): its uid keys
+    /// the rate limit.
+    pub creds: Option<sys::Creds>,
+}
+
+impl SyslogConn {
+    pub fn new(creds: Option<sys::Creds>) -> SyslogConn {
+        SyslogConn {
+            buf: Vec::new(),
+            skip: syslog::Skip::default(),
+            creds,
+        }
+    }
+}
+
+/// The rate-limit key of a syslog record (see [`super::ratelimit`]): root's tags
+/// each have their own budget; any other sender has one per uid.
+pub(super) fn syslog_key(creds: Option<sys::Creds>, source: &[u8]) -> RateKey<'_> {
+    match creds {
+        Some(c) if c.uid == 0 => RateKey::Source(source),
+        Some(c) => RateKey::Uid {
+            uid: c.uid,
+            tag: source,
+        },
+        None => RateKey::Unknown { tag: source },
+    }
 }
 
 /// One fd a writer handed over (or one memlogd opened itself).
@@ -285,8 +319,9 @@ impl Daemon {
             Kind::Lines(lines) => {
                 let name = &input.name;
                 let max = self.cfg.max_line_len;
-                let mut allowed = self.rate.allowance(name, Instant::now(), |s, n| {
-                    self.pending_reports.push((s.into(), n))
+                let key = RateKey::Source(name);
+                let mut allowed = self.rate.allowance(key, Instant::now(), |s, n| {
+                    self.pending_reports.push((s, n))
                 });
                 let (mut used, mut dropped) = (0u32, 0u64);
                 lines.feed(data, max, |line, cut| {
@@ -308,18 +343,20 @@ impl Daemon {
                         input.meta.as_bytes(),
                     );
                 });
-                self.rate.consume(name, used, dropped);
+                self.rate.consume(key, used, dropped);
                 self.counters.rate_limited += dropped;
             }
-            Kind::Syslog(buf, skip) => {
-                buf.extend_from_slice(data);
-                let frames = std::mem::take(buf);
-                let used = syslog::split_stream(&frames, self.cfg.max_line_len, skip, |f, cut| {
-                    self.store_syslog(now, f, cut, &input.meta)
+            Kind::Syslog(conn) => {
+                let creds = conn.creds;
+                conn.buf.extend_from_slice(data);
+                let frames = std::mem::take(&mut conn.buf);
+                let max = self.cfg.max_line_len;
+                let used = syslog::split_stream(&frames, max, &mut conn.skip, |f, cut| {
+                    self.store_syslog(now, f, cut, &input.meta, creds)
                 });
-                buf.extend_from_slice(&frames[used..]);
-                if buf.len() > self.cfg.max_line_len + 64 * 1024 {
-                    buf.clear();
+                conn.buf.extend_from_slice(&frames[used..]);
+                if conn.buf.len() > self.cfg.max_line_len + 64 * 1024 {
+                    conn.buf.clear();
                 }
             }
             Kind::Kmsg {
@@ -353,10 +390,10 @@ impl Daemon {
                     self.store(now, &name, line, flags, NO_PRI, m.as_bytes())
                 });
             }
-            Kind::Syslog(buf, _) => {
-                if !buf.is_empty() {
-                    let rest = std::mem::take(buf);
-                    self.store_syslog(now, &rest, false, &input.meta);
+            Kind::Syslog(conn) => {
+                if !conn.buf.is_empty() {
+                    let rest = std::mem::take(&mut conn.buf);
+                    self.store_syslog(now, &rest, false, &input.meta, conn.creds);
                 }
             }
             Kind::Kmsg { parser, .. } => {
@@ -372,8 +409,16 @@ impl Daemon {
         }
     }
 
-    /// Stores one syslog message (a datagram or a stream frame).
-    pub(super) fn store_syslog(&mut self, now: i64, raw: &[u8], cut: bool, base: &meta::MetaBuf) {
+    /// Stores one syslog message (a datagram or a stream frame) from the
+    /// sender the kernel reported as `creds`.
+    pub(super) fn store_syslog(
+        &mut self,
+        now: i64,
+        raw: &[u8],
+        cut: bool,
+        base: &meta::MetaBuf,
+        creds: Option<sys::Creds>,
+    ) {
         let m = syslog::parse(raw);
         let max = self.cfg.max_line_len;
         let (msg, cut) = if m.msg.len() > max {
@@ -382,10 +427,11 @@ impl Daemon {
             (m.msg, cut)
         };
         let source = m.source();
+        let key = syslog_key(creds, source);
         if !self
             .rate
-            .admit(source, m.pri.map(|p| p & 7), Instant::now(), |s, n| {
-                self.pending_reports.push((s.into(), n))
+            .admit(key, m.pri.map(|p| p & 7), Instant::now(), |s, n| {
+                self.pending_reports.push((s, n))
             })
         {
             self.counters.rate_limited += 1;
@@ -420,12 +466,12 @@ impl Daemon {
     pub(super) fn store_kmsg(&mut self, now: i64, e: KEvent) {
         match e {
             KEvent::Record(r) => {
-                if !self
-                    .rate
-                    .admit(KMSG_SOURCE, Some(r.pri & 7), Instant::now(), |s, n| {
-                        self.pending_reports.push((s.into(), n))
-                    })
-                {
+                if !self.rate.admit(
+                    RateKey::Source(KMSG_SOURCE),
+                    Some(r.pri & 7),
+                    Instant::now(),
+                    |s, n| self.pending_reports.push((s, n)),
+                ) {
                     self.counters.rate_limited += 1;
                     return;
                 }

@@ -119,7 +119,8 @@ pub struct Daemon {
     syslog: syslog_in::SyslogSockets,
     rate: ratelimit::RateLimiter,
     /// Rate-limit windows that ended with records suppressed, to be noted.
-    pending_reports: Vec<(Box<[u8]>, u64)>,
+    /// (whom, how many): see [`ratelimit::RateLimiter::expire`].
+    pending_reports: Vec<(String, u64)>,
     /// Wall-clock time of boot (for kernel log timestamps).
     boot_time_ns: i64,
 }
@@ -336,9 +337,8 @@ impl Daemon {
         if self.pending_reports.is_empty() {
             return;
         }
-        for (source, n) in std::mem::take(&mut self.pending_reports) {
-            let name = String::from_utf8_lossy(&source).into_owned();
-            self.note(format!("suppressed {n} messages from {name}"));
+        for (who, n) in std::mem::take(&mut self.pending_reports) {
+            self.note(format!("suppressed {n} messages from {who}"));
         }
     }
 
@@ -447,7 +447,7 @@ impl Daemon {
     fn tick(&mut self) {
         let reports = &mut self.pending_reports;
         self.rate
-            .expire(Instant::now(), |s, n| reports.push((s.into(), n)));
+            .expire(Instant::now(), |s, n| reports.push((s, n)));
         self.expire_requests();
         if self.accept_paused {
             self.resume_accept();

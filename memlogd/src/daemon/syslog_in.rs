@@ -1,7 +1,7 @@
 //! `/dev/log`-style syslog sockets (datagram and stream) and the kernel
 //! log: opened at start as the flags ask, read by the loop like any input.
 
-use super::inputs::{Kind, ReadHow, KMSG_SOURCE};
+use super::inputs::{Kind, ReadHow, SyslogConn, KMSG_SOURCE};
 use super::slab::Key;
 use super::sockets::{bind_path, Access, PathGuard, SocketError};
 use super::{Daemon, KIND_INPUT};
@@ -86,7 +86,8 @@ impl Daemon {
                         base.creds(c);
                     }
                     let raw = std::mem::take(&mut self.scratch);
-                    self.store_syslog(timefmt::now_ns(), &raw[..d.len], d.payload_truncated, &base);
+                    let now = timefmt::now_ns();
+                    self.store_syslog(now, &raw[..d.len], d.payload_truncated, &base, d.creds);
                     self.scratch = raw;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -108,13 +109,14 @@ impl Daemon {
             match l.accept() {
                 Ok((s, _)) => {
                     let mut m = meta::MetaBuf::default();
-                    if let Some(c) = sys::peer_creds(s.as_fd()) {
+                    let creds = sys::peer_creds(s.as_fd());
+                    if let Some(c) = creds {
                         m.creds(c);
                     }
                     self.add_input(
                         b"syslog",
                         OwnedFd::from(s),
-                        Kind::Syslog(Vec::new(), Default::default()),
+                        Kind::Syslog(SyslogConn::new(creds)),
                         m,
                         ReadHow::Recv,
                     );
