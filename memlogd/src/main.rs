@@ -102,6 +102,11 @@ fn spawn_background(args: &Args, log: Bound, query: Bound) -> Result<(), String>
     for p in &args.syslog_stream {
         cmd.args(["-syslog-stream", p]);
     }
+    cmd.args(["-max-syslog-conns", &args.max_syslog_conns.to_string()]);
+    cmd.args([
+        "-syslog-idle-timeout",
+        &format!("{}ms", args.syslog_idle_timeout.as_millis()),
+    ]);
     if let Some(p) = &args.kmsg_file {
         cmd.args(["-kmsg-file", p]);
     } else if args.kmsg {

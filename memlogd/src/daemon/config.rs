@@ -25,6 +25,8 @@ pub const SPEC: Spec = Spec {
         "reader-buffer",
         "syslog",
         "syslog-stream",
+        "max-syslog-conns",
+        "syslog-idle-timeout",
         "kmsg-file",
         "rate-limit-interval",
         "rate-limit-burst",
@@ -116,6 +118,12 @@ pub struct Args {
     /// take syslog messages on this SOCK_STREAM socket (repeatable; for C libraries that fall back to a stream)
     #[argh(option)]
     pub syslog_stream: Vec<String>,
+    /// most -syslog-stream connections at once (default 64), apart from -max-inputs: those sockets are open to every local user (mode 0666), so their connections must not take the slots the init system needs; more are accepted and closed at once
+    #[argh(option, default = "64")]
+    pub max_syslog_conns: usize,
+    /// close a -syslog-stream connection that sent nothing for this long (default 60s; 0 never), e.g. -syslog-idle-timeout 5m; its unfinished frame is stored
+    #[argh(option, default = "Duration::from_secs(60)", from_str_fn(duration))]
+    pub syslog_idle_timeout: Duration,
     /// read the kernel log from /dev/kmsg (source kmsg)
     #[argh(switch)]
     pub kmsg: bool,
@@ -166,6 +174,9 @@ pub struct Config {
     pub echo: bool,
     pub syslog_dgram: Vec<PathBuf>,
     pub syslog_stream: Vec<PathBuf>,
+    pub max_syslog_conns: usize,
+    /// Zero: never.
+    pub syslog_idle_timeout: Duration,
     pub kmsg: Option<PathBuf>,
     pub rate_interval: Duration,
     pub rate_burst: u32,
@@ -197,6 +208,9 @@ impl Config {
         if a.max_readers == 0 || a.max_inputs == 0 {
             return Err("-max-readers and -max-inputs must be at least 1".into());
         }
+        if a.max_syslog_conns > 1 << 16 {
+            return Err("-max-syslog-conns must be at most 65536".into());
+        }
         if a.reader_buffer < 4096 {
             return Err("-reader-buffer must be at least 4k".into());
         }
@@ -223,6 +237,8 @@ impl Config {
             echo: a.echo,
             syslog_dgram: a.syslog.iter().map(PathBuf::from).collect(),
             syslog_stream: a.syslog_stream.iter().map(PathBuf::from).collect(),
+            max_syslog_conns: a.max_syslog_conns,
+            syslog_idle_timeout: a.syslog_idle_timeout,
             kmsg: match (&a.kmsg_file, a.kmsg) {
                 (Some(p), _) => Some(PathBuf::from(p)),
                 (None, true) => Some(PathBuf::from("/dev/kmsg")),
@@ -290,6 +306,8 @@ mod tests {
             ("reader-buffer", "8k"),
             ("syslog", "/x/log"),
             ("syslog-stream", "/x/slog"),
+            ("max-syslog-conns", "5"),
+            ("syslog-idle-timeout", "5s"),
             ("kmsg-file", "/x/kmsg"),
             ("rate-limit-interval", "5s"),
             ("rate-limit-burst", "9"),
@@ -376,6 +394,16 @@ mod tests {
         a.buffer_size = 2 << 20;
         a.max_lines = 0;
         assert!(Config::from_args(&a).is_err());
+        a.max_lines = 10;
+        a.max_syslog_conns = 1 << 20;
+        assert!(Config::from_args(&a).is_err());
+        let d = Config::from_args(&parse(&[]).expect("defaults")).expect("valid");
+        assert_eq!(
+            (d.max_syslog_conns, d.syslog_idle_timeout),
+            (64, std::time::Duration::from_secs(60))
+        );
+        let off = parse(&["-syslog-idle-timeout", "0"]).expect("0 disables");
+        assert!(off.syslog_idle_timeout.is_zero());
     }
 
     #[test]

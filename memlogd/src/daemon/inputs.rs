@@ -44,6 +44,8 @@ pub struct SyslogConn {
     /// The peer, as the kernel reported it (`SO_PEERCRED`): its uid keys
     /// the rate limit.
     pub creds: Option<sys::Creds>,
+    /// When a byte last came (for `-syslog-idle-timeout`).
+    pub last_read: Instant,
 }
 
 impl SyslogConn {
@@ -52,6 +54,7 @@ impl SyslogConn {
             buf: Vec::new(),
             skip: syslog::Skip::default(),
             creds,
+            last_read: Instant::now(),
         }
     }
 }
@@ -232,7 +235,9 @@ impl Daemon {
     }
 
     /// Starts polling an input, which `how` reads without blocking.
-    /// Returns false (and says why) if it was refused.
+    /// Returns false (and says why) if it was refused. Stream syslog
+    /// connections are counted apart (`-max-syslog-conns`, checked when
+    /// they are accepted); every other input against `-max-inputs`.
     pub(super) fn add_input(
         &mut self,
         name: &[u8],
@@ -241,7 +246,8 @@ impl Daemon {
         meta: meta::MetaBuf,
         how: ReadHow,
     ) -> bool {
-        if self.inputs.len() >= self.cfg.max_inputs {
+        let syslog = matches!(kind, Kind::Syslog(_));
+        if !syslog && self.inputs.len() - self.syslog_conns >= self.cfg.max_inputs {
             self.refuse_input(name, format!("-max-inputs {} reached", self.cfg.max_inputs));
             return false;
         }
@@ -262,6 +268,7 @@ impl Daemon {
             return false;
         }
         self.counters.inputs_total += 1;
+        self.syslog_conns += usize::from(syslog);
         true
     }
 
@@ -348,6 +355,7 @@ impl Daemon {
             }
             Kind::Syslog(conn) => {
                 let creds = conn.creds;
+                conn.last_read = Instant::now();
                 conn.buf.extend_from_slice(data);
                 let frames = std::mem::take(&mut conn.buf);
                 let max = self.cfg.max_line_len;
@@ -391,6 +399,7 @@ impl Daemon {
                 });
             }
             Kind::Syslog(conn) => {
+                self.syslog_conns -= 1;
                 if !conn.buf.is_empty() {
                     let rest = std::mem::take(&mut conn.buf);
                     self.store_syslog(now, &rest, false, &input.meta, conn.creds);

@@ -114,6 +114,9 @@ pub struct Daemon {
     reader_keys: Vec<Key>,
     /// Readers holding one of the `-max-readers` slots (dumps and follows).
     streaming: usize,
+    /// Open stream syslog connections (at most `-max-syslog-conns`; they
+    /// are inputs, but not counted against `-max-inputs`).
+    syslog_conns: usize,
     /// Set when some reader has more to send than one turn allowed.
     busy: bool,
     syslog: syslog_in::SyslogSockets,
@@ -153,12 +156,18 @@ pub fn bind(cfg: &Config) -> Result<(Bound, Bound), RunError> {
     Ok((log, query))
 }
 
-/// Raises the soft fd limit so that -max-inputs and -max-readers can be
-/// reached (the hard limit permitting). Returns a note when it cannot.
+/// Raises the soft fd limit so that -max-inputs, -max-readers and
+/// -max-syslog-conns can be reached (the hard limit permitting). Returns a
+/// note when it cannot.
 fn raise_fd_limit(cfg: &Config) -> Option<String> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     // One reader more than -max-readers is accepted (for stats).
-    let want = (cfg.max_inputs + cfg.max_readers + 1 + 64) as u64;
+    let syslog = if cfg.syslog_stream.is_empty() {
+        0
+    } else {
+        cfg.max_syslog_conns
+    };
+    let want = (cfg.max_inputs + cfg.max_readers + 1 + syslog + 64) as u64;
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
     if soft >= want {
         return None;
@@ -166,7 +175,7 @@ fn raise_fd_limit(cfg: &Config) -> Option<String> {
     let new = want.min(hard);
     if setrlimit(Resource::RLIMIT_NOFILE, new, hard).is_err() || new < want {
         return Some(format!(
-            "the fd limit ({}) is below -max-inputs + -max-readers + 64 ({want}); fds beyond it will be refused",
+            "the fd limit ({}) is below -max-inputs + -max-readers + -max-syslog-conns + 65 ({want}); fds beyond it will be refused",
             new.max(soft)
         ));
     }
@@ -260,6 +269,7 @@ impl Daemon {
             accept_paused: false,
             reader_keys: Vec::new(),
             streaming: 0,
+            syslog_conns: 0,
             busy: false,
             syslog,
             rate,
@@ -352,6 +362,7 @@ impl Daemon {
             buffer_size: self.ring.capacity(),
             inputs: self.inputs.len(),
             readers: self.readers.len(),
+            syslog_conns: self.syslog_conns,
         }
     }
 
@@ -442,13 +453,14 @@ impl Daemon {
         None
     }
 
-    /// Once a second: expire silent readers, resume accepting, summarise
-    /// suppressed self-messages.
+    /// Once a second: expire silent readers and idle stream syslog
+    /// connections, resume accepting, summarise suppressed self-messages.
     fn tick(&mut self) {
         let reports = &mut self.pending_reports;
         self.rate
             .expire(Instant::now(), |s, n| reports.push((s, n)));
         self.expire_requests();
+        self.expire_syslog_conns();
         if self.accept_paused {
             self.resume_accept();
         }

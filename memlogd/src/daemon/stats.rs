@@ -36,6 +36,10 @@ pub struct Counters {
     pub echo_dropped: u64,
     /// memlogd's own messages dropped by its rate limit.
     pub selflog_suppressed: u64,
+    /// Stream syslog connections closed at once: -max-syslog-conns reached.
+    pub syslog_conns_refused: u64,
+    /// Stream syslog connections closed after -syslog-idle-timeout.
+    pub syslog_conns_idle_closed: u64,
 }
 
 /// Live figures that are not counters.
@@ -49,11 +53,13 @@ pub struct Gauges {
     pub buffer_size: usize,
     pub inputs: usize,
     pub readers: usize,
+    /// Stream syslog connections open (part of `inputs`).
+    pub syslog_conns: usize,
 }
 
 impl Counters {
     /// Every figure by name, in the order of the stats reply.
-    pub fn pairs(&self, g: &Gauges) -> [(&'static str, u64); 24] {
+    pub fn pairs(&self, g: &Gauges) -> [(&'static str, u64); 27] {
         [
             ("first", g.first),
             ("next", g.next),
@@ -63,6 +69,7 @@ impl Counters {
             ("buffer_size", g.buffer_size as u64),
             ("inputs", g.inputs as u64),
             ("readers", g.readers as u64),
+            ("syslog_conns", g.syslog_conns as u64),
             ("lines_truncated", self.lines_truncated),
             ("inputs_total", self.inputs_total),
             ("inputs_refused", self.inputs_refused),
@@ -79,6 +86,8 @@ impl Counters {
             ("kmsg_lost", self.kmsg_lost),
             ("echo_dropped", self.echo_dropped),
             ("selflog_suppressed", self.selflog_suppressed),
+            ("syslog_conns_refused", self.syslog_conns_refused),
+            ("syslog_conns_idle_closed", self.syslog_conns_idle_closed),
         ]
     }
 

@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Opens the kernel-log FIFO at `path` again, refusing whatever else the
 /// path may have become meanwhile.
@@ -108,8 +109,19 @@ impl Daemon {
             };
             match l.accept() {
                 Ok((s, _)) => {
-                    let mut m = meta::MetaBuf::default();
                     let creds = sys::peer_creds(s.as_fd());
+                    if self.syslog_conns >= self.cfg.max_syslog_conns {
+                        // Accepted and closed at once (dropped): the
+                        // listener never stays readable for it.
+                        self.counters.syslog_conns_refused += 1;
+                        let who = creds.map_or("unknown".into(), |c| c.uid.to_string());
+                        self.note(format!(
+                            "refused a syslog stream connection from uid {who}: -max-syslog-conns {} reached",
+                            self.cfg.max_syslog_conns
+                        ));
+                        continue;
+                    }
+                    let mut m = meta::MetaBuf::default();
                     if let Some(c) = creds {
                         m.creds(c);
                     }
@@ -130,6 +142,40 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Closes stream syslog connections that sent nothing for
+    /// `-syslog-idle-timeout` (their unfinished frame is stored, as at any
+    /// close). Runs on the 1 s tick; the work is bounded by the inputs held
+    /// (`-max-inputs` + `-max-syslog-conns`), and nothing when there is no
+    /// stream connection.
+    pub(super) fn expire_syslog_conns(&mut self) {
+        let timeout = self.cfg.syslog_idle_timeout;
+        if timeout.is_zero() || self.syslog_conns == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let idle: Vec<Key> = self
+            .inputs
+            .keys()
+            .into_iter()
+            .filter(|&k| {
+                matches!(self.inputs.get_mut(k), Some(i)
+                    if matches!(&i.kind, Kind::Syslog(c) if now.duration_since(c.last_read) >= timeout))
+            })
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        for &k in &idle {
+            self.close_input(k);
+        }
+        self.counters.syslog_conns_idle_closed += idle.len() as u64;
+        self.note(format!(
+            "closed {} syslog stream connection(s) idle for -syslog-idle-timeout {} s",
+            idle.len(),
+            timeout.as_secs_f64()
+        ));
     }
 
     /// The writer of the kernel-log FIFO closed it: the last record is
