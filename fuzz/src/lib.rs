@@ -1128,9 +1128,11 @@ pub fn rfc3339(data: &[u8]) {
 
 // ---------------------------------------------------------------- lines
 
-/// `LineSplitter` against a model: each line of at most `max` bytes comes
-/// out whole; a longer one comes out once, cut to `max` and marked, and the
-/// rest of it (up to its `\n`) is dropped; however reads cut the stream.
+/// `LineSplitter` against a model: one `\r` right before each `\n` is
+/// dropped (a final `\r` at the end of the stream is kept); each line of at
+/// most `max` bytes then comes out whole; a longer one comes out once, cut
+/// to `max` and marked, and the rest of it (up to its `\n`) is dropped;
+/// however reads cut the stream.
 pub fn lines(data: &[u8]) {
     let (cfg, stream) = settings(data, 3);
     let max = usize::from(*cfg.first().unwrap_or(&0)) % 40;
@@ -1138,6 +1140,17 @@ pub fn lines(data: &[u8]) {
     let mut dropped = 0;
     let mut parts: Vec<&[u8]> = stream.split(|&c| c == b'\n').collect();
     let last = parts.pop().unwrap_or(&[]);
+    let mut crs = 0;
+    let parts: Vec<&[u8]> = parts
+        .into_iter()
+        .map(|l| match l.strip_suffix(b"\r") {
+            Some(l) => {
+                crs += 1;
+                l
+            }
+            None => l,
+        })
+        .collect();
     for l in parts
         .into_iter()
         .chain([last].into_iter().filter(|l| !l.is_empty()))
@@ -1154,15 +1167,17 @@ pub fn lines(data: &[u8]) {
     let mut got: Vec<(Vec<u8>, bool)> = Vec::new();
     for read in cut(stream, &mut rng) {
         s.feed(read, max, |l, t| got.push((l.to_vec(), t)));
-        assert!(s.pending_len() <= max);
+        // A `\r` after `max` bytes is held until the next byte is known.
+        assert!(s.pending_len() <= max + 1);
     }
     s.finish(|l, t| got.push((l.to_vec(), t)));
     assert_eq!(s.pending_len(), 0);
     assert_eq!(got, want, "max {max}");
-    // Every input byte is in a line, is a `\n`, or is one of the dropped.
+    // Every input byte is in a line, is a `\n` or the `\r` before one, or
+    // is one of the dropped.
     let kept: usize = got.iter().map(|(l, _)| l.len()).sum();
     let newlines = stream.iter().filter(|&&c| c == b'\n').count();
-    assert_eq!(kept + dropped + newlines, stream.len());
+    assert_eq!(kept + dropped + newlines + crs, stream.len());
 }
 
 // ---------------------------------------------------------------- names
@@ -1328,6 +1343,14 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
                 let c = r.seek(seq);
                 let want = seq.clamp(r.first_seq(), r.next_seq());
                 assert_eq!(c.seq, want);
+                // The checkpoint index finds the very record.
+                match r.read(c) {
+                    Read::Record(rec, _) => {
+                        assert_eq!(rec.seq, want);
+                        assert!(rec == model[(want - first) as usize], "seek {seq}");
+                    }
+                    other => assert_eq!((other, want), (Read::End, r.next_seq())),
+                }
                 cursors.push(c);
             }
             _ => {
@@ -1360,6 +1383,10 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
         assert_eq!(r.next_seq(), first + model.len() as u64);
         assert_eq!(r.evicted(), first);
         assert!(r.len() <= max_records.max(1));
+        // The seek index: within its bound, one checkpoint per
+        // `INDEX_STRIDE` records held (plus one).
+        assert!(r.index_len() <= r.index_bound());
+        assert!(r.index_len() as u64 <= r.len() / ring::INDEX_STRIDE + 1);
         assert!(r.bytes_used() <= cap);
         let sizes: usize = model
             .iter()

@@ -115,20 +115,41 @@ pub fn write_str(out: &mut Vec<u8>, s: &[u8]) -> bool {
 /// exactly: valid characters as they are (JSON-escaped), `%` as `%25`, and
 /// each byte of an invalid sequence as `%XX`. [`decode_raw`] reverses it.
 pub fn write_raw(out: &mut Vec<u8>, s: &[u8]) {
-    let mut v = Vec::with_capacity(s.len() + 16);
-    for chunk in s.utf8_chunks() {
-        for &b in chunk.valid().as_bytes() {
-            if b == b'%' {
-                v.extend_from_slice(b"%25");
-            } else {
-                v.push(b);
+    out.push(b'"');
+    write_raw_part(out, s, 0, usize::MAX);
+    out.push(b'"');
+}
+
+/// [`write_raw`]'s string content from byte `from` of `s` on, stopping
+/// once `out` holds `limit` bytes, as [`write_str_part`] does (cut only
+/// between whole units; at least one unit written if any is left; returns
+/// where it stopped). The pieces, end to end, are the one-shot bytes.
+pub fn write_raw_part(out: &mut Vec<u8>, s: &[u8], from: usize, limit: usize) -> usize {
+    let mut pos = from;
+    for chunk in s[from..].utf8_chunks() {
+        let valid = chunk.valid();
+        for c in valid.chars() {
+            if out.len() >= limit && pos > from {
+                return pos;
             }
+            let mut b = [0u8; 4];
+            let enc = c.encode_utf8(&mut b).as_bytes();
+            if c == '%' {
+                out.extend_from_slice(b"%25");
+            } else {
+                write_valid_utf8(out, enc);
+            }
+            pos += enc.len();
         }
         for &b in chunk.invalid() {
-            v.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            if out.len() >= limit && pos > from {
+                return pos;
+            }
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            pos += 1;
         }
     }
-    write_str(out, &v);
+    pos
 }
 
 /// The bytes a [`write_raw`] string stands for; `None` if it is malformed.
@@ -150,6 +171,50 @@ pub fn decode_raw(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// Most bytes one unit of a string encodes to: a control character
+/// (`\u00XX`) or an invalid byte (`\ufffd`).
+pub const MAX_UNIT: usize = 6;
+
+/// [`write_str`] in pieces: appends the encoding of `s[from..]` (without
+/// the quotes) as `write_str` encodes it, and stops between two units (a
+/// character, or one invalid byte) once `out` holds `limit` bytes or more.
+/// At least one unit is written if any is left, so `out` ends at most
+/// [`MAX_UNIT`] - 1 bytes past `limit`. Returns where in `s` it stopped
+/// (`s.len()` when done); give that back as `from` to go on. The pieces,
+/// end to end, are exactly the bytes of the one-shot encoding, whatever
+/// the limits (`from` must be 0 or a value this returned for `s`).
+pub fn write_str_part(out: &mut Vec<u8>, s: &[u8], from: usize, limit: usize) -> usize {
+    let mut pos = from;
+    for chunk in s[from..].utf8_chunks() {
+        let valid = chunk.valid().as_bytes();
+        let mut i = 0;
+        while i < valid.len() {
+            if out.len() >= limit && pos > from {
+                return pos;
+            }
+            // Each input byte encodes to at most MAX_UNIT bytes: a run of
+            // room / MAX_UNIT bytes stays within the limit (at least one
+            // character).
+            let take = (limit.saturating_sub(out.len()) / MAX_UNIT).max(1);
+            let mut end = (i + take).min(valid.len());
+            while end < valid.len() && (valid[end] & 0xc0) == 0x80 {
+                end += 1;
+            }
+            write_valid_utf8(out, &valid[i..end]);
+            pos += end - i;
+            i = end;
+        }
+        for _ in chunk.invalid() {
+            if out.len() >= limit && pos > from {
+                return pos;
+            }
+            out.extend_from_slice(b"\\ufffd");
+            pos += 1;
+        }
+    }
+    pos
 }
 
 /// Appends an unsigned integer in decimal.
@@ -538,6 +603,51 @@ mod tests {
         }
         assert_eq!(plain_prefix(b"0123456789abcdef\"x"), 16);
         assert_eq!(enc(b"0123456789abcdef\"x\n"), r#""0123456789abcdef\"x\n""#);
+    }
+
+    /// Every split point, and pieces of every small size, give exactly the
+    /// one-shot encoding: cuts fall only between whole units (a multi-byte
+    /// character, an escape, one U+FFFD per invalid byte).
+    #[test]
+    fn pieces_are_exactly_the_one_shot_encoding() {
+        let samples: [&[u8]; 5] = [
+            "plain ascii and é€😀 and \"q\" \\ and \n\t\u{1}".as_bytes(),
+            b"\xe2\x82\xac\xe2\x82 x \xf0\x9f\x98\x80\xf0\x9f\x98 \xff\xfe\xc3\xa9\xc3",
+            b"\x00\x01\x1f\x7f\x80\xbf\xc0\xc1\xf5\xf8",
+            b"",
+            &[b'a'; 100],
+        ];
+        let mut all: Vec<u8> = (0u8..=255).collect();
+        all.extend_from_slice("é€😀".repeat(20).as_bytes());
+        for s in samples.iter().copied().chain([&all[..]]) {
+            let mut whole = Vec::new();
+            write_str(&mut whole, s);
+            let inner = &whole[1..whole.len() - 1];
+            // A stop after the first piece at every output length.
+            for limit in 0..=inner.len() + 1 {
+                let mut out = Vec::new();
+                let at = write_str_part(&mut out, s, 0, limit);
+                assert!(out.len() < limit.max(1) + MAX_UNIT, "limit {limit}");
+                assert!(at == s.len() || out.len() >= limit, "stopped early");
+                write_str_part(&mut out, s, at, usize::MAX);
+                assert_eq!(out, inner, "split at limit {limit} (byte {at})");
+            }
+            // Many small pieces, each appended to a buffer that starts empty.
+            for step in 1..=8 {
+                let (mut pos, mut out, mut n) = (0, Vec::new(), 0);
+                while pos < s.len() {
+                    let mut piece = Vec::new();
+                    let next = write_str_part(&mut piece, s, pos, step);
+                    assert!(next > pos, "no progress");
+                    assert!(piece.len() < step + MAX_UNIT);
+                    out.extend_from_slice(&piece);
+                    pos = next;
+                    n += 1;
+                }
+                assert_eq!(out, inner, "pieces of {step}");
+                assert!(s.is_empty() || n >= inner.len() / (step + MAX_UNIT));
+            }
+        }
     }
 
     #[test]

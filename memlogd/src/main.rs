@@ -103,6 +103,11 @@ fn spawn_background(args: &Args, log: Bound, query: Bound) -> Result<(), String>
     for p in &args.syslog_stream {
         cmd.arg("-syslog-stream").arg(goflags::os(p));
     }
+    cmd.args(["-max-syslog-conns", &args.max_syslog_conns.to_string()]);
+    cmd.args([
+        "-syslog-idle-timeout",
+        &format!("{}ms", args.syslog_idle_timeout.as_millis()),
+    ]);
     if let Some(p) = &args.kmsg_file {
         cmd.arg("-kmsg-file").arg(goflags::os(p));
     } else if args.kmsg {

@@ -338,15 +338,7 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
 /// flags) for extended readers; without it the object has exactly LinuxKit's
 /// keys `time`, `source`, `msg`.
 pub fn encode_record(out: &mut Vec<u8>, r: &ring::Record<'_>, ext: bool) {
-    if ext {
-        out.extend_from_slice(b"{\"seq\":");
-        json::write_u64(out, r.seq);
-        out.extend_from_slice(b",\"time\":\"");
-    } else {
-        out.extend_from_slice(b"{\"time\":\"");
-    }
-    timefmt::write_rfc3339_nano(out, r.time_ns);
-    out.extend_from_slice(b"\",\"source\":");
+    encode_record_head(out, r, ext);
     let raw_source = json::write_str(out, r.source);
     out.extend_from_slice(b",\"msg\":");
     let raw_msg = json::write_str(out, r.msg);
@@ -360,6 +352,170 @@ pub fn encode_record(out: &mut Vec<u8>, r: &ring::Record<'_>, ext: bool) {
             out.extend_from_slice(b",\"msg_raw\":");
             json::write_raw(out, r.msg);
         }
+    }
+    encode_record_tail(out, r, ext);
+}
+
+/// True if `s` is not valid UTF-8 (its JSON string is lossy, and extended
+/// readers get its `_raw` form too).
+fn lossy(s: &[u8]) -> bool {
+    !s.is_ascii() && std::str::from_utf8(s).is_err()
+}
+
+/// Most bytes of a record line before its source: `{"seq":N,"time":"...","source":`.
+pub const MAX_RECORD_HEAD: usize = 128;
+/// Most bytes of a record line after its message's closing quote: the
+/// optional keys (metadata is at most [`ring::MAX_META`] bytes, each
+/// encoding to at most [`json::MAX_UNIT`]), `}` and `\n`.
+pub const MAX_RECORD_TAIL: usize = json::MAX_UNIT * ring::MAX_META + 128;
+
+/// An upper bound on the bytes [`encode_record`] appends for `r`.
+pub fn record_bound(r: &ring::Record<'_>) -> usize {
+    // Strings and their `_raw` forms (each byte at most MAX_UNIT bytes).
+    MAX_RECORD_HEAD
+        + json::MAX_UNIT * (2 * (r.source.len() + r.msg.len()) + r.meta.len())
+        + 16
+        + 160
+}
+
+fn encode_record_head(out: &mut Vec<u8>, r: &ring::Record<'_>, ext: bool) {
+    if ext {
+        out.extend_from_slice(b"{\"seq\":");
+        json::write_u64(out, r.seq);
+        out.extend_from_slice(b",\"time\":\"");
+    } else {
+        out.extend_from_slice(b"{\"time\":\"");
+    }
+    timefmt::write_rfc3339_nano(out, r.time_ns);
+    out.extend_from_slice(b"\",\"source\":");
+}
+
+/// Where a record line being written in pieces stands: inside its source,
+/// its message, or (extended readers, bytes that are not UTF-8) their
+/// `_raw` forms, at this byte of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    Source(usize),
+    Msg(usize),
+    SourceRaw(usize),
+    MsgRaw(usize),
+}
+
+/// A record line written in pieces, so that a reader's buffer never holds
+/// much more than its limit however long the record (a 1 MiB message can
+/// take 6 MiB of JSON). The pieces, end to end, are exactly the bytes of
+/// [`encode_record`]: the source and message strings are cut only between
+/// whole units ([`json::write_str_part`]); the head and the tail (at most
+/// [`MAX_RECORD_HEAD`] and [`MAX_RECORD_TAIL`] bytes) are written whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialRecord(Piece);
+
+impl PartialRecord {
+    /// Starts the line of `r`, and writes as much of it as fits: `None`
+    /// when the line is complete, else where to go on when `out` has room
+    /// again. Strings stop once `out` holds `limit` bytes.
+    pub fn start(
+        out: &mut Vec<u8>,
+        r: &ring::Record<'_>,
+        ext: bool,
+        limit: usize,
+    ) -> Option<PartialRecord> {
+        encode_record_head(out, r, ext);
+        out.push(b'"');
+        PartialRecord(Piece::Source(0)).resume(out, r, ext, limit)
+    }
+
+    /// Goes on with the same record `r`.
+    pub fn resume(
+        self,
+        out: &mut Vec<u8>,
+        r: &ring::Record<'_>,
+        ext: bool,
+        limit: usize,
+    ) -> Option<PartialRecord> {
+        let mut at = self.0;
+        loop {
+            match at {
+                Piece::Source(pos) => {
+                    let pos = json::write_str_part(out, r.source, pos, limit);
+                    if pos < r.source.len() {
+                        return Some(PartialRecord(Piece::Source(pos)));
+                    }
+                    out.extend_from_slice(b"\",\"msg\":\"");
+                    at = Piece::Msg(0);
+                    if !r.msg.is_empty() && out.len() >= limit {
+                        return Some(PartialRecord(at));
+                    }
+                }
+                Piece::Msg(pos) => {
+                    let pos = json::write_str_part(out, r.msg, pos, limit);
+                    if pos < r.msg.len() {
+                        return Some(PartialRecord(Piece::Msg(pos)));
+                    }
+                    out.push(b'"');
+                    if ext && lossy(r.source) {
+                        // Opened and started in the same piece, so that a
+                        // line cut short never carries an empty `_raw`.
+                        out.extend_from_slice(b",\"source_raw\":\"");
+                        at = Piece::SourceRaw(0);
+                    } else {
+                        return Self::raw_msg_or_end(out, r, ext, limit);
+                    }
+                }
+                Piece::SourceRaw(pos) => {
+                    let pos = json::write_raw_part(out, r.source, pos, limit);
+                    if pos < r.source.len() {
+                        return Some(PartialRecord(Piece::SourceRaw(pos)));
+                    }
+                    out.push(b'"');
+                    return Self::raw_msg_or_end(out, r, ext, limit);
+                }
+                Piece::MsgRaw(pos) => {
+                    let pos = json::write_raw_part(out, r.msg, pos, limit);
+                    if pos < r.msg.len() {
+                        return Some(PartialRecord(Piece::MsgRaw(pos)));
+                    }
+                    out.push(b'"');
+                    encode_record_tail(out, r, ext);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// After the strings (and `source_raw`): `msg_raw` if the message is not
+    /// UTF-8 (extended readers), then the tail.
+    fn raw_msg_or_end(
+        out: &mut Vec<u8>,
+        r: &ring::Record<'_>,
+        ext: bool,
+        limit: usize,
+    ) -> Option<PartialRecord> {
+        if ext && lossy(r.msg) {
+            out.extend_from_slice(b",\"msg_raw\":\"");
+            return PartialRecord(Piece::MsgRaw(0)).resume(out, r, ext, limit);
+        }
+        encode_record_tail(out, r, ext);
+        None
+    }
+
+    /// The record was overwritten before its line was complete: ends the
+    /// line as valid JSON with what was sent (LinuxKit's keys present; an
+    /// extended reader also gets `"truncated":true`).
+    pub fn abandon(self, out: &mut Vec<u8>, ext: bool) {
+        match self.0 {
+            Piece::Source(_) => out.extend_from_slice(b"\",\"msg\":\"\""),
+            Piece::Msg(_) | Piece::SourceRaw(_) | Piece::MsgRaw(_) => out.push(b'"'),
+        }
+        if ext {
+            out.extend_from_slice(b",\"truncated\":true");
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+fn encode_record_tail(out: &mut Vec<u8>, r: &ring::Record<'_>, ext: bool) {
+    if ext {
         if r.flags & FLAG_TRUNCATED != 0 {
             out.extend_from_slice(b",\"truncated\":true");
         }
@@ -1035,6 +1191,69 @@ mod tests {
             out.clear();
             encode_record(&mut out, &r, false);
             assert!(!out.windows(4).any(|w| w == b"_raw"));
+        }
+    }
+
+    #[test]
+    fn a_record_in_pieces_is_the_one_shot_line() {
+        let mut m = meta::MetaBuf::default();
+        m.creds(crate::sys::Creds {
+            pid: 7,
+            uid: 1000,
+            gid: 9,
+        })
+        .text(meta::KV, b"A=\x01\xff")
+        .text(meta::APP, "é".as_bytes());
+        let msg = [
+            &b"long \x01\"\\ "[..],
+            "é€😀".as_bytes(),
+            b"\xe2\x82 \xff end",
+        ]
+        .concat();
+        let src = ["sr\u{e9}c\x02%".as_bytes(), b"\xff"].concat();
+        let r = ring::Record {
+            seq: 12,
+            time_ns: 1_531_041_413_123_456_789,
+            flags: FLAG_TRUNCATED,
+            pri: 3 << 3 | 4,
+            source: &src,
+            msg: &msg,
+            meta: m.as_bytes(),
+        };
+        for ext in [false, true] {
+            let mut whole = Vec::new();
+            encode_record(&mut whole, &r, ext);
+            assert!(whole.len() <= record_bound(&r));
+            for limit in 0..whole.len() + 2 {
+                // The reader's buffer is flushed between pieces.
+                let (mut got, mut out) = (Vec::new(), Vec::new());
+                let mut p = PartialRecord::start(&mut out, &r, ext, limit);
+                let mut pieces = 1;
+                loop {
+                    assert!(
+                        out.len() < limit.max(MAX_RECORD_HEAD) + MAX_RECORD_TAIL,
+                        "a piece of {} bytes for limit {limit}",
+                        out.len()
+                    );
+                    got.append(&mut out);
+                    let Some(at) = p else { break };
+                    p = at.resume(&mut out, &r, ext, limit);
+                    pieces += 1;
+                }
+                assert_eq!(got, whole, "ext {ext}, limit {limit}, {pieces} pieces");
+                // Abandoned after the first piece: still one valid line with
+                // LinuxKit's keys, marked for extended readers.
+                let mut cut = Vec::new();
+                if let Some(at) = PartialRecord::start(&mut cut, &r, ext, limit) {
+                    at.abandon(&mut cut, ext);
+                    assert_eq!(cut.last(), Some(&b'\n'));
+                    let Ok(Line::Record(d)) = decode_line(&cut[..cut.len() - 1]) else {
+                        panic!("not a record: {}", String::from_utf8_lossy(&cut))
+                    };
+                    assert_eq!(d.truncated, ext);
+                    assert_eq!(d.seq.is_some(), ext);
+                }
+            }
         }
     }
 

@@ -14,9 +14,21 @@
 //!
 //! `pri` is the syslog priority (`facility << 3 | severity`) or [`NO_PRI`];
 //! `meta` is optional metadata encoded by [`crate::meta`].
+//!
+//! Seeking to a sequence number ([`Ring::seek`]) costs at most
+//! [`INDEX_STRIDE`] record reads, whatever the ring's size: the ring keeps
+//! the offset of every record whose sequence number is a multiple of
+//! [`INDEX_STRIDE`] (a checkpoint), oldest first, dropped as those records
+//! are evicted. Its memory is bounded by [`Ring::index_bound`]: 8 bytes
+//! per [`INDEX_STRIDE`] records held, at most `capacity / 256` bytes
+//! (a record takes at least 32 bytes), allocated up front.
+
+use std::collections::VecDeque;
 
 const HDR: usize = 32;
 const ALIGN: usize = 8;
+/// Every this many sequence numbers the ring records where a record is.
+pub const INDEX_STRIDE: u64 = 64;
 
 /// The record's line was cut at the maximum line length.
 pub const FLAG_TRUNCATED: u16 = 1;
@@ -90,6 +102,16 @@ pub struct Ring {
     /// record whose place a cursor cannot know in advance (the writer went
     /// back to the start instead of writing at the cursor's offset).
     at_zero: u64,
+    /// Offsets of the checkpoints held: `checkpoints[i]` is where record
+    /// `ckpt_first + i * INDEX_STRIDE` is.
+    checkpoints: VecDeque<usize>,
+    ckpt_first: u64,
+}
+
+/// Most checkpoints a ring of `cap` bytes and `max_records` records holds.
+fn index_entries(cap: usize, max_records: u64) -> usize {
+    let held = max_records.min((cap / HDR) as u64);
+    (held / INDEX_STRIDE + 1) as usize
 }
 
 fn align(n: usize) -> usize {
@@ -110,9 +132,12 @@ impl Ring {
     /// zeroed up front; the kernel backs it with pages only as they are used.
     pub fn new(capacity: usize, max_records: u64) -> Ring {
         let cap = (capacity.max(64)) & !(ALIGN - 1);
+        let max_records = max_records.max(1);
         Ring {
+            checkpoints: VecDeque::with_capacity(index_entries(cap, max_records)),
+            ckpt_first: 0,
             buf: vec![0u8; cap].into_boxed_slice(),
-            max_records: max_records.max(1),
+            max_records,
             head: 0,
             tail: 0,
             wrapped: false,
@@ -150,6 +175,15 @@ impl Ring {
     pub fn evicted(&self) -> u64 {
         self.evicted
     }
+    /// Checkpoints held now (at most [`Ring::index_bound`]).
+    pub fn index_len(&self) -> usize {
+        self.checkpoints.len()
+    }
+    /// Most checkpoints this ring ever holds: one per [`INDEX_STRIDE`]
+    /// records it can hold, plus one; 8 bytes each.
+    pub fn index_bound(&self) -> usize {
+        index_entries(self.buf.len(), self.max_records)
+    }
     /// The largest `source.len() + msg.len()` a record may have in this ring.
     pub fn max_payload(&self) -> usize {
         self.buf.len() - HDR
@@ -176,6 +210,9 @@ impl Ring {
         self.bytes_used -= len;
         self.first_seq += 1;
         self.evicted += 1;
+        if self.ckpt_first < self.first_seq && self.checkpoints.pop_front().is_some() {
+            self.ckpt_first += INDEX_STRIDE;
+        }
         if self.first_seq == self.next_seq {
             self.head = 0;
             self.tail = 0;
@@ -248,6 +285,12 @@ impl Ring {
         if off == 0 {
             self.at_zero = seq;
         }
+        if seq % INDEX_STRIDE == 0 {
+            if self.checkpoints.is_empty() {
+                self.ckpt_first = seq;
+            }
+            self.checkpoints.push_back(off);
+        }
         let mut h = [0u8; HDR];
         h[0..4].copy_from_slice(&(need as u32).to_le_bytes());
         h[4..6].copy_from_slice(&(source.len() as u16).to_le_bytes());
@@ -307,20 +350,38 @@ impl Ring {
         }
     }
 
-    /// A cursor at sequence number `seq`, clamped to what the ring holds
-    /// (a walk from the oldest record: use it once per reader, not per record).
+    /// A cursor at sequence number `seq`, clamped to what the ring holds:
+    /// from the checkpoint at or before `seq` (or the oldest record, if
+    /// that checkpoint was evicted), at most `INDEX_STRIDE - 1` reads.
     pub fn seek(&self, seq: u64) -> Cursor {
+        self.seek_counting(seq).0
+    }
+
+    /// [`Ring::seek`], and how many records it read on the way.
+    fn seek_counting(&self, seq: u64) -> (Cursor, usize) {
         if seq >= self.next_seq {
-            return self.newest();
+            return (self.newest(), 0);
         }
-        let mut c = self.oldest();
+        if seq <= self.first_seq {
+            return (self.oldest(), 0);
+        }
+        let base = seq - seq % INDEX_STRIDE;
+        let checkpoint = base
+            .checked_sub(self.ckpt_first)
+            .and_then(|d| self.checkpoints.get((d / INDEX_STRIDE) as usize));
+        let mut c = match checkpoint {
+            Some(&off) => Cursor { seq: base, off },
+            None => self.oldest(),
+        };
+        let mut steps = 0;
         while c.seq < seq {
+            steps += 1;
             match self.read(c) {
                 Read::Record(_, next) => c = next,
                 _ => break,
             }
         }
-        c
+        (c, steps)
     }
 
     /// Reads the record at `c`.
@@ -485,6 +546,75 @@ mod tests {
         assert_eq!(rec.seq, r.first_seq() + 3);
         assert_eq!(r.seek(10_000), r.newest());
         assert_eq!(r.seek(0).seq, r.first_seq());
+    }
+
+    /// Every sequence number the ring holds, the linear way.
+    fn walk(r: &Ring) -> Vec<Cursor> {
+        let mut out = Vec::new();
+        let mut c = r.oldest();
+        while let Read::Record(_, next) = r.read(c) {
+            out.push(c);
+            c = next;
+        }
+        out
+    }
+
+    #[test]
+    fn seek_by_checkpoint_equals_a_linear_walk_after_many_wraps() {
+        for (cap, max) in [(4096, u64::MAX), (1 << 14, 1000), (2048, 130), (64, 1)] {
+            let mut r = Ring::new(cap, max);
+            for i in 0..20_000u64 {
+                let msg = vec![b'a' + (i % 26) as u8; (i as usize * 13) % 150];
+                r.push(i as i64, b"src", &msg, 0);
+                assert!(r.index_len() <= r.index_bound(), "cap {cap}, max {max}");
+                assert!(
+                    r.index_len() as u64 <= r.len() / INDEX_STRIDE + 1,
+                    "checkpoints beyond the records held"
+                );
+                if i % 997 != 0 && i > 300 {
+                    continue;
+                }
+                let all = walk(&r);
+                assert_eq!(all.len() as u64, r.len());
+                for c in &all {
+                    let (got, steps) = r.seek_counting(c.seq);
+                    assert_eq!(got, *c, "seek {} (cap {cap}, max {max})", c.seq);
+                    assert!(
+                        steps < INDEX_STRIDE as usize,
+                        "{steps} reads to seek {}",
+                        c.seq
+                    );
+                    let Read::Record(rec, _) = r.read(r.seek(c.seq)) else {
+                        panic!("record {}", c.seq)
+                    };
+                    assert_eq!(rec.seq, c.seq);
+                    let len = ((c.seq as usize * 13) % 150).min(r.max_payload() - 3);
+                    assert_eq!(rec.msg.len(), len);
+                }
+                assert_eq!(r.seek(0), r.oldest());
+                assert_eq!(r.seek(r.next_seq()), r.newest());
+                assert_eq!(r.seek(u64::MAX), r.newest());
+            }
+        }
+    }
+
+    #[test]
+    fn index_memory_is_bounded_by_the_arena() {
+        // 1 GiB of ring: at most one 8-byte checkpoint per 64 records of at
+        // least 32 bytes, i.e. capacity / 256 bytes.
+        let r = Ring::new(64, u64::MAX);
+        assert_eq!(r.index_bound(), 1);
+        assert_eq!(index_entries(1 << 30, u64::MAX) * 8, (1 << 30) / 256 + 8);
+        assert_eq!(index_entries(1 << 30, 5000), 5000 / 64 + 1);
+        // A ring of tiny records, full: the index stays at its bound.
+        let mut r = Ring::new(1 << 16, u64::MAX);
+        let cap = r.checkpoints.capacity();
+        for _ in 0..100_000 {
+            r.push(0, b"", b"", 0);
+            assert!(r.index_len() <= r.index_bound());
+        }
+        assert_eq!(r.len(), (1 << 16) / 32);
+        assert_eq!(r.checkpoints.capacity(), cap, "allocated once, never grown");
     }
 
     #[test]

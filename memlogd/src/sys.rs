@@ -1,6 +1,7 @@
 //! The only module that calls `libc` directly: fd passing (`SCM_RIGHTS`),
-//! non-blocking flags, random ids. Everything here is a safe function that
-//! takes `BorrowedFd` and returns `OwnedFd`; no `RawFd` leaves this module.
+//! non-blocking flags and reads, signal dispositions, random ids.
+//! Everything here is a safe function that takes `BorrowedFd` and returns
+//! `OwnedFd`; no `RawFd` leaves this module.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -267,6 +268,66 @@ pub fn peer_creds(fd: BorrowedFd<'_>) -> Option<Creds> {
     })
 }
 
+/// Receives from a socket without blocking (`MSG_DONTWAIT`), whatever the
+/// socket's `O_NONBLOCK` flag says: memlogd reads sockets it was handed this
+/// way, so it never changes the flags of an open file description it shares
+/// with the sender.
+pub fn recv_dontwait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which lives
+    // for the whole call.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Opens what `fd` is (a pipe, FIFO or terminal) again through
+/// `/proc/self/fd/N`, read-only, non-blocking and close-on-exec (and never
+/// as a controlling terminal): a new open file description of the same
+/// object, whose flags are memlogd's alone. Fails if `/proc` is not there,
+/// the open is not permitted, or what was opened is not the same inode.
+pub fn reopen_nonblocking(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let new = nix::fcntl::open(
+        path.as_str(),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let (a, b) = (nix::sys::stat::fstat(fd)?, nix::sys::stat::fstat(&new)?);
+    if (a.st_dev, a.st_ino, a.st_rdev) != (b.st_dev, b.st_ino, b.st_rdev) {
+        return Err(io::Error::other(format!(
+            "{path} opened another file than the fd"
+        )));
+    }
+    Ok(new)
+}
+
+/// `fd` reports a hang-up now (`POLLHUP`: for a pipe or FIFO, the writers
+/// this description saw are gone).
+pub fn hung_up(fd: BorrowedFd<'_>) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(fd, PollFlags::empty())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1))
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+}
+
+/// `fd` is a terminal.
+pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
+    nix::unistd::isatty(fd).unwrap_or(false)
+}
+
 /// Sets or clears `O_NONBLOCK`.
 pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     // SAFETY: F_GETFL/F_SETFL on a valid fd have no memory effects.
@@ -377,6 +438,60 @@ pub fn ignore_sigpipe() {
     }
 }
 
+/// Signals whose default action ends the process and that memlogd ignores
+/// (SIG_IGN): a stray `kill -ALRM`, a timer or I/O signal nobody asked for,
+/// a resource-limit signal, or any real-time signal must not cost the
+/// buffer. SIGPIPE is among them (writes to a vanished peer fail with EPIPE
+/// instead). The stop signals and SIGHUP/SIGUSR1/SIGUSR2 are not here: the
+/// daemon blocks them and reads them from a signalfd.
+pub fn ignored_signals() -> Vec<libc::c_int> {
+    let mut v = vec![
+        libc::SIGPIPE,
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGSTKFLT,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGTTOU,
+    ];
+    // SIGRTMIN() skips the signals the C library keeps for itself (glibc's
+    // thread cancellation and setxid broadcast), which must keep their
+    // handlers.
+    v.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    v
+}
+
+/// Sets the action of every signal of [`ignored_signals`] to SIG_IGN.
+/// Returns the first failure (with the signal number), after trying all.
+pub fn ignore_signals() -> io::Result<()> {
+    let mut first_err = None;
+    for sig in ignored_signals() {
+        // SAFETY: sigaction is plain data; zeroed is a valid initial value
+        // (empty mask, no flags) before the handler is set.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = libc::SIG_IGN;
+        // SAFETY: installing SIG_IGN reads one sigaction struct we own and
+        // runs no code of ours in signal context.
+        if unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) } != 0 && first_err.is_none() {
+            let e = io::Error::last_os_error();
+            first_err = Some(io::Error::new(e.kind(), format!("signal {sig}: {e}")));
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// The action of `sig` is SIG_IGN (for tests and checks).
+pub fn signal_is_ignored(sig: libc::c_int) -> bool {
+    // SAFETY: sigaction is plain data; zeroed is a valid value to be overwritten.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `old`.
+    let r = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
+    r == 0 && old.sa_sigaction == libc::SIG_IGN
+}
+
 /// Restores the default SIGPIPE action (a CLI writing to a closed pipe then
 /// ends quietly, as `logread | head` users expect).
 pub fn default_sigpipe() {
@@ -436,6 +551,68 @@ mod tests {
         assert_eq!(peer_creds(s1.as_fd()), Some(me));
         let f = std::fs::File::open("/dev/null").expect("null");
         assert_eq!(peer_creds(f.as_fd()), None);
+    }
+
+    #[test]
+    fn fatal_signals_are_ignored_but_not_the_c_library_ones() {
+        ignore_signals().expect("sigaction");
+        for sig in ignored_signals() {
+            assert!(signal_is_ignored(sig), "signal {sig}");
+        }
+        let all = ignored_signals();
+        assert!(all.contains(&libc::SIGALRM) && all.contains(&libc::SIGRTMAX()));
+        // The C library's own real-time signals keep their handlers, and the
+        // signals the daemon reads from its signalfd are not ignored.
+        for sig in [
+            libc::SIGRTMIN() - 1,
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
+            assert!(!all.contains(&sig), "signal {sig}");
+        }
+    }
+
+    #[test]
+    fn reopened_pipe_is_non_blocking_alone_and_sockets_read_without_the_flag() {
+        let flags = |fd: BorrowedFd<'_>| {
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).expect("F_GETFL")
+                & libc::O_NONBLOCK
+        };
+        let (rd, wr) = nix::unistd::pipe().expect("pipe");
+        let own = reopen_nonblocking(rd.as_fd()).expect("reopen");
+        assert_eq!(
+            flags(rd.as_fd()),
+            0,
+            "the original description is untouched"
+        );
+        assert_ne!(flags(own.as_fd()), 0);
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            nix::unistd::read(&own, &mut buf),
+            Err(nix::Error::EAGAIN),
+            "empty, with a writer: would block"
+        );
+        nix::unistd::write(&wr, b"hi").expect("write");
+        assert_eq!(nix::unistd::read(&own, &mut buf), Ok(2));
+        assert!(!hung_up(own.as_fd()));
+        drop(wr);
+        assert!(hung_up(own.as_fd()) && hung_up(rd.as_fd()));
+        assert_eq!(nix::unistd::read(&own, &mut buf), Ok(0));
+
+        let (a, b) = UnixStream::pair().expect("pair");
+        assert_eq!(
+            recv_dontwait(b.as_fd(), &mut buf).map_err(|e| e.kind()),
+            Err(io::ErrorKind::WouldBlock)
+        );
+        (&a).write_all(b"x").expect("write");
+        assert_eq!(recv_dontwait(b.as_fd(), &mut buf).expect("recv"), 1);
+        assert_eq!(flags(b.as_fd()), 0);
+        drop(a);
+        assert_eq!(recv_dontwait(b.as_fd(), &mut buf).expect("eof"), 0);
     }
 
     #[test]

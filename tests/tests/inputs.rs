@@ -170,3 +170,137 @@ fn long_line_is_cut_at_max_line_len_and_marked() {
         .collect();
     assert_eq!(got, [("q".repeat(100), true)]);
 }
+
+/// LinuxKit reads lines with Go's `bufio.Reader.ReadLine`, which drops
+/// `"\r\n"` as it drops `"\n"`: so does memlogd, and the `\r` does not count
+/// toward `-max-line-len`. A `\r` elsewhere, and a final one at EOF, is kept.
+#[test]
+fn crlf_line_endings_are_dropped_as_linuxkit_drops_them() {
+    let m = Memlogd::start(&["-max-line-len", "10"]);
+    let mut w = m.writer("dos");
+    w.write_all(b"windows\r\nunix\n\r\nin\rside\n")
+        .expect("write");
+    // Exactly -max-line-len bytes, then `\r`, with the `\n` in a later write.
+    w.write_all(b"0123456789\r").expect("write");
+    m.wait_msg("dos", "in\rside");
+    w.write_all(b"\n0123456789\rX\nlast\r").expect("write");
+    drop(w);
+    m.wait_msg("dos", "last\r");
+    let got: Vec<(String, bool)> = m
+        .records()
+        .into_iter()
+        .filter(|r| r.source == "dos")
+        .map(|r| (r.msg, r.truncated))
+        .collect();
+    let want: Vec<(String, bool)> = [
+        ("windows", false),
+        ("unix", false),
+        ("", false),
+        ("in\rside", false),
+        ("0123456789", false),
+        ("0123456789", true),
+        ("last\r", false),
+    ]
+    .iter()
+    .map(|&(s, t)| (s.to_owned(), t))
+    .collect();
+    assert_eq!(got, want);
+}
+
+/// `O_NONBLOCK` of the sender's open file description.
+fn nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    let fl = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).expect("F_GETFL");
+    fl & libc::O_NONBLOCK != 0
+}
+
+/// An fd handed to memlogd shares its open file description with the
+/// sender's copy: memlogd must not make the sender's reads non-blocking
+/// (PROTOCOL.md section 1). A pipe, a socketpair end and a FIFO that the
+/// sender keeps (and could read itself) stay blocking, and are logged.
+#[test]
+fn received_fds_keep_the_senders_file_status_flags() {
+    let m = Memlogd::start(&[]);
+    // A pipe whose read end the sender keeps a dup of.
+    let (rd, wr) = nix::unistd::pipe().expect("pipe");
+    let kept = rd.try_clone().expect("dup");
+    m.send_fds(b"piped", &[rd.as_fd()]).expect("send pipe");
+    drop(rd);
+    let mut wr = std::fs::File::from(wr);
+    wr.write_all(b"through a pipe\n").expect("write");
+    m.wait_msg("piped", "through a pipe");
+    assert!(
+        !nonblocking(kept.as_fd()),
+        "the sender's pipe end became non-blocking"
+    );
+    // A socketpair end the sender also keeps.
+    let (mut ours, theirs) = UnixStream::pair().expect("socketpair");
+    m.send_fds(b"paired", &[theirs.as_fd()])
+        .expect("send socket");
+    ours.write_all(b"through a socket\n").expect("write");
+    m.wait_msg("paired", "through a socket");
+    assert!(
+        !nonblocking(theirs.as_fd()),
+        "the sender's socket became non-blocking"
+    );
+    // A named FIFO's read end, opened blocking (a writer was there first).
+    let path = m.dir().join("kept.fifo");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let p = path.clone();
+    let opener = std::thread::spawn(move || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .expect("open fifo write end")
+    });
+    let frd = std::fs::File::open(&path).expect("open fifo read end");
+    let mut fwr = opener.join().expect("opener");
+    m.send_fds(b"fifo", &[frd.as_fd()]).expect("send fifo");
+    fwr.write_all(b"through a fifo\n").expect("write");
+    m.wait_msg("fifo", "through a fifo");
+    assert!(
+        !nonblocking(frd.as_fd()),
+        "the sender's FIFO end became non-blocking"
+    );
+    // memlogd still reads each to its end.
+    wr.write_all(b"pipe again\n").expect("write");
+    ours.write_all(b"socket again\n").expect("write");
+    fwr.write_all(b"fifo again\n").expect("write");
+    drop((wr, ours, fwr));
+    m.wait_msg("piped", "pipe again");
+    m.wait_msg("paired", "socket again");
+    m.wait_msg("fifo", "fifo again");
+    wait_until("the three inputs to close", || {
+        m.stats().iter().any(|(k, v)| k == "inputs" && *v == 0)
+    });
+}
+
+/// A FIFO whose writer wrote and went away before memlogd got the read
+/// end: what it wrote is stored, its last unfinished line too, and the
+/// input ends (a fresh open of a FIFO would not see that hang-up).
+#[test]
+fn fifo_whose_writer_left_before_the_handover_is_read_to_its_end() {
+    let m = Memlogd::start(&[]);
+    let path = m.dir().join("gone.fifo");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let rd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .expect("open fifo read end");
+    let mut wr = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open fifo write end");
+    wr.write_all(b"written early\nunfinished").expect("write");
+    drop(wr);
+    m.send_fds(b"early", &[rd.as_fd()]).expect("send fifo");
+    drop(rd);
+    m.wait_msg("early", "unfinished");
+    assert_eq!(
+        msgs_from(&m.records(), "early"),
+        ["written early", "unfinished"]
+    );
+    wait_until("the input to close", || {
+        m.stats().iter().any(|(k, v)| k == "inputs" && *v == 0)
+    });
+}

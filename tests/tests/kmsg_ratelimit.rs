@@ -85,6 +85,54 @@ fn kernel_log_from_a_fifo_in_pieces() {
     check_recorded(&m);
 }
 
+/// A service that restarts opens the kernel-log FIFO anew: memlogd reads
+/// the second writer too (it opens the FIFO again at each EOF), and each
+/// writer's unfinished last record is stored when it closes.
+#[test]
+fn kernel_log_fifo_is_read_again_after_its_writer_closes() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = TempDir::new("kmsg-fifo2");
+    let f = dir.join("kmsg.fifo");
+    nix::unistd::mkfifo(&f, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let m = Memlogd::start_in(dir, &["-kmsg-file", f.to_str().expect("utf8")]);
+    // A non-blocking open for writing fails (ENXIO) while no one reads.
+    let open_writer = || {
+        let mut w = None;
+        memlog_tests::wait_until("a reader on the kernel-log FIFO", || {
+            w = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&f)
+                .ok();
+            w.is_some()
+        });
+        w.expect("writer")
+    };
+    for (k, round) in [(1u64, "first"), (3, "second"), (5, "third")] {
+        let mut w = open_writer();
+        let text = format!(
+            "6,{k},0,-;{round} writer\n6,{},1,-;{round} writer's last",
+            k + 1
+        );
+        w.write_all(text.as_bytes()).expect("write");
+        drop(w);
+        m.wait_msg("kmsg", &format!("{round} writer's last"));
+    }
+    let recs = m.records();
+    assert_eq!(
+        msgs_from(&recs, "kmsg"),
+        [
+            "first writer",
+            "first writer's last",
+            "second writer",
+            "second writer's last",
+            "third writer",
+            "third writer's last"
+        ]
+    );
+    m.assert_serves();
+}
+
 #[test]
 fn missing_kernel_log_is_a_clear_start_error() {
     let dir = TempDir::new("kmsg-missing");
@@ -203,4 +251,135 @@ fn a_flood_cannot_push_other_sources_out_of_the_ring() {
         40,
         "important records were pushed out: {kept:?}"
     );
+}
+
+/// Sends each of `msgs` as one datagram to `path` from a child process
+/// running as `uid` (and gid `uid`, no supplementary groups), so that the
+/// kernel reports that uid with them (SCM_CREDENTIALS).
+fn send_as(uid: u32, path: &std::path::Path, msgs: &[Vec<u8>]) {
+    use std::os::unix::ffi::OsStrExt;
+    // Everything the child needs is made before the fork: after it, the
+    // child only makes system calls (this process has other threads).
+    // SAFETY: sockaddr_un is plain data; zeroed is a valid initial value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let p = path.as_os_str().as_bytes();
+    assert!(p.len() < addr.sun_path.len());
+    for (d, s) in addr.sun_path.iter_mut().zip(p) {
+        *d = *s as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: the child calls only async-signal-safe functions (setgroups,
+    // setgid, setuid, socket, sendto, _exit) on memory made before the
+    // fork, and never returns into Rust code.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: see above.
+        unsafe {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(uid) != 0
+                || libc::setuid(uid) != 0
+            {
+                libc::_exit(2);
+            }
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
+            if fd < 0 {
+                libc::_exit(3);
+            }
+            for m in msgs {
+                let sa = (&addr as *const libc::sockaddr_un).cast::<libc::sockaddr>();
+                if libc::sendto(fd, m.as_ptr().cast(), m.len(), 0, sa, len) < 0 {
+                    libc::_exit(4);
+                }
+            }
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    let done = wait_for(
+        || {
+            // SAFETY: waitpid writes one int that we own; WNOHANG never blocks.
+            unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+        },
+        Duration::from_secs(60),
+    );
+    assert!(done, "the sender as uid {uid} did not finish");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the sender as uid {uid} failed: status {status:#x}"
+    );
+}
+
+/// The syslog rate limit is keyed by what the sender cannot choose: all
+/// the tags of one unprivileged uid share one budget, so a fresh tag per
+/// message buys nothing (the kernel reports the uid, SCM_CREDENTIALS), and
+/// the flood cannot push other sources out of the ring. Root keeps one
+/// budget per tag.
+#[test]
+fn fresh_tags_from_one_unprivileged_uid_share_one_budget() {
+    if !nix::unistd::geteuid().is_root() {
+        memlog_tests::skip("needs root to send as uid 65534 (CI runs as root)");
+        return;
+    }
+    let dir = TempDir::new("rate-uid");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let sys = dir.join("devlog");
+    let m = Memlogd::start_in(
+        dir,
+        &[
+            "-rate-limit-burst",
+            "100",
+            "-rate-limit-interval",
+            "60s",
+            "-max-lines",
+            "1000",
+            "-syslog",
+            sys.to_str().expect("utf8"),
+        ],
+    );
+    let mut keep = m.writer("important");
+    for i in 0..50 {
+        keep.write_all(format!("important {i}\n").as_bytes())
+            .expect("write");
+    }
+    m.wait_msg("important", "important 49");
+    // 5000 datagrams, each with a tag of its own, from uid 65534.
+    let msgs: Vec<Vec<u8>> = (0..5000)
+        .map(|i| format!("<14>fresh{i}: flood {i}").into_bytes())
+        .collect();
+    send_as(65534, &sys, &msgs);
+    // The socket's queue is in order: once this is stored, so are they.
+    let c = UnixDatagram::unbound().expect("socket");
+    c.send_to(b"<14>marker: after the flood", &sys)
+        .expect("send");
+    m.wait_msg("marker", "after the flood");
+    let recs = m.records();
+    let flood: Vec<_> = recs
+        .iter()
+        .filter(|r| r.source.starts_with("fresh"))
+        .collect();
+    assert_eq!(flood.len(), 100, "one budget for every tag of uid 65534");
+    assert!(flood.iter().all(|r| r.uid == Some(65534)));
+    assert_eq!(m.stat("rate_limited"), 4900);
+    let kept = msgs_from(&recs, "important");
+    assert_eq!(kept.len(), 50, "other sources were pushed out: {kept:?}");
+    // Root (trusted) keeps one budget per tag: 150 tags, all stored.
+    for i in 0..150 {
+        c.send_to(format!("<14>roottag{i}: fine {i}").as_bytes(), &sys)
+            .expect("send");
+    }
+    m.wait_msg("roottag149", "fine 149");
+    let recs = m.records();
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r.source.starts_with("roottag"))
+            .count(),
+        150
+    );
+    assert_eq!(m.stat("rate_limited"), 4900);
 }

@@ -145,6 +145,24 @@ fn unknown_mode_byte_gets_one_record_and_is_closed() {
     m.assert_serves();
 }
 
+/// PROTOCOL.md: an unknown mode byte gets one `memlogd` record, whatever
+/// follows it; an error object is only for a real extended request (a valid
+/// mode byte and `memlog/1`).
+#[test]
+fn garbage_after_an_unknown_mode_byte_gets_a_record_not_an_error_object() {
+    let m = Memlogd::start(&[]);
+    for garbage in [&b"\x07abc"[..], b"\x07memlog/1 stats\n", b"\xffxyz\n\n"] {
+        let mut s = m.connect();
+        s.write_all(garbage).expect("write");
+        let lines = memlog_tests::LineReader::new(s).read_to_eof();
+        assert_eq!(lines.len(), 1, "{garbage:?}: {lines:?}");
+        let r = decode_record(&lines[0]);
+        assert_eq!(r.source, "memlogd", "{garbage:?}");
+        assert!(r.msg.contains("unknown query mode"), "{garbage:?}: {r:?}");
+    }
+    m.assert_serves();
+}
+
 #[test]
 fn bad_extended_request_gets_an_error_and_is_closed() {
     let m = Memlogd::start(&[]);
@@ -212,6 +230,44 @@ fn max_readers_refuses_the_next_reader_and_keeps_the_others() {
     let get = |k: &str| stats.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
     assert_eq!(get("readers_refused"), Some(1 + refused_tries), "{stats:?}");
     m.wait_self_record(&["refused a reader", "-max-readers 2"]);
+}
+
+/// With -max-readers streaming, a `stats` request is still answered (one
+/// connection more is accepted for it), and any other request is refused
+/// with the same record as before.
+#[test]
+fn stats_are_answered_while_max_readers_are_streaming() {
+    let m = Memlogd::start(&["-max-readers", "2"]);
+    let (_f1, _) = m.follow(Mode::Follow);
+    let mut f2 = m.legacy(1);
+    m.sync_follower(|t| match f2.next_line(t).expect("read") {
+        Got::Line(l) => Some(decode_record(&l).msg),
+        Got::Timeout => None,
+        Got::Eof => panic!("follower closed"),
+    });
+    let stats = m.stats();
+    let get = |k: &str| stats.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+    assert_eq!(get("readers_refused"), Some(0), "{stats:?}");
+    // A third reader of either kind is refused with one record.
+    for req in [
+        &[2u8][..],
+        &memlog::proto::Request::new(Mode::Dump).encode(),
+    ] {
+        let mut third = m.connect();
+        let _ = third.write_all(req);
+        let lines = memlog_tests::LineReader::new(third).read_to_eof();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let refusal = decode_record(&lines[0]);
+        assert_eq!(refusal.source, "memlogd");
+        assert!(
+            refusal
+                .msg
+                .contains("refused a reader: -max-readers 2 reached"),
+            "{refusal:?}"
+        );
+    }
+    assert_eq!(m.stat("readers_refused"), 2);
+    assert_eq!(m.stat("readers"), 3, "the two followers and this request");
 }
 
 #[test]

@@ -331,3 +331,161 @@ fn fd_inputs_that_are_sockets_carry_peer_credentials() {
     assert_eq!(r.uid, Some(nix::unistd::geteuid().as_raw()));
     assert_eq!(r.gid, Some(nix::unistd::getegid().as_raw()));
 }
+
+/// `-syslog-stream` sockets are open to everyone (mode 0666): their
+/// connections have their own limit (`-max-syslog-conns`, 64) instead of
+/// taking `-max-inputs` slots, so idle connections from anyone cannot
+/// stop the init system from handing memlogd a service's output. Over the
+/// limit a connection is accepted and closed at once, and counted.
+#[test]
+fn idle_stream_connections_cannot_take_the_init_systems_input_slots() {
+    memlog_tests::raise_fd_limit();
+    let (m, _, stream) = with_syslog(&[]);
+    let conns: Vec<std::os::unix::net::UnixStream> = (0..1100)
+        .map(|_| std::os::unix::net::UnixStream::connect(&stream).expect("connect"))
+        .collect();
+    memlog_tests::wait_until("every connection accepted or refused", || {
+        let s = m.stats();
+        let get = |k: &str| s.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+        get("syslog_conns") == Some(64) && get("syslog_conns_refused") == Some(1100 - 64)
+    });
+    // The next service the init system hands over is logged.
+    let mut svc = m.writer("svc");
+    std::io::Write::write_all(&mut svc, b"a service after 1100 idle connections\n").expect("write");
+    m.wait_msg("svc", "a service after 1100 idle connections");
+    assert_eq!(m.stat("inputs_refused"), 0);
+    // The first 64 are served; the others were closed at once.
+    let mut first = &conns[0];
+    std::io::Write::write_all(&mut first, b"<13>early: still served\n").expect("write");
+    m.wait_msg("early", "still served");
+    let mut last = &conns[1099];
+    last.set_read_timeout(Some(T)).expect("timeout");
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        std::io::Read::read(&mut last, &mut buf).expect("EOF, not a timeout"),
+        0
+    );
+    m.wait_self_record(&["syslog stream", "-max-syslog-conns 64"]);
+}
+
+/// A child process running as `uid` that holds `n` connections to the
+/// stream socket at `path` until dropped.
+struct HeldAs {
+    pid: libc::pid_t,
+    release: std::os::fd::OwnedFd,
+}
+
+impl HeldAs {
+    /// Forks the child and waits until it holds its connections (or failed).
+    fn connect(uid: u32, path: &Path, n: usize) -> HeldAs {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: sockaddr_un is plain data; zeroed is a valid initial value.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let p = path.as_os_str().as_bytes();
+        assert!(p.len() < addr.sun_path.len());
+        for (d, s) in addr.sun_path.iter_mut().zip(p) {
+            *d = *s as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        let (ready_r, ready_w) = nix::unistd::pipe().expect("pipe");
+        let (release_r, release_w) = nix::unistd::pipe().expect("pipe");
+        let (rw, rr) = (ready_w.as_raw_fd(), release_r.as_raw_fd());
+        // SAFETY: the child makes only async-signal-safe system calls
+        // (close, setgroups, setgid, setuid, socket, connect, write, read,
+        // _exit) on memory made before the fork, and never returns.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: see above.
+            unsafe {
+                libc::close(release_w.as_raw_fd());
+                libc::close(ready_r.as_raw_fd());
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(uid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    libc::_exit(2);
+                }
+                let sa = (&addr as *const libc::sockaddr_un).cast::<libc::sockaddr>();
+                let mut ok: u8 = 1;
+                for _ in 0..n {
+                    let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                    if fd < 0 || libc::connect(fd, sa, len) != 0 {
+                        ok = 0;
+                        break;
+                    }
+                }
+                let _ = libc::write(rw, (&ok as *const u8).cast(), 1);
+                let mut b = 0u8;
+                let _ = libc::read(rr, (&mut b as *mut u8).cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        drop((ready_w, release_r));
+        let mut ready = std::fs::File::from(ready_r);
+        let mut b = [0u8; 1];
+        std::io::Read::read_exact(&mut ready, &mut b).expect("the child says how it went");
+        assert_eq!(b[0], 1, "uid {uid} could not open {n} connections");
+        HeldAs {
+            pid,
+            release: release_w,
+        }
+    }
+}
+
+impl Drop for HeldAs {
+    fn drop(&mut self) {
+        let _ = nix::unistd::write(&self.release, b"x");
+        let mut status = 0;
+        // SAFETY: waitpid writes one int we own; the child exits once released.
+        unsafe { libc::waitpid(self.pid, &mut status, 0) };
+    }
+}
+
+/// The same from an unprivileged user: uid 65534 holding 1100 idle
+/// connections cannot stop the init system either.
+#[test]
+fn an_unprivileged_user_holding_idle_connections_cannot_take_input_slots() {
+    if !nix::unistd::geteuid().is_root() {
+        memlog_tests::skip("needs root to act as uid 65534 (CI runs as root)");
+        return;
+    }
+    memlog_tests::raise_fd_limit();
+    let (m, _, stream) = with_syslog(&[]);
+    std::fs::set_permissions(m.dir().path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let held = HeldAs::connect(65534, &stream, 1100);
+    memlog_tests::wait_until("every connection accepted or refused", || {
+        m.stat("syslog_conns_refused") == 1100 - 64
+    });
+    let mut svc = m.writer("svc");
+    std::io::Write::write_all(
+        &mut svc,
+        b"logged despite uid 65534
+",
+    )
+    .expect("write");
+    m.wait_msg("svc", "logged despite uid 65534");
+    let r = m.wait_self_record(&["syslog stream connection from uid 65534"]);
+    assert!(r.msg.contains("-max-syslog-conns 64"), "{r:?}");
+    drop(held);
+    memlog_tests::wait_until("the connections to close", || m.stat("syslog_conns") == 0);
+}
+
+/// A stream connection that sends nothing for `-syslog-idle-timeout` is
+/// closed, and its unfinished frame is stored as at any close.
+#[test]
+fn an_idle_stream_connection_is_closed_and_its_unfinished_frame_stored() {
+    let (m, _, stream) = with_syslog(&["-syslog-idle-timeout", "1s"]);
+    let mut c = std::os::unix::net::UnixStream::connect(&stream).expect("connect");
+    std::io::Write::write_all(&mut c, b"<13>idle: an unfinished frame").expect("write");
+    // Closed by memlogd within a bounded wait (the check runs every second).
+    c.set_read_timeout(Some(T)).expect("timeout");
+    let mut buf = [0u8; 16];
+    assert_eq!(std::io::Read::read(&mut c, &mut buf).expect("EOF"), 0);
+    m.wait_msg("idle", "an unfinished frame");
+    assert_eq!(m.stat("syslog_conns_idle_closed"), 1);
+    assert_eq!(m.stat("syslog_conns"), 0);
+}

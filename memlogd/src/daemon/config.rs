@@ -25,6 +25,8 @@ pub const SPEC: Spec = Spec {
         "reader-buffer",
         "syslog",
         "syslog-stream",
+        "max-syslog-conns",
+        "syslog-idle-timeout",
         "kmsg-file",
         "rate-limit-interval",
         "rate-limit-burst",
@@ -72,6 +74,9 @@ fn group(s: &str) -> Result<u32, String> {
 /// Writers pass fds on the log socket; readers query the query socket.
 /// Flags may be written -name value, --name value, -name=value or --name=value.
 #[derive(FromArgs, Debug, PartialEq, Eq)]
+#[argh(
+    note = "Signals: TERM, INT and QUIT stop memlogd cleanly (exit 0, socket paths removed). HUP is noted (nothing to reload: every setting is a flag), USR1 records the stats counters as one memlogd record, USR2 is noted. ALRM, VTALRM, PROF, IO, PWR, STKFLT, XCPU, XFSZ, PIPE, TTOU and the real-time signals are ignored."
+)]
 pub struct Args {
     /// log socket path (SOCK_DGRAM, fds passed with SCM_RIGHTS); default /var/run/linuxkit-external-logging.sock
     #[argh(option, default = "proto::DEFAULT_LOG_SOCKET.into()")]
@@ -103,10 +108,10 @@ pub struct Args {
     /// most input fds open at once (default 1024)
     #[argh(option, default = "1024")]
     pub max_inputs: usize,
-    /// most query connections at once (default 256)
+    /// most dumps and follows at once (default 256); one connection more is accepted so that stats are answered when all are in use
     #[argh(option, default = "256")]
     pub max_readers: usize,
-    /// output buffer per reader, suffixes k, M (default 64k)
+    /// output buffer per reader, suffixes k, M (default 64k); memory per reader is at most this + 25k, however long the lines (a longer record is sent in pieces)
     #[argh(option, default = "64 << 10", from_str_fn(size))]
     pub reader_buffer: usize,
     /// print every record to stdout as TIME;SOURCE;MSG (never blocks the daemon: lines are dropped and counted when stdout is slow)
@@ -121,16 +126,22 @@ pub struct Args {
     /// take syslog messages on this SOCK_STREAM socket (repeatable; for C libraries that fall back to a stream)
     #[argh(option)]
     pub syslog_stream: Vec<String>,
+    /// most -syslog-stream connections at once (default 64), apart from -max-inputs: those sockets are open to every local user (mode 0666), so their connections must not take the slots the init system needs; more are accepted and closed at once
+    #[argh(option, default = "64")]
+    pub max_syslog_conns: usize,
+    /// close a -syslog-stream connection that sent nothing for this long (default 60s; 0 never), e.g. -syslog-idle-timeout 5m; its unfinished frame is stored
+    #[argh(option, default = "Duration::from_secs(60)", from_str_fn(duration))]
+    pub syslog_idle_timeout: Duration,
     /// read the kernel log from /dev/kmsg (source kmsg)
     #[argh(switch)]
     pub kmsg: bool,
-    /// read kernel log records from this file or FIFO instead of /dev/kmsg (implies -kmsg)
+    /// read kernel log records from this file or FIFO instead of /dev/kmsg (implies -kmsg); a FIFO is opened again after each writer closes it
     #[argh(option)]
     pub kmsg_file: Option<String>,
-    /// rate-limit window per source (default 30s; 0 disables), e.g. -rate-limit-interval 10s
+    /// rate-limit window (default 30s; 0 disables), e.g. -rate-limit-interval 10s
     #[argh(option, default = "Duration::from_secs(30)", from_str_fn(duration))]
     pub rate_limit_interval: Duration,
-    /// records a source may store per window (default 10000; 0 disables); emergencies are exempt
+    /// records a source may store per window (default 10000; 0 disables); syslog from a non-root sender is limited per uid, whatever its tags; emergencies are exempt
     #[argh(option, default = "10000")]
     pub rate_limit_burst: u32,
     /// mode of the log socket file memlogd binds (default 0660: owner and group may log fds)
@@ -171,6 +182,9 @@ pub struct Config {
     pub echo: bool,
     pub syslog_dgram: Vec<PathBuf>,
     pub syslog_stream: Vec<PathBuf>,
+    pub max_syslog_conns: usize,
+    /// Zero: never.
+    pub syslog_idle_timeout: Duration,
     pub kmsg: Option<PathBuf>,
     pub rate_interval: Duration,
     pub rate_burst: u32,
@@ -202,6 +216,9 @@ impl Config {
         if a.max_readers == 0 || a.max_inputs == 0 {
             return Err("-max-readers and -max-inputs must be at least 1".into());
         }
+        if a.max_syslog_conns > 1 << 16 {
+            return Err("-max-syslog-conns must be at most 65536".into());
+        }
         if a.reader_buffer < 4096 {
             return Err("-reader-buffer must be at least 4k".into());
         }
@@ -228,6 +245,8 @@ impl Config {
             echo: a.echo,
             syslog_dgram: a.syslog.iter().map(|p| goflags::path(p)).collect(),
             syslog_stream: a.syslog_stream.iter().map(|p| goflags::path(p)).collect(),
+            max_syslog_conns: a.max_syslog_conns,
+            syslog_idle_timeout: a.syslog_idle_timeout,
             kmsg: match (&a.kmsg_file, a.kmsg) {
                 (Some(p), _) => Some(goflags::path(p)),
                 (None, true) => Some(PathBuf::from("/dev/kmsg")),
@@ -295,6 +314,8 @@ mod tests {
             ("reader-buffer", "8k"),
             ("syslog", "/x/log"),
             ("syslog-stream", "/x/slog"),
+            ("max-syslog-conns", "5"),
+            ("syslog-idle-timeout", "5s"),
             ("kmsg-file", "/x/kmsg"),
             ("rate-limit-interval", "5s"),
             ("rate-limit-burst", "9"),
@@ -381,6 +402,16 @@ mod tests {
         a.buffer_size = 2 << 20;
         a.max_lines = 0;
         assert!(Config::from_args(&a).is_err());
+        a.max_lines = 10;
+        a.max_syslog_conns = 1 << 20;
+        assert!(Config::from_args(&a).is_err());
+        let d = Config::from_args(&parse(&[]).expect("defaults")).expect("valid");
+        assert_eq!(
+            (d.max_syslog_conns, d.syslog_idle_timeout),
+            (64, std::time::Duration::from_secs(60))
+        );
+        let off = parse(&["-syslog-idle-timeout", "0"]).expect("0 disables");
+        assert!(off.syslog_idle_timeout.is_zero());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! records, subject to the per-source rate limit.
 
 use super::lines::LineSplitter;
+use super::ratelimit::Key as RateKey;
 use super::slab::Key;
 use super::{Daemon, KIND_INPUT};
 use crate::ring::{FLAG_TRUNCATED, NO_PRI};
@@ -22,23 +23,77 @@ const DATAGRAMS_PER_TURN: usize = 64;
 pub enum Kind {
     /// A service's output: one record per line.
     Lines(LineSplitter),
-    /// A connection to a stream syslog socket: framed syslog messages (the
-    /// bytes of an unfinished frame, and what is left to skip of a cut one).
-    Syslog(Vec<u8>, syslog::Skip),
+    /// A connection to a stream syslog socket: framed syslog messages.
+    Syslog(SyslogConn),
     /// The kernel log. `per_read`: each read is one whole record (/dev/kmsg).
+    /// `fifo`: the path of a FIFO, opened again at EOF (its writer closed;
+    /// the next one, a restarted service, will open it again).
     Kmsg {
         parser: kmsg::Parser,
         per_read: bool,
+        fifo: Option<std::path::PathBuf>,
     },
+}
+
+/// A stream syslog connection's state.
+pub struct SyslogConn {
+    /// The bytes of an unfinished frame.
+    pub buf: Vec<u8>,
+    /// What is left to skip of a cut frame.
+    pub skip: syslog::Skip,
+    /// The peer, as the kernel reported it (`SO_PEERCRED`): its uid keys
+    /// the rate limit.
+    pub creds: Option<sys::Creds>,
+    /// When a byte last came (for `-syslog-idle-timeout`).
+    pub last_read: Instant,
+}
+
+impl SyslogConn {
+    pub fn new(creds: Option<sys::Creds>) -> SyslogConn {
+        SyslogConn {
+            buf: Vec::new(),
+            skip: syslog::Skip::default(),
+            creds,
+            last_read: Instant::now(),
+        }
+    }
+}
+
+/// The rate-limit key of a syslog record (see [`super::ratelimit`]): root's tags
+/// each have their own budget; any other sender has one per uid.
+pub(super) fn syslog_key(creds: Option<sys::Creds>, source: &[u8]) -> RateKey<'_> {
+    match creds {
+        Some(c) if c.uid == 0 => RateKey::Source(source),
+        Some(c) => RateKey::Uid {
+            uid: c.uid,
+            tag: source,
+        },
+        None => RateKey::Unknown { tag: source },
+    }
 }
 
 /// One fd a writer handed over (or one memlogd opened itself).
 pub struct Input {
-    fd: OwnedFd,
+    pub(super) fd: OwnedFd,
     name: Box<[u8]>,
-    kind: Kind,
+    pub(super) kind: Kind,
     /// Metadata stored with every record of this input (the peer's credentials).
     meta: meta::MetaBuf,
+    /// How to read without blocking.
+    how: ReadHow,
+}
+
+/// How an input is read without blocking. memlogd never sets `O_NONBLOCK`
+/// on an fd it was handed if it can help it: the flag belongs to the open
+/// file description, which the sender's own copy shares (a sender reading
+/// its end of a pipe or socketpair would get `EAGAIN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadHow {
+    /// `read`: the fd is memlogd's own non-blocking description (opened or
+    /// reopened by memlogd, or the fallback that set `O_NONBLOCK`).
+    Read,
+    /// `recv(MSG_DONTWAIT)`: a socket, whatever its flags.
+    Recv,
 }
 
 /// A name for messages: lossy UTF-8, at most 64 characters.
@@ -173,23 +228,63 @@ impl Daemon {
         if let Some(c) = sys::peer_creds(fd.as_fd()) {
             m.creds(c);
         }
-        self.add_input(name, fd, Kind::Lines(LineSplitter::default()), m);
+        let Some((fd, how)) = self.own_nonblocking(name, fd) else {
+            return;
+        };
+        self.add_input(name, fd, Kind::Lines(LineSplitter::default()), m, how);
     }
 
-    /// Starts polling an input. Returns false (and says why) if it was refused.
+    /// A way to read a received fd without blocking that leaves the
+    /// sender's file status flags alone: sockets are read with
+    /// `recv(MSG_DONTWAIT)`; pipes, FIFOs and terminals are opened again
+    /// through `/proc/self/fd` (a description of memlogd's own) and the
+    /// received fd is closed. Only when neither works (another kind of
+    /// device, no `/proc`, no permission) is `O_NONBLOCK` set on the shared
+    /// description (PROTOCOL.md section 1).
+    fn own_nonblocking(&mut self, name: &[u8], fd: OwnedFd) -> Option<(OwnedFd, ReadHow)> {
+        let kind = fstat(&fd)
+            .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT)
+            .unwrap_or(SFlag::empty());
+        if kind == SFlag::S_IFSOCK {
+            return Some((fd, ReadHow::Recv));
+        }
+        if kind == SFlag::S_IFIFO || (kind == SFlag::S_IFCHR && sys::is_tty(fd.as_fd())) {
+            match sys::reopen_nonblocking(fd.as_fd()) {
+                // A FIFO opened while it has no writer does not report the
+                // hang-up of writers that came before: if the sender's
+                // writer is already gone, only the received description
+                // will ever say so. Its sender cannot block on it now, so
+                // it is used as it is (made non-blocking below).
+                Ok(own) if sys::hung_up(fd.as_fd()) && !sys::hung_up(own.as_fd()) => {}
+                Ok(own) => return Some((own, ReadHow::Read)),
+                Err(e) => self.note(format!(
+                    "cannot open the fd for {} again ({e}): set O_NONBLOCK on it, which its sender's copy shares",
+                    show(name)
+                )),
+            }
+        }
+        if let Err(e) = sys::set_nonblocking(fd.as_fd(), true) {
+            self.refuse_input(name, format!("cannot make it non-blocking: {e}"));
+            return None;
+        }
+        Some((fd, ReadHow::Read))
+    }
+
+    /// Starts polling an input, which `how` reads without blocking.
+    /// Returns false (and says why) if it was refused. Stream syslog
+    /// connections are counted apart (`-max-syslog-conns`, checked when
+    /// they are accepted); every other input against `-max-inputs`.
     pub(super) fn add_input(
         &mut self,
         name: &[u8],
         fd: OwnedFd,
         kind: Kind,
         meta: meta::MetaBuf,
+        how: ReadHow,
     ) -> bool {
-        if self.inputs.len() >= self.cfg.max_inputs {
+        let syslog = matches!(kind, Kind::Syslog(_));
+        if !syslog && self.inputs.len() - self.syslog_conns >= self.cfg.max_inputs {
             self.refuse_input(name, format!("-max-inputs {} reached", self.cfg.max_inputs));
-            return false;
-        }
-        if let Err(e) = sys::set_nonblocking(fd.as_fd(), true) {
-            self.refuse_input(name, format!("cannot make it non-blocking: {e}"));
             return false;
         }
         let key = self.inputs.insert(Input {
@@ -197,6 +292,7 @@ impl Daemon {
             name: name.into(),
             kind,
             meta,
+            how,
         });
         let Some(input) = self.inputs.get_mut(key) else {
             return false;
@@ -208,6 +304,7 @@ impl Daemon {
             return false;
         }
         self.counters.inputs_total += 1;
+        self.syslog_conns += usize::from(syslog);
         true
     }
 
@@ -217,7 +314,12 @@ impl Daemon {
             let Some(input) = self.inputs.get_mut(key) else {
                 return;
             };
-            let n = match nix::unistd::read(&input.fd, &mut self.scratch) {
+            let got = match input.how {
+                ReadHow::Read => nix::unistd::read(&input.fd, &mut self.scratch),
+                ReadHow::Recv => sys::recv_dontwait(input.fd.as_fd(), &mut self.scratch)
+                    .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+            };
+            let n = match got {
                 Ok(n) => n,
                 Err(nix::Error::EAGAIN) => return,
                 Err(nix::Error::EINTR) => continue,
@@ -233,7 +335,11 @@ impl Daemon {
                 }
             };
             if n == 0 {
-                self.close_input(key);
+                if matches!(input.kind, Kind::Kmsg { fifo: Some(_), .. }) {
+                    self.reopen_kmsg_fifo(key);
+                } else {
+                    self.close_input(key);
+                }
                 return;
             }
             let Some(mut input) = self.inputs.take(key) else {
@@ -256,8 +362,9 @@ impl Daemon {
             Kind::Lines(lines) => {
                 let name = &input.name;
                 let max = self.cfg.max_line_len;
-                let mut allowed = self.rate.allowance(name, Instant::now(), |s, n| {
-                    self.pending_reports.push((s.into(), n))
+                let key = RateKey::Source(name);
+                let mut allowed = self.rate.allowance(key, Instant::now(), |s, n| {
+                    self.pending_reports.push((s, n))
                 });
                 let (mut used, mut dropped) = (0u32, 0u64);
                 lines.feed(data, max, |line, cut| {
@@ -279,21 +386,26 @@ impl Daemon {
                         input.meta.as_bytes(),
                     );
                 });
-                self.rate.consume(name, used, dropped);
+                self.rate.consume(key, used, dropped);
                 self.counters.rate_limited += dropped;
             }
-            Kind::Syslog(buf, skip) => {
-                buf.extend_from_slice(data);
-                let frames = std::mem::take(buf);
-                let used = syslog::split_stream(&frames, self.cfg.max_line_len, skip, |f, cut| {
-                    self.store_syslog(now, f, cut, &input.meta)
+            Kind::Syslog(conn) => {
+                let creds = conn.creds;
+                conn.last_read = Instant::now();
+                conn.buf.extend_from_slice(data);
+                let frames = std::mem::take(&mut conn.buf);
+                let max = self.cfg.max_line_len;
+                let used = syslog::split_stream(&frames, max, &mut conn.skip, |f, cut| {
+                    self.store_syslog(now, f, cut, &input.meta, creds)
                 });
-                buf.extend_from_slice(&frames[used..]);
-                if buf.len() > self.cfg.max_line_len + 64 * 1024 {
-                    buf.clear();
+                conn.buf.extend_from_slice(&frames[used..]);
+                if conn.buf.len() > self.cfg.max_line_len + 64 * 1024 {
+                    conn.buf.clear();
                 }
             }
-            Kind::Kmsg { parser, per_read } => {
+            Kind::Kmsg {
+                parser, per_read, ..
+            } => {
                 let mut events = Vec::new();
                 parser.feed(data, *per_read, |e| events.push(own_event(e)));
                 for e in events {
@@ -304,7 +416,7 @@ impl Daemon {
     }
 
     /// End of an input: its last unfinished line is still a record.
-    fn close_input(&mut self, key: Key) {
+    pub(super) fn close_input(&mut self, key: Key) {
         let Some(mut input) = self.inputs.remove(key) else {
             return;
         };
@@ -314,12 +426,19 @@ impl Daemon {
             Kind::Lines(lines) => {
                 let name = std::mem::take(&mut input.name);
                 let m = std::mem::take(&mut input.meta);
-                lines.finish(|line, _| self.store(now, &name, line, 0, NO_PRI, m.as_bytes()));
+                lines.finish(|line, cut| {
+                    if cut {
+                        self.counters.lines_truncated += 1;
+                    }
+                    let flags = if cut { FLAG_TRUNCATED } else { 0 };
+                    self.store(now, &name, line, flags, NO_PRI, m.as_bytes())
+                });
             }
-            Kind::Syslog(buf, _) => {
-                if !buf.is_empty() {
-                    let rest = std::mem::take(buf);
-                    self.store_syslog(now, &rest, false, &input.meta);
+            Kind::Syslog(conn) => {
+                self.syslog_conns -= 1;
+                if !conn.buf.is_empty() {
+                    let rest = std::mem::take(&mut conn.buf);
+                    self.store_syslog(now, &rest, false, &input.meta, conn.creds);
                 }
             }
             Kind::Kmsg { parser, .. } => {
@@ -335,8 +454,16 @@ impl Daemon {
         }
     }
 
-    /// Stores one syslog message (a datagram or a stream frame).
-    pub(super) fn store_syslog(&mut self, now: i64, raw: &[u8], cut: bool, base: &meta::MetaBuf) {
+    /// Stores one syslog message (a datagram or a stream frame) from the
+    /// sender the kernel reported as `creds`.
+    pub(super) fn store_syslog(
+        &mut self,
+        now: i64,
+        raw: &[u8],
+        cut: bool,
+        base: &meta::MetaBuf,
+        creds: Option<sys::Creds>,
+    ) {
         let m = syslog::parse(raw);
         let max = self.cfg.max_line_len;
         let (msg, cut) = if m.msg.len() > max {
@@ -345,10 +472,11 @@ impl Daemon {
             (m.msg, cut)
         };
         let source = m.source();
+        let key = syslog_key(creds, source);
         if !self
             .rate
-            .admit(source, m.pri.map(|p| p & 7), Instant::now(), |s, n| {
-                self.pending_reports.push((s.into(), n))
+            .admit(key, m.pri.map(|p| p & 7), Instant::now(), |s, n| {
+                self.pending_reports.push((s, n))
             })
         {
             self.counters.rate_limited += 1;
@@ -383,12 +511,12 @@ impl Daemon {
     pub(super) fn store_kmsg(&mut self, now: i64, e: KEvent) {
         match e {
             KEvent::Record(r) => {
-                if !self
-                    .rate
-                    .admit(KMSG_SOURCE, Some(r.pri & 7), Instant::now(), |s, n| {
-                        self.pending_reports.push((s.into(), n))
-                    })
-                {
+                if !self.rate.admit(
+                    RateKey::Source(KMSG_SOURCE),
+                    Some(r.pri & 7),
+                    Instant::now(),
+                    |s, n| self.pending_reports.push((s, n)),
+                ) {
                     self.counters.rate_limited += 1;
                     return;
                 }

@@ -37,6 +37,17 @@ const KIND_INPUT: u64 = 1 << 62;
 const KIND_READER: u64 = 2 << 62;
 const KIND_MASK: u64 = 3 << 62;
 
+/// Signals read through the signalfd: the three that stop the daemon
+/// cleanly, and three that are noted (see [`Daemon::on_signal`]).
+const SIGNALFD_SIGNALS: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
 /// memlogd's own messages allowed per second; the rest are counted and
 /// summarised, so bad input cannot flood the ring with complaints.
 const SELFLOG_PER_SEC: u32 = 20;
@@ -47,6 +58,7 @@ pub enum RunError {
     Socket(SocketError),
     Epoll(nix::Error),
     Signals(nix::Error),
+    IgnoreSignals(std::io::Error),
     Kmsg(std::io::Error),
     TooManySyslogSockets,
 }
@@ -57,6 +69,7 @@ impl fmt::Display for RunError {
             RunError::Socket(e) => e.fmt(f),
             RunError::Epoll(e) => write!(f, "epoll: {e}"),
             RunError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
+            RunError::IgnoreSignals(e) => write!(f, "cannot ignore signals: {e}"),
             RunError::Kmsg(e) => write!(f, "kernel log: {e}"),
             RunError::TooManySyslogSockets => {
                 write!(f, "too many -syslog sockets (at most {MAX_SYSLOG_SOCKETS})")
@@ -99,12 +112,18 @@ pub struct Daemon {
     selflog: SelfLog,
     accept_paused: bool,
     reader_keys: Vec<Key>,
+    /// Readers holding one of the `-max-readers` slots (dumps and follows).
+    streaming: usize,
+    /// Open stream syslog connections (at most `-max-syslog-conns`; they
+    /// are inputs, but not counted against `-max-inputs`).
+    syslog_conns: usize,
     /// Set when some reader has more to send than one turn allowed.
     busy: bool,
     syslog: syslog_in::SyslogSockets,
     rate: ratelimit::RateLimiter,
     /// Rate-limit windows that ended with records suppressed, to be noted.
-    pending_reports: Vec<(Box<[u8]>, u64)>,
+    /// (whom, how many): see [`ratelimit::RateLimiter::expire`].
+    pending_reports: Vec<(String, u64)>,
     /// Wall-clock time of boot (for kernel log timestamps).
     boot_time_ns: i64,
     /// Why the last fd of the datagram at hand was refused (for the reply).
@@ -139,11 +158,18 @@ pub fn bind(cfg: &Config) -> Result<(Bound, Bound), RunError> {
     Ok((log, query))
 }
 
-/// Raises the soft fd limit so that -max-inputs and -max-readers can be
-/// reached (the hard limit permitting). Returns a note when it cannot.
+/// Raises the soft fd limit so that -max-inputs, -max-readers and
+/// -max-syslog-conns can be reached (the hard limit permitting). Returns a
+/// note when it cannot.
 fn raise_fd_limit(cfg: &Config) -> Option<String> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let want = (cfg.max_inputs + cfg.max_readers + 64) as u64;
+    // One reader more than -max-readers is accepted (for stats).
+    let syslog = if cfg.syslog_stream.is_empty() {
+        0
+    } else {
+        cfg.max_syslog_conns
+    };
+    let want = (cfg.max_inputs + cfg.max_readers + 1 + syslog + 64) as u64;
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
     if soft >= want {
         return None;
@@ -151,7 +177,7 @@ fn raise_fd_limit(cfg: &Config) -> Option<String> {
     let new = want.min(hard);
     if setrlimit(Resource::RLIMIT_NOFILE, new, hard).is_err() || new < want {
         return Some(format!(
-            "the fd limit ({}) is below -max-inputs + -max-readers + 64 ({want}); fds beyond it will be refused",
+            "the fd limit ({}) is below -max-inputs + -max-readers + -max-syslog-conns + 65 ({want}); fds beyond it will be refused",
             new.max(soft)
         ));
     }
@@ -159,14 +185,19 @@ fn raise_fd_limit(cfg: &Config) -> Option<String> {
 }
 
 impl Daemon {
-    /// Sets up the loop around already bound sockets. SIGTERM and SIGINT
-    /// are blocked and read through a signalfd from here on.
+    /// Sets up the loop around already bound sockets. From here on the
+    /// signals of [`SIGNALFD_SIGNALS`] are blocked and read through a
+    /// signalfd, and those of [`sys::ignored_signals`] are ignored (README,
+    /// "Signals"). This runs before any thread is started (the echo
+    /// thread inherits the mask, so no signal reaches a thread that would
+    /// take its default action).
     pub fn new(cfg: Config, log_sock: Bound, query_sock: Bound) -> Result<Daemon, RunError> {
-        sys::ignore_sigpipe();
+        sys::ignore_signals().map_err(RunError::IgnoreSignals)?;
         let fd_limit_note = raise_fd_limit(&cfg);
         let mut mask = SigSet::empty();
-        mask.add(Signal::SIGTERM);
-        mask.add(Signal::SIGINT);
+        for s in SIGNALFD_SIGNALS {
+            mask.add(s);
+        }
         mask.thread_block().map_err(RunError::Signals)?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(RunError::Signals)?;
@@ -239,6 +270,8 @@ impl Daemon {
             },
             accept_paused: false,
             reader_keys: Vec::new(),
+            streaming: 0,
+            syslog_conns: 0,
             busy: false,
             syslog,
             rate,
@@ -317,9 +350,8 @@ impl Daemon {
         if self.pending_reports.is_empty() {
             return;
         }
-        for (source, n) in std::mem::take(&mut self.pending_reports) {
-            let name = String::from_utf8_lossy(&source).into_owned();
-            self.note(format!("suppressed {n} messages from {name}"));
+        for (who, n) in std::mem::take(&mut self.pending_reports) {
+            self.note(format!("suppressed {n} messages from {who}"));
         }
     }
 
@@ -333,10 +365,12 @@ impl Daemon {
             buffer_size: self.ring.capacity(),
             inputs: self.inputs.len(),
             readers: self.readers.len(),
+            syslog_conns: self.syslog_conns,
         }
     }
 
-    /// Runs until SIGTERM or SIGINT, then removes the socket paths it owns.
+    /// Runs until SIGTERM, SIGINT or SIGQUIT, then removes the socket paths
+    /// it owns.
     pub fn run(mut self) -> Result<(), RunError> {
         let mut events = vec![EpollEvent::empty(); 256];
         let mut last_tick = Instant::now();
@@ -351,7 +385,7 @@ impl Daemon {
                 Err(nix::Error::EINTR) => 0,
                 Err(e) => break Err(RunError::Epoll(e)),
             };
-            let mut signal = None;
+            let mut stop_signal = None;
             for ev in &events[..n] {
                 let (token, flags) = (ev.data(), ev.events());
                 match token & KIND_MASK {
@@ -361,8 +395,10 @@ impl Daemon {
                         TOKEN_LOG => self.on_log_socket(),
                         TOKEN_QUERY => self.on_accept(),
                         TOKEN_SIGNAL => {
-                            if let Ok(Some(si)) = self.signals.read_signal() {
-                                signal = Some(si.ssi_signo);
+                            while let Ok(Some(si)) = self.signals.read_signal() {
+                                if let Some(stop) = self.on_signal(si.ssi_signo) {
+                                    stop_signal = Some(stop);
+                                }
                             }
                         }
                         t if (TOKEN_SYSLOG_DGRAM..TOKEN_SYSLOG_STREAM).contains(&t) => {
@@ -387,30 +423,47 @@ impl Daemon {
                 last_tick = Instant::now();
                 self.tick();
             }
-            if let Some(sig) = signal {
+            if let Some(sig) = stop_signal {
                 break Ok(sig);
             }
         };
-        if let Ok(sig) = &stop {
-            let name = if *sig == libc::SIGINT as u32 {
-                "SIGINT"
-            } else {
-                "SIGTERM"
-            };
-            self.note(format!("memlogd stopping on {name}"));
+        if let Ok(sig) = stop {
+            self.note(format!("memlogd stopping on {}", sig.as_str()));
             self.pump_readers();
         }
         // The socket paths are removed as `self` drops (their guards).
         stop.map(|_| ())
     }
 
-    /// Once a second: expire silent readers, resume accepting, summarise
-    /// suppressed self-messages.
+    /// A signal read from the signalfd: returns it if it stops the daemon
+    /// (SIGTERM, SIGINT, SIGQUIT); the others are noted and the daemon goes
+    /// on. A number not in the mask (it cannot be) is ignored.
+    fn on_signal(&mut self, signo: u32) -> Option<Signal> {
+        let sig = Signal::try_from(i32::try_from(signo).ok()?).ok()?;
+        match sig {
+            Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => return Some(sig),
+            Signal::SIGHUP => self.note(
+                "SIGHUP: nothing to reload (all of memlogd's settings are flags); still running"
+                    .into(),
+            ),
+            Signal::SIGUSR1 => {
+                let text = self.counters.text(&self.gauges());
+                self.note(format!("SIGUSR1: {text}"));
+            }
+            Signal::SIGUSR2 => self.note("SIGUSR2: ignored (it has no meaning here)".into()),
+            _ => {}
+        }
+        None
+    }
+
+    /// Once a second: expire silent readers and idle stream syslog
+    /// connections, resume accepting, summarise suppressed self-messages.
     fn tick(&mut self) {
         let reports = &mut self.pending_reports;
         self.rate
-            .expire(Instant::now(), |s, n| reports.push((s.into(), n)));
+            .expire(Instant::now(), |s, n| reports.push((s, n)));
         self.expire_requests();
+        self.expire_syslog_conns();
         if self.accept_paused {
             self.resume_accept();
         }

@@ -7,11 +7,10 @@ use super::slab::Key;
 use super::stats::Counters;
 use super::{Daemon, KIND_READER, TOKEN_QUERY};
 use crate::filter::Filter;
-use crate::proto::{self, Mode, Parsed};
+use crate::proto::{self, Mode, Parsed, PartialRecord};
 use crate::ring::{Cursor, Read as RingRead, Ring};
 use crate::timefmt;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
@@ -46,6 +45,11 @@ pub struct Reader {
     filter: Filter,
     /// A `last=N` request still looking for where to start.
     tail: Option<Tail>,
+    /// The record at `cursor` is being written in pieces.
+    partial: Option<PartialRecord>,
+    /// The record at `cursor` was overwritten while half sent, and its line
+    /// ended: it is not counted among the lost.
+    abandoned: bool,
     out: Vec<u8>,
     sent: usize,
     close_when_flushed: bool,
@@ -54,49 +58,112 @@ pub struct Reader {
     /// Registered interests.
     reading: bool,
     polling_out: bool,
+    /// Holds one of the `-max-readers` slots (a dump or follow; not a
+    /// `stats` request, a refusal or a reader still sending its request).
+    streams: bool,
 }
 
-/// Finding the start of the last `want` matching records before `end`: a
-/// forward scan (the ring has no backward links) that keeps the cursors of
-/// the latest `want` matches, at most one per record the ring held when
-/// the request came. Bounded per loop turn like any other reading.
+/// Sequence numbers per block of a `last=N` scan.
+const TAIL_BLOCK: u64 = 4096;
+
+/// Bytes a reader's buffer may hold beyond `-reader-buffer`: one record's
+/// head and tail (written whole; the strings between them are written in
+/// pieces up to the limit) and a notice. A record whose line fits in this
+/// slack (a few KiB of message) is written whole, as it always was; a
+/// longer one in pieces. Per-reader memory is `-reader-buffer` + this,
+/// whatever `-max-line-len`.
+pub const READER_SLACK: usize = proto::MAX_RECORD_HEAD + proto::MAX_RECORD_TAIL + 256;
+
+/// Finding the start of the last `want` matching records in `[floor, end)`
+/// without any per-record memory: blocks of [`TAIL_BLOCK`] sequence numbers
+/// are counted from the end backwards (each block found by
+/// [`Ring::seek`] and read forwards), until the blocks counted hold `want`
+/// matches; then the block where that happened is read once more to the
+/// match to start from. Bounded per loop turn like any other reading.
 struct Tail {
-    want: usize,
-    scan: Cursor,
-    end: u64,
+    want: u64,
+    floor: u64,
     /// Where to start if fewer than `want` records match.
     start: Cursor,
-    found: VecDeque<Cursor>,
+    /// The block being read: `[lo, hi)`, read at `scan`.
+    lo: u64,
+    hi: u64,
+    scan: Cursor,
+    /// Matches in the blocks above this one, and in this one so far.
+    above: u64,
+    in_block: u64,
+    /// Second reading of the block: the start is its match number `skip`.
+    skip: Option<u64>,
+}
+
+/// Where a `last=N` reply starts.
+enum TailStart {
+    At(Cursor),
+    /// Records from this sequence number on were overwritten while the
+    /// scan ran: the reader is told they are lost, and gets what is left.
+    LostFrom(u64),
 }
 
 impl Tail {
-    /// Scans up to `budget` records; returns the cursor to stream from once
-    /// the scan is complete. A cursor overwritten meanwhile is reported as
-    /// lost when read, as for any reader.
-    fn scan(&mut self, ring: &Ring, filter: &Filter, budget: &mut usize) -> Option<Cursor> {
-        while self.scan.seq < self.end {
-            if *budget == 0 {
-                return None;
-            }
-            *budget -= 1;
-            match ring.read(self.scan) {
-                RingRead::Record(rec, next) => {
-                    if filter.matches_ring(&rec) {
-                        if self.found.len() == self.want {
-                            self.found.pop_front();
-                        }
-                        self.found.push_back(self.scan);
-                    }
-                    self.scan = next;
-                }
-                RingRead::Lost { resume, .. } => self.scan = resume,
-                RingRead::End => break,
-            }
+    fn new(ring: &Ring, want: u64, start: Cursor, end: u64) -> Tail {
+        let lo = end.saturating_sub(TAIL_BLOCK).max(start.seq);
+        Tail {
+            want,
+            floor: start.seq,
+            start,
+            lo,
+            hi: end,
+            scan: ring.seek(lo),
+            above: 0,
+            in_block: 0,
+            skip: None,
         }
-        Some(match self.found.front() {
-            Some(&c) if self.found.len() == self.want => c,
-            _ => self.start,
-        })
+    }
+
+    /// Reads up to `budget` records; returns where to stream from once the
+    /// scan is complete.
+    fn scan(&mut self, ring: &Ring, filter: &Filter, budget: &mut usize) -> Option<TailStart> {
+        loop {
+            while self.scan.seq < self.hi {
+                if *budget == 0 {
+                    return None;
+                }
+                *budget -= 1;
+                match ring.read(self.scan) {
+                    RingRead::Record(rec, next) => {
+                        if filter.matches_ring(&rec) {
+                            if self.skip == Some(self.in_block) {
+                                return Some(TailStart::At(self.scan));
+                            }
+                            self.in_block += 1;
+                        }
+                        self.scan = next;
+                    }
+                    RingRead::Lost { .. } => return Some(TailStart::LostFrom(self.scan.seq)),
+                    RingRead::End => break,
+                }
+            }
+            if self.skip.is_some() {
+                // The block changed under the scan (it cannot: records are
+                // only ever evicted, which the reads above report).
+                return Some(TailStart::At(self.scan));
+            }
+            if self.above + self.in_block >= self.want {
+                self.skip = Some(self.above + self.in_block - self.want);
+            } else {
+                self.above += self.in_block;
+                if self.lo <= self.floor {
+                    return Some(TailStart::At(self.start));
+                }
+                self.hi = self.lo;
+                self.lo = self.lo.saturating_sub(TAIL_BLOCK).max(self.floor);
+            }
+            self.in_block = 0;
+            if self.lo < ring.first_seq() {
+                return Some(TailStart::LostFrom(self.lo));
+            }
+            self.scan = ring.seek(self.lo);
+        }
     }
 }
 
@@ -139,14 +206,50 @@ impl Reader {
         let mut budget = EXAMINE_PER_TURN;
         if let Some(t) = &mut self.tail {
             match t.scan(ring, &self.filter, &mut budget) {
-                Some(start) => {
-                    self.cursor = start;
-                    self.tail = None;
+                Some(TailStart::At(start)) => self.cursor = start,
+                Some(TailStart::LostFrom(seq)) => {
+                    let lost = ring.first_seq().saturating_sub(seq);
+                    if lost > 0 {
+                        counters.reader_records_lost += lost;
+                        proto::encode_lost(
+                            &mut self.out,
+                            lost,
+                            ring.first_seq(),
+                            timefmt::now_ns(),
+                            self.ext,
+                        );
+                    }
+                    self.cursor = ring.oldest();
                 }
                 None => return true,
             }
+            self.tail = None;
+        }
+        // The buffer is allocated once at its bound (never grown by
+        // doubling past it).
+        let cap = limit + READER_SLACK;
+        if self.out.capacity() < cap {
+            self.out.reserve_exact(cap - self.out.len());
         }
         while self.out.len() < limit {
+            if let Some(p) = self.partial {
+                match ring.read(self.cursor) {
+                    RingRead::Record(rec, next) => {
+                        self.partial = p.resume(&mut self.out, &rec, self.ext, limit);
+                        if self.partial.is_none() {
+                            self.cursor = next;
+                        }
+                    }
+                    // Overwritten half sent: end its line (it was sent,
+                    // cut); the next read reports the records after it.
+                    _ => {
+                        p.abandon(&mut self.out, self.ext);
+                        self.partial = None;
+                        self.abandoned = true;
+                    }
+                }
+                continue;
+            }
             if self.end.is_some_and(|end| self.cursor.seq >= end) {
                 self.close_when_flushed = true;
                 return false;
@@ -157,20 +260,33 @@ impl Reader {
             budget -= 1;
             match ring.read(self.cursor) {
                 RingRead::Record(rec, next) => {
-                    self.cursor = next;
-                    if self.filter.matches_ring(&rec) {
+                    if !self.filter.matches_ring(&rec) {
+                        self.cursor = next;
+                    } else if self.out.len() + proto::record_bound(&rec) <= limit + READER_SLACK {
+                        // Whole, as always for a record of a few KiB.
                         proto::encode_record(&mut self.out, &rec, self.ext);
+                        self.cursor = next;
+                    } else {
+                        // Too long for what is left of the buffer: in pieces.
+                        self.partial = PartialRecord::start(&mut self.out, &rec, self.ext, limit);
+                        if self.partial.is_none() {
+                            self.cursor = next;
+                        }
                     }
                 }
                 RingRead::Lost { lost, resume } => {
-                    counters.reader_records_lost += lost;
-                    proto::encode_lost(
-                        &mut self.out,
-                        lost,
-                        resume.seq,
-                        timefmt::now_ns(),
-                        self.ext,
-                    );
+                    // The record whose line was cut counts as sent.
+                    let lost = lost - u64::from(std::mem::take(&mut self.abandoned));
+                    if lost > 0 {
+                        counters.reader_records_lost += lost;
+                        proto::encode_lost(
+                            &mut self.out,
+                            lost,
+                            resume.seq,
+                            timefmt::now_ns(),
+                            self.ext,
+                        );
+                    }
                     self.cursor = resume;
                 }
                 RingRead::End => return false,
@@ -191,6 +307,9 @@ impl Reader {
                 }
             }
             self.out.clear();
+            if self.out.capacity() > limit + READER_SLACK {
+                self.out = Vec::new();
+            }
             self.sent = 0;
             if self.close_when_flushed {
                 return Outcome::Finished;
@@ -252,21 +371,30 @@ impl Daemon {
         }
     }
 
+    /// The refusal over `-max-readers`: a `memlogd` record (what LinuxKit
+    /// clients print), appended to `out`; returns its text.
+    fn refusal(&self, out: &mut Vec<u8>) -> String {
+        let msg = format!(
+            "refused a reader: -max-readers {} reached",
+            self.cfg.max_readers
+        );
+        let rec = crate::ring::Record::plain(timefmt::now_ns(), proto::SELF_SOURCE, msg.as_bytes());
+        proto::encode_record(out, &rec, false);
+        msg
+    }
+
+    /// A new query connection. Up to `-max-readers` + 1 are held, so that a
+    /// `stats` request is answered while `-max-readers` stream; which
+    /// request may stream is decided when it arrives ([`Daemon::start_reply`]).
     fn add_reader(&mut self, s: UnixStream) {
         self.counters.readers_total += 1;
         if s.set_nonblocking(true).is_err() {
             return;
         }
-        if self.readers.len() >= self.cfg.max_readers {
+        if self.readers.len() > self.cfg.max_readers {
             self.counters.readers_refused += 1;
-            let msg = format!(
-                "refused a reader: -max-readers {} reached",
-                self.cfg.max_readers
-            );
             let mut out = Vec::new();
-            let rec =
-                crate::ring::Record::plain(timefmt::now_ns(), proto::SELF_SOURCE, msg.as_bytes());
-            proto::encode_record(&mut out, &rec, false);
+            let msg = self.refusal(&mut out);
             let _ = (&s).write(&out);
             self.note(msg);
             return;
@@ -282,12 +410,15 @@ impl Daemon {
             end: None,
             filter: Filter::default(),
             tail: None,
+            partial: None,
+            abandoned: false,
             out: Vec::new(),
             sent: 0,
             close_when_flushed: false,
             blocked: false,
             reading: true,
             polling_out: false,
+            streams: false,
         };
         let interest = reader.interest();
         let key = self.readers.insert(reader);
@@ -307,6 +438,9 @@ impl Daemon {
         let Some(r) = self.readers.remove(key) else {
             return;
         };
+        if r.streams {
+            self.streaming -= 1;
+        }
         let _ = self.epoll.delete(r.stream.as_fd());
         if let Some(e) = err {
             let unsent = r.out.len() - r.sent;
@@ -394,14 +528,38 @@ impl Daemon {
     fn start_reply(&mut self, key: Key, parsed: Parsed) {
         let gauges = self.gauges();
         let instance = self.instance;
+        let full = self.streaming >= self.cfg.max_readers;
+        let mut refusal = Vec::new();
+        let refusal_msg = full.then(|| self.refusal(&mut refusal));
         let Some(r) = self.readers.get_mut(key) else {
             return;
         };
         let mut refused = None;
+        let wants_slot = matches!(&parsed, Parsed::Legacy(_))
+            || matches!(&parsed, Parsed::Extended(req) if !req.stats);
+        if let (true, Some(msg)) = (wants_slot, refusal_msg) {
+            // Every slot streams already: refused as at connect time.
+            r.out = refusal;
+            r.close_when_flushed = true;
+            r.phase = Phase::Stream;
+            self.counters.readers_refused += 1;
+            self.note(msg);
+            return;
+        }
+        if wants_slot {
+            r.streams = true;
+            self.streaming += 1;
+        }
         match parsed {
             Parsed::NeedMore => return,
             Parsed::Invalid(msg) => {
-                let ext = matches!(&r.phase, Phase::Request { buf, .. } if buf.len() > 1);
+                // An error object only for a real extended request (a valid
+                // mode byte and the magic); anything else gets the record
+                // PROTOCOL.md promises for an unknown mode.
+                let ext = matches!(&r.phase, Phase::Request { buf, .. }
+                    if buf.len() > 1
+                        && Mode::from_byte(buf[0]).is_some()
+                        && buf[1..].starts_with(proto::EXT_MAGIC));
                 if ext {
                     proto::encode_error(&mut r.out, &msg);
                 } else {
@@ -470,13 +628,11 @@ impl Daemon {
                     } else if n < held {
                         // (With no more records than asked for, no scan:
                         // they are all sent.)
-                        r.tail = Some(Tail {
-                            want: n as usize,
-                            scan: r.cursor,
-                            end,
-                            start: r.cursor,
-                            found: VecDeque::new(),
-                        });
+                        if r.filter.is_empty() {
+                            r.cursor = self.ring.seek(end - n);
+                        } else {
+                            r.tail = Some(Tail::new(&self.ring, n, r.cursor, end));
+                        }
                     }
                 }
             }
@@ -553,5 +709,104 @@ impl Daemon {
             }
         }
         self.reader_keys = keys;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The start of the last `want` matches in `[floor, end)` the simple
+    /// way (what the scan replaced: one cursor per match).
+    fn model(ring: &Ring, filter: &Filter, want: u64, floor: Cursor, end: u64) -> u64 {
+        let mut matches = Vec::new();
+        let mut c = floor;
+        while c.seq < end {
+            let RingRead::Record(rec, next) = ring.read(c) else {
+                break;
+            };
+            if filter.matches_ring(&rec) {
+                matches.push(c.seq);
+            }
+            c = next;
+        }
+        if (matches.len() as u64) < want {
+            floor.seq
+        } else {
+            matches[matches.len() - want as usize]
+        }
+    }
+
+    fn run(ring: &Ring, filter: &Filter, t: &mut Tail, per_turn: usize) -> TailStart {
+        loop {
+            let mut budget = per_turn;
+            if let Some(s) = t.scan(ring, filter, &mut budget) {
+                return s;
+            }
+            assert_eq!(budget, 0, "a turn ends only when its budget is spent");
+        }
+    }
+
+    #[test]
+    fn tail_scan_finds_the_same_start_as_a_forward_walk() {
+        let n = 3 * TAIL_BLOCK + 777;
+        let mut ring = Ring::new(1 << 22, u64::MAX);
+        for i in 0..n {
+            // "a" every 3rd record, "b" only in one stretch, "z" never.
+            let src: &[u8] = match i {
+                _ if i % 3 == 0 => b"a",
+                _ if (5000..5010).contains(&i) => b"b",
+                _ => b"c",
+            };
+            ring.push(0, src, b"m", 0);
+        }
+        let only = |s: &[u8]| Filter {
+            include: vec![crate::filter::Pattern::Exact(s.to_vec())],
+            ..Filter::default()
+        };
+        let end = ring.next_seq();
+        for (filter, name) in [(only(b"a"), "a"), (only(b"b"), "b"), (only(b"z"), "z")] {
+            for floor in [0, 1, 4000, 5005, end - 10] {
+                let floor = ring.seek(floor);
+                for want in [1, 2, 3, 10, 1365, 1366, 4096, 5000, n] {
+                    let expect = model(&ring, &filter, want, floor, end);
+                    for per_turn in [1, 7, EXAMINE_PER_TURN] {
+                        let mut t = Tail::new(&ring, want, floor, end);
+                        let TailStart::At(c) = run(&ring, &filter, &mut t, per_turn) else {
+                            panic!("nothing was overwritten")
+                        };
+                        assert_eq!(
+                            c.seq, expect,
+                            "{name}: want {want} from {} (turns of {per_turn})",
+                            floor.seq
+                        );
+                        assert!(matches!(ring.read(c), RingRead::Record(..)) || c.seq == end);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tail_scan_overtaken_by_writers_reports_the_loss() {
+        let mut ring = Ring::new(1 << 20, 3 * TAIL_BLOCK);
+        for _ in 0..3 * TAIL_BLOCK {
+            ring.push(0, b"a", b"m", 0);
+        }
+        let filter = Filter {
+            grep: vec![b"m".to_vec()],
+            ..Filter::default()
+        };
+        let mut t = Tail::new(&ring, 2 * TAIL_BLOCK + 5, ring.oldest(), ring.next_seq());
+        let mut budget = TAIL_BLOCK as usize + 10;
+        assert!(t.scan(&ring, &filter, &mut budget).is_none());
+        // The writers overwrite the lower blocks before the scan gets there.
+        for _ in 0..2 * TAIL_BLOCK {
+            ring.push(0, b"a", b"m", 0);
+        }
+        let TailStart::LostFrom(seq) = run(&ring, &filter, &mut t, EXAMINE_PER_TURN) else {
+            panic!("the records to start from are gone")
+        };
+        assert!(seq < ring.first_seq());
     }
 }

@@ -39,6 +39,10 @@ pub struct Counters {
     /// Replies to bound senders on the log socket that could not be sent
     /// (the sender went away or does not read them).
     pub replies_failed: u64,
+    /// Stream syslog connections closed at once: -max-syslog-conns reached.
+    pub syslog_conns_refused: u64,
+    /// Stream syslog connections closed after -syslog-idle-timeout.
+    pub syslog_conns_idle_closed: u64,
 }
 
 /// Live figures that are not counters.
@@ -52,12 +56,14 @@ pub struct Gauges {
     pub buffer_size: usize,
     pub inputs: usize,
     pub readers: usize,
+    /// Stream syslog connections open (part of `inputs`).
+    pub syslog_conns: usize,
 }
 
 impl Counters {
-    /// Appends the stats reply line.
-    pub fn encode(&self, g: &Gauges, out: &mut Vec<u8>) {
-        let pairs: [(&str, u64); 25] = [
+    /// Every figure by name, in the order of the stats reply.
+    pub fn pairs(&self, g: &Gauges) -> [(&'static str, u64); 28] {
+        [
             ("first", g.first),
             ("next", g.next),
             ("records", g.records),
@@ -66,6 +72,7 @@ impl Counters {
             ("buffer_size", g.buffer_size as u64),
             ("inputs", g.inputs as u64),
             ("readers", g.readers as u64),
+            ("syslog_conns", g.syslog_conns as u64),
             ("lines_truncated", self.lines_truncated),
             ("inputs_total", self.inputs_total),
             ("inputs_refused", self.inputs_refused),
@@ -83,11 +90,31 @@ impl Counters {
             ("echo_dropped", self.echo_dropped),
             ("selflog_suppressed", self.selflog_suppressed),
             ("replies_failed", self.replies_failed),
-        ];
+            ("syslog_conns_refused", self.syslog_conns_refused),
+            ("syslog_conns_idle_closed", self.syslog_conns_idle_closed),
+        ]
+    }
+
+    /// The figures as one line of `name=value` pairs (SIGUSR1's record).
+    pub fn text(&self, g: &Gauges) -> String {
+        let mut s = String::new();
+        for (k, v) in self.pairs(g) {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(k);
+            s.push('=');
+            s.push_str(&v.to_string());
+        }
+        s
+    }
+
+    /// Appends the stats reply line.
+    pub fn encode(&self, g: &Gauges, out: &mut Vec<u8>) {
         out.extend_from_slice(
             format!("{{\"memlog\":{},\"stats\":true", crate::proto::EXT_VERSION).as_bytes(),
         );
-        for (k, v) in pairs {
+        for (k, v) in self.pairs(g) {
             out.extend_from_slice(format!(",\"{k}\":{v}").as_bytes());
         }
         out.extend_from_slice(b"}\n");

@@ -1,16 +1,34 @@
 //! `/dev/log`-style syslog sockets (datagram and stream) and the kernel
 //! log: opened at start as the flags ask, read by the loop like any input.
 
-use super::inputs::{Kind, KMSG_SOURCE};
+use super::inputs::{Kind, ReadHow, SyslogConn, KMSG_SOURCE};
+use super::slab::Key;
 use super::sockets::{bind_path, Access, PathGuard, SocketError};
-use super::Daemon;
+use super::{Daemon, KIND_INPUT};
 use crate::{kmsg, meta, sys, timefmt};
 use nix::fcntl::{open, OFlag};
+use nix::sys::epoll::{EpollEvent, EpollFlags};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Opens the kernel-log FIFO at `path` again, refusing whatever else the
+/// path may have become meanwhile.
+fn reopen_fifo(path: &Path) -> io::Result<OwnedFd> {
+    let fd = open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = fstat(&fd)?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
+        return Err(io::Error::other("it is no longer a FIFO"));
+    }
+    Ok(fd)
+}
 
 /// Datagrams taken from one syslog socket per loop turn.
 const DATAGRAMS_PER_TURN: usize = 256;
@@ -69,7 +87,8 @@ impl Daemon {
                         base.creds(c);
                     }
                     let raw = std::mem::take(&mut self.scratch);
-                    self.store_syslog(timefmt::now_ns(), &raw[..d.len], d.payload_truncated, &base);
+                    let now = timefmt::now_ns();
+                    self.store_syslog(now, &raw[..d.len], d.payload_truncated, &base, d.creds);
                     self.scratch = raw;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -90,15 +109,28 @@ impl Daemon {
             };
             match l.accept() {
                 Ok((s, _)) => {
+                    let creds = sys::peer_creds(s.as_fd());
+                    if self.syslog_conns >= self.cfg.max_syslog_conns {
+                        // Accepted and closed at once (dropped): the
+                        // listener never stays readable for it.
+                        self.counters.syslog_conns_refused += 1;
+                        let who = creds.map_or("unknown".into(), |c| c.uid.to_string());
+                        self.note(format!(
+                            "refused a syslog stream connection from uid {who}: -max-syslog-conns {} reached",
+                            self.cfg.max_syslog_conns
+                        ));
+                        continue;
+                    }
                     let mut m = meta::MetaBuf::default();
-                    if let Some(c) = sys::peer_creds(s.as_fd()) {
+                    if let Some(c) = creds {
                         m.creds(c);
                     }
                     self.add_input(
                         b"syslog",
                         OwnedFd::from(s),
-                        Kind::Syslog(Vec::new(), Default::default()),
+                        Kind::Syslog(SyslogConn::new(creds)),
                         m,
+                        ReadHow::Recv,
                     );
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -108,6 +140,92 @@ impl Daemon {
                     self.note(format!("syslog stream socket: accept failed: {e}"));
                     return;
                 }
+            }
+        }
+    }
+
+    /// Closes stream syslog connections that sent nothing for
+    /// `-syslog-idle-timeout` (their unfinished frame is stored, as at any
+    /// close). Runs on the 1 s tick; the work is bounded by the inputs held
+    /// (`-max-inputs` + `-max-syslog-conns`), and nothing when there is no
+    /// stream connection.
+    pub(super) fn expire_syslog_conns(&mut self) {
+        let timeout = self.cfg.syslog_idle_timeout;
+        if timeout.is_zero() || self.syslog_conns == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let idle: Vec<Key> = self
+            .inputs
+            .keys()
+            .into_iter()
+            .filter(|&k| {
+                matches!(self.inputs.get_mut(k), Some(i)
+                    if matches!(&i.kind, Kind::Syslog(c) if now.duration_since(c.last_read) >= timeout))
+            })
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        for &k in &idle {
+            self.close_input(k);
+        }
+        self.counters.syslog_conns_idle_closed += idle.len() as u64;
+        self.note(format!(
+            "closed {} syslog stream connection(s) idle for -syslog-idle-timeout {} s",
+            idle.len(),
+            timeout.as_secs_f64()
+        ));
+    }
+
+    /// The writer of the kernel-log FIFO closed it: the last record is
+    /// complete, and the FIFO is opened again for the next writer (a
+    /// service that restarts opens it anew). The new fd is opened before
+    /// the old one is closed, so the FIFO always has a reader; a fresh open
+    /// does not report the hang-up of writers that came before it, so this
+    /// cannot spin.
+    pub(super) fn reopen_kmsg_fifo(&mut self, key: Key) {
+        let Some(mut input) = self.inputs.take(key) else {
+            return;
+        };
+        let mut events = Vec::new();
+        let mut path = None;
+        if let Kind::Kmsg { parser, fifo, .. } = &mut input.kind {
+            parser.finish(|e| events.push(super::inputs::own_event(e)));
+            path = fifo.clone();
+        }
+        let now = timefmt::now_ns();
+        for e in events {
+            self.store_kmsg(now, e);
+        }
+        let reopened = path.as_deref().map(|p| (p, reopen_fifo(p)));
+        match reopened {
+            Some((_, Ok(fd))) => {
+                let _ = self.epoll.delete(input.fd.as_fd());
+                let ev = EpollEvent::new(EpollFlags::EPOLLIN, KIND_INPUT | key.to_u64());
+                match self.epoll.add(fd.as_fd(), ev) {
+                    Ok(()) => {
+                        input.fd = fd;
+                        self.inputs.restore(key, input);
+                    }
+                    Err(e) => {
+                        self.inputs.restore(key, input);
+                        self.close_input(key);
+                        self.note(format!("kernel log FIFO: cannot poll it again: {e}"));
+                    }
+                }
+            }
+            Some((p, Err(e))) => {
+                self.inputs.restore(key, input);
+                self.close_input(key);
+                self.note(format!(
+                    "kernel log FIFO {}: cannot open it again after its writer closed it: {e}",
+                    p.display()
+                ));
+            }
+            None => {
+                self.inputs.restore(key, input);
+                self.close_input(key);
             }
         }
     }
@@ -158,8 +276,11 @@ impl Daemon {
             Kind::Kmsg {
                 parser: kmsg::Parser::default(),
                 per_read,
+                fifo: (kind == SFlag::S_IFIFO).then(|| path.to_owned()),
             },
             meta::MetaBuf::default(),
+            // Opened O_NONBLOCK above.
+            ReadHow::Read,
         ) {
             return Err(io::Error::other(format!("cannot poll {}", path.display())));
         }
