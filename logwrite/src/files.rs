@@ -398,8 +398,8 @@ impl Files {
 }
 
 /// Is `source` logwrite's own output (never written back: no loops)?
-pub fn is_own(source: &str) -> bool {
-    source.starts_with("logwrite")
+pub fn is_own(source: &[u8]) -> bool {
+    source.starts_with(b"logwrite")
 }
 
 impl Sink for Files {
@@ -445,7 +445,7 @@ impl Sink for Files {
     }
 
     fn record(&mut self, r: &Record, pos: Option<Position>) -> io::Result<()> {
-        if !is_own(&r.source) && self.cfg.select.matches(r) {
+        if !is_own(r.source_bytes()) && self.cfg.select.matches(r) {
             if self
                 .cfg
                 .fsync_severity
@@ -454,7 +454,7 @@ impl Sink for Files {
                 self.sync_due = true;
             }
             self.format_line(&r.time, r.time_ns(), &r.source, &r.msg);
-            self.write_line(&names::stem(&r.source))?;
+            self.write_line(&names::stem(r.source_bytes()))?;
         }
         if pos.is_some() {
             self.taken = pos;
@@ -470,7 +470,7 @@ impl Sink for Files {
             self.cfg.dir.display()
         );
         self.format_line("", Some(now), "memlogd", &msg);
-        self.write_line(&names::stem("memlogd"))?;
+        self.write_line(&names::stem(b"memlogd"))?;
         if pos.is_some() {
             self.taken = pos;
         }

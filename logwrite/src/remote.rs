@@ -156,7 +156,10 @@ impl RemoteConfig {
     }
 
     fn state_file(&self) -> String {
-        format!(".logwrite-remote-{}.state", names::stem(&self.name))
+        format!(
+            ".logwrite-remote-{}.state",
+            names::stem(self.name.as_bytes())
+        )
     }
 }
 
