@@ -19,7 +19,7 @@ use crate::names;
 use crate::report::LostCounter;
 use crate::select::Selector;
 use memlog::proto::{Position, Record};
-use memlog::timefmt;
+use memlog::{escape, timefmt};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
@@ -383,16 +383,20 @@ impl Files {
         Ok(())
     }
 
-    fn format_line(&mut self, time: &str, time_ns: Option<i64>, source: &str, msg: &str) {
+    /// `TIME SOURCE MSG\n` into `self.line`. The source and the message
+    /// are their exact bytes with control characters and invalid UTF-8
+    /// escaped ([`memlog::escape`]): a message cannot end its line and
+    /// forge another, nor carry terminal escapes into the file.
+    fn format_line(&mut self, time: &str, time_ns: Option<i64>, source: &[u8], msg: &[u8]) {
         self.line.clear();
         match time_ns {
             Some(ns) => timefmt::write_rfc3339_secs(&mut self.line, ns),
-            None => self.line.extend_from_slice(time.as_bytes()),
+            None => escape::write(&mut self.line, time.as_bytes()),
         }
         self.line.push(b' ');
-        self.line.extend_from_slice(source.as_bytes());
+        escape::write(&mut self.line, source);
         self.line.push(b' ');
-        self.line.extend_from_slice(msg.as_bytes());
+        escape::write(&mut self.line, msg);
         self.line.push(b'\n');
     }
 }
@@ -453,7 +457,7 @@ impl Sink for Files {
             {
                 self.sync_due = true;
             }
-            self.format_line(&r.time, r.time_ns(), &r.source, &r.msg);
+            self.format_line(&r.time, r.time_ns(), r.source_bytes(), r.msg_bytes());
             self.write_line(&names::stem(r.source_bytes()))?;
         }
         if pos.is_some() {
@@ -469,7 +473,7 @@ impl Sink for Files {
             "{count} records lost: memlogd overwrote them before logwrite wrote them to {}",
             self.cfg.dir.display()
         );
-        self.format_line("", Some(now), "memlogd", &msg);
+        self.format_line("", Some(now), b"memlogd", msg.as_bytes());
         self.write_line(&names::stem(b"memlogd"))?;
         if pos.is_some() {
             self.taken = pos;
