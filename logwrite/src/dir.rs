@@ -3,19 +3,31 @@
 //! and a directory removed under us is noticed (creating anything in it
 //! fails) instead of writes going on into unlinked files.
 //!
-//! Also the state files that hold an output's position: written to a
-//! temporary name, flushed, then renamed over the old one, so a reader
-//! (logwrite after a crash) sees either the old state or the new, never a
-//! mix. A `sync` save also fsyncs the file and the directory.
+//! Also the state files that hold an output's position, through
+//! [`memlog::safefs`]: written to a fresh temporary with an unguessable name
+//! (`O_CREAT | O_EXCL | O_NOFOLLOW`, so a link planted in advance is never
+//! written through), then renamed over the old one, so a reader (logwrite
+//! after a crash) sees either the old state or the new, never a mix; read
+//! back bounded in size, refusing anything but a regular file. A `sync`
+//! save also fsyncs the file and the directory.
 
 use memlog::proto::Position;
+use memlog::safefs;
 use nix::fcntl::{openat, renameat, OFlag};
 use nix::sys::stat::{fstat, fstatat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
+use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Most bytes read from a state file. The file output's state names at most
+/// the files open at once (256), each in a line under 240 bytes (`file SIZE
+/// NAME`, NAME at most a 200-byte stem and `.log`): about 60 KiB; a remote's
+/// is one line. 1 MiB leaves room to grow and bounds what a planted file
+/// costs (a 286 MB state once cost 1.2 GB of memory).
+pub const MAX_STATE: usize = 1 << 20;
 
 fn io_err(e: nix::Error) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
@@ -25,6 +37,7 @@ fn io_err(e: nix::Error) -> io::Error {
 #[derive(Debug)]
 pub struct Dir {
     fd: OwnedFd,
+    path: PathBuf,
 }
 
 impl Dir {
@@ -39,7 +52,15 @@ impl Dir {
             Mode::empty(),
         )
         .map_err(io_err)?;
-        Ok(Dir { fd })
+        Ok(Dir {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The directory fd.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     /// False once the directory has been removed.
@@ -75,20 +96,15 @@ impl Dir {
         Ok(File::from(fd))
     }
 
-    /// Creates (or truncates) `name` for writing.
-    pub fn create(&self, name: &str) -> io::Result<File> {
-        let fd = openat(
-            &self.fd,
-            name,
-            OFlag::O_WRONLY
-                | OFlag::O_CREAT
-                | OFlag::O_TRUNC
-                | OFlag::O_CLOEXEC
-                | OFlag::O_NOFOLLOW,
-            Mode::from_bits_truncate(0o644),
-        )
-        .map_err(io_err)?;
-        Ok(File::from(fd))
+    /// Creates a fresh temporary for `name` (`.NAME.RANDOM.tmp`, mode
+    /// 0600, exclusively and never through a link); returns its name.
+    pub fn create_temp(&self, name: &str) -> io::Result<(String, File)> {
+        let (tmp, fd) = safefs::create_temp(self.fd(), OsStr::new(name))?;
+        // Made of `name`, which is UTF-8, and ASCII.
+        let tmp = tmp
+            .into_string()
+            .map_err(|_| io::Error::other("temporary name"))?;
+        Ok((tmp, File::from(fd)))
     }
 
     /// The size of `name`, or `None` if it does not exist.
@@ -123,37 +139,22 @@ impl Dir {
         nix::unistd::fsync(&self.fd).map_err(io_err)
     }
 
-    /// Writes `data` to `name` atomically: to `name.tmp`, then renamed over
-    /// `name`. With `sync`, the file and the directory are fsynced too.
+    /// Replaces `name` with `data` atomically (see the module
+    /// documentation). With `sync`, the file and the directory are fsynced.
     pub fn write_atomic(&self, name: &str, data: &[u8], sync: bool) -> io::Result<()> {
-        let tmp = format!("{name}.tmp");
-        let mut f = self.create(&tmp)?;
-        let res = f
-            .write_all(data)
-            .and_then(|()| if sync { f.sync_all() } else { Ok(()) });
-        drop(f);
-        if let Err(e) = res {
-            let _ = self.remove(&tmp);
-            return Err(e);
-        }
-        self.rename(&tmp, name)?;
-        if sync {
-            self.sync()?;
-        }
-        Ok(())
+        safefs::replace(self.fd(), OsStr::new(name), data, sync)
     }
 
-    /// Reads the whole of `name`, or `None` if it does not exist.
-    pub fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        match self.open_read(name) {
-            Ok(mut f) => {
-                let mut v = Vec::new();
-                f.read_to_end(&mut v)?;
-                Ok(Some(v))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+    /// Reads the state file `name`: `None` if it does not exist; an error
+    /// if it is not a regular file or holds more than [`MAX_STATE`] bytes.
+    pub fn read_state(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        safefs::read(self.fd(), OsStr::new(name), MAX_STATE)
+    }
+
+    /// Removes the temporaries of `name` a killed logwrite left behind (if
+    /// older than a minute: see [`safefs::remove_stale_temps`]).
+    pub fn remove_stale_temps(&self, name: &str) {
+        safefs::remove_stale_temps(self.fd(), &self.path, OsStr::new(name));
     }
 }
 
@@ -244,7 +245,8 @@ mod tests {
         let d = Dir::open(&p).expect("open");
         d.write_atomic("s", b"one", true).expect("write");
         d.write_atomic("s", b"two", false).expect("write");
-        assert_eq!(d.read("s").expect("read"), Some(b"two".to_vec()));
+        assert_eq!(d.read_state("s").expect("read"), Some(b"two".to_vec()));
+        assert_eq!(d.read_state("none").expect("read"), None);
         assert_eq!(d.size("s").expect("size"), Some(3));
         assert!(d.rename("s", "t").expect("rename"));
         assert!(!d.rename("s", "t").expect("rename missing"));

@@ -131,20 +131,22 @@ impl Files {
     }
 
     /// Loads the saved state and cuts every file back to its saved size.
+    /// A state that cannot be used (not a regular file, too large,
+    /// damaged) is said on stderr and ignored.
     fn load(&mut self, dir: &Dir) -> io::Result<()> {
-        let data = dir
-            .read(STATE_FILE)
-            .map_err(|e| ctx(e, format!("reading {}", self.where_(STATE_FILE))))?;
-        let Some(data) = data else {
-            return Ok(());
+        dir.remove_stale_temps(STATE_FILE);
+        let st = match dir.read_state(STATE_FILE) {
+            Ok(None) => return Ok(()),
+            Ok(Some(data)) => State::decode(&data),
+            Err(e) => Err(e.to_string()),
         };
-        let st = match State::decode(&data) {
+        let st = match st {
             Ok(st) => st,
-            Err(e) => {
+            Err(why) => {
                 crate::report::say(
                     "files",
                     &format!(
-                        "ignoring {}: {e}; starting from memlogd's oldest record",
+                        "no usable saved position in {} ({why}): starting from memlogd's oldest record",
                         self.where_(STATE_FILE)
                     ),
                 );
@@ -306,9 +308,11 @@ impl Files {
     fn compress(&self, stem: &str) -> io::Result<()> {
         let dir = self.dir()?;
         let (plain, gz) = (self.rotated(stem, 0, false), self.rotated(stem, 0, true));
-        let tmp = format!("{gz}.tmp");
         let mut src = dir.open_read(&plain)?;
-        let out = dir.create(&tmp)?;
+        let (tmp, out) = dir.create_temp(&gz)?;
+        // The temporary is 0600: give the .gz the plain file's mode.
+        let mode = src.metadata()?.permissions();
+        out.set_permissions(mode)?;
         let mut enc =
             flate2::write::GzEncoder::new(io::BufWriter::new(out), flate2::Compression::default());
         let res = io::copy(&mut src, &mut enc)

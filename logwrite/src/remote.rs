@@ -314,22 +314,28 @@ impl Remote {
                 return;
             }
         };
-        match d
-            .read(&self.cfg.state_file())
-            .map(|o| o.map(|v| State::decode(&v)))
-        {
-            Ok(Some(Ok(st))) => {
+        let name = self.cfg.state_file();
+        d.remove_stale_temps(&name);
+        let st = match d.read_state(&name) {
+            Ok(None) => None,
+            Ok(Some(data)) => Some(State::decode(&data)),
+            Err(e) => Some(Err(e.to_string())),
+        };
+        match st {
+            Some(Ok(st)) => {
                 self.committed = st.position;
                 self.taken = st.position;
                 self.acked = st.position;
             }
-            Ok(Some(Err(e))) => {
-                crate::report::say(&self.cfg.name, &format!("ignoring saved position: {e}"))
-            }
-            Ok(None) => {}
-            Err(e) => self
-                .state_trouble
-                .fail(&format!("{}: {e}", self.cfg.state_dir.display())),
+            Some(Err(why)) => crate::report::say(
+                &self.cfg.name,
+                &format!(
+                    "no usable saved position in {} ({why}): forwarding from memlogd's oldest record \
+                     (the server may get records twice)",
+                    self.cfg.state_dir.join(&name).display()
+                ),
+            ),
+            None => {}
         }
         self.dir = Some(d);
     }

@@ -407,3 +407,61 @@ impl Drop for Mounted {
 pub fn pause(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
+
+/// Peak resident memory of `pid` in KiB (`VmHWM` in `/proc/PID/status`).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+}
+
+/// A TCP server on 127.0.0.1 that takes any number of connections and
+/// keeps every byte it reads (a stand-in for a syslog server when only the
+/// bytes matter).
+pub struct TcpSink {
+    pub port: u16,
+    data: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl TcpSink {
+    pub fn start() -> TcpSink {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let data = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let d = std::sync::Arc::clone(&data);
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { return };
+                let d = std::sync::Arc::clone(&d);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = std::io::Read::read(&mut c, &mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        d.lock().expect("lock").extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+        TcpSink { port, data }
+    }
+
+    /// `tcp://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Everything received so far, lossy as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data.lock().expect("lock")).into_owned()
+    }
+
+    /// The name logwrite gives this remote's state file.
+    pub fn state_file(&self) -> String {
+        format!(".logwrite-remote-tcp:%2f%2f127.0.0.1:{}.state", self.port)
+    }
+}

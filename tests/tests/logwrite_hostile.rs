@@ -3,11 +3,14 @@
 //! the log directory (at the old fixed temporary names, or as a source's
 //! file), and state files that are huge, FIFOs or devices.
 
-use memlog_tests::logwrite::{lines, wait_msgs, Logwrite};
+use memlog_tests::logwrite::{
+    lines, msgs, numbered, peak_rss_kib, saved_position, wait_msgs, write_lines, Logwrite, TcpSink,
+};
 use memlog_tests::{wait_until, Memlogd, TempDir};
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::Path;
 
 /// A new memlogd input whose name is the raw bytes `name`.
 fn writer_raw(m: &Memlogd, name: &[u8]) -> UnixStream {
@@ -72,4 +75,120 @@ fn a_message_cannot_forge_a_line_or_drive_a_terminal() {
     let l = lines(logs.path(), stem);
     assert_eq!(l.len(), 1, "{l:?}; {}", lw.stderr());
     assert!(l[0].ends_with(" sshd\\n\\x1b[31m second"), "{l:?}");
+}
+
+#[test]
+fn links_planted_at_the_old_temporary_names_are_not_written_through() {
+    let m = Memlogd::start(&[]);
+    let logs = TempDir::new("lw-planted");
+    let victims = TempDir::new("lw-victims");
+    let errs = TempDir::new("lw-err");
+    let sink = TcpSink::start();
+    // The names logwrite used to write its temporaries under: a hard link
+    // there to a file of someone else's used to be truncated and written.
+    let victim = victims.join("victim");
+    std::fs::write(&victim, "precious").expect("write");
+    for name in [".logwrite.state.tmp", "svc.log.0.gz.tmp"] {
+        std::fs::hard_link(&victim, logs.join(name)).expect("link");
+    }
+    // A symbolic link there used to stop the saves (ELOOP) for good.
+    let sym = victims.join("symlinked");
+    std::fs::write(&sym, "precious too").expect("write");
+    let remote_tmp = format!("{}.tmp", sink.state_file());
+    std::os::unix::fs::symlink(&sym, logs.join(remote_tmp)).expect("symlink");
+    // Temporaries a killed logwrite left (older than a minute) go at start.
+    let stale = [
+        "..logwrite.state.00112233445566aa.tmp".to_string(),
+        format!(".{}.8899aabbccddeeff.tmp", sink.state_file()),
+    ];
+    for name in &stale {
+        let f = std::fs::File::create(logs.join(name)).expect("create");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        f.set_modified(old).expect("mtime");
+    }
+    let url = sink.url();
+    let lw = Logwrite::start(
+        m.query_socket(),
+        logs.path(),
+        &errs,
+        &["-max-log-size", "1k", "-compress", "-remote", &url],
+    );
+    let want = numbered("line", 0..100, 60);
+    write_lines(&m, "svc", &want);
+    wait_until("two compressed rotations", || {
+        logs.join("svc.log.1.gz").exists()
+    });
+    wait_until("the last line", || {
+        msgs(logs.path(), "svc.log").last() == want.last()
+    });
+    wait_until("both positions", || {
+        saved_position(logs.path(), ".logwrite.state").is_some()
+            && saved_position(logs.path(), &sink.state_file()).is_some()
+    });
+    wait_until("the last line forwarded", || {
+        sink.text().contains(want.last().expect("lines"))
+    });
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("read"),
+        "precious",
+        "{}",
+        lw.stderr()
+    );
+    assert_eq!(std::fs::read_to_string(&sym).expect("read"), "precious too");
+    for name in &stale {
+        assert!(!logs.join(name).exists(), "{name} is still there");
+    }
+    // The state files are logwrite's own (not a link to anything).
+    use std::os::unix::fs::MetadataExt;
+    for name in [".logwrite.state".to_string(), sink.state_file()] {
+        let md = std::fs::symlink_metadata(logs.join(&name)).expect(&name);
+        assert!(md.is_file() && md.nlink() == 1, "{name}");
+    }
+}
+
+/// Plants a bad state file with `plant` (given its path) for the file
+/// output and for a remote, starts logwrite, writes a few lines and checks
+/// they are written and forwarded, that stderr says why each state was
+/// refused, and that logwrite's memory never grew with the state's size.
+fn refused_state(tag: &str, why: &str, plant: impl Fn(&Path)) {
+    let m = Memlogd::start(&[]);
+    let logs = TempDir::new(tag);
+    let errs = TempDir::new("lw-err");
+    let sink = TcpSink::start();
+    plant(&logs.join(".logwrite.state"));
+    plant(&logs.join(sink.state_file()));
+    let url = sink.url();
+    let lw = Logwrite::start(m.query_socket(), logs.path(), &errs, &["-remote", &url]);
+    let want = numbered("after a bad state", 0..5, 0);
+    write_lines(&m, "svc", &want);
+    wait_msgs(logs.path(), "svc.log", &want, &lw);
+    wait_until("forwarding", || sink.text().contains(&want[4]));
+    for name in [".logwrite.state".to_string(), sink.state_file()] {
+        lw.wait_stderr(&format!("{name} ({why}"));
+    }
+    let peak = peak_rss_kib(lw.pid());
+    assert!(peak < 64 * 1024, "logwrite's peak RSS is {peak} KiB");
+}
+
+#[test]
+fn a_huge_state_file_is_refused_without_reading_it() {
+    refused_state("lw-huge", "it is larger than", |p| {
+        // Sparse: no disk used, but 300 MB to read.
+        let f = std::fs::File::create(p).expect("create");
+        f.set_len(300 << 20).expect("set_len");
+    });
+}
+
+#[test]
+fn a_fifo_as_the_state_file_is_refused_without_hanging() {
+    refused_state("lw-fifo", "it is not a regular file", |p| {
+        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    });
+}
+
+#[test]
+fn dev_zero_as_the_state_file_is_refused() {
+    refused_state("lw-zero", "it is a symbolic link", |p| {
+        std::os::unix::fs::symlink("/dev/zero", p).expect("symlink");
+    });
 }
