@@ -489,6 +489,17 @@ impl Sink for Files {
         self.commit_now(false)
     }
 
+    fn finish(&mut self) -> io::Result<()> {
+        if self.dir.is_none() {
+            // Failed, and nothing taken since.
+            return Ok(());
+        }
+        // Whatever the fsync policy, what is saved at exit is on disk.
+        let r = self.commit_now(true);
+        self.lost.flush(true);
+        r
+    }
+
     fn tick(&mut self) -> io::Result<()> {
         if let Some(d) = &self.dir {
             if !d.exists() {

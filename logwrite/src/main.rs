@@ -13,13 +13,15 @@ mod syslog;
 
 use argh::FromArgs;
 use files::{FileConfig, Files};
-use follow::Sink;
+use follow::{Sink, Stop};
 use memlog::goflags::{self, Spec};
 use memlog::proto;
+use nix::sys::signal::{SigSet, Signal};
 use remote::{Remote, RemoteConfig};
 use select::Selector;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 const SPEC: Spec = Spec {
@@ -58,6 +60,9 @@ const SPEC: Spec = Spec {
 /// rfc3164 defaults to lf), include=GLOB, exclude=GLOB (repeatable),
 /// min-severity=LEVEL; values may use %XX escapes. Example:
 /// -remote 'tcp://10.0.0.1:514?min-severity=warning&exclude=debug.*'
+///
+/// SIGTERM and SIGINT: write and fsync what was taken, save every position,
+/// exit 0. SIGHUP, SIGUSR1 and SIGUSR2 are ignored.
 #[derive(FromArgs, Debug)]
 struct Args {
     /// memlogd query socket (default /var/run/memlogdq.sock)
@@ -151,6 +156,12 @@ fn duration(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     // A dead TCP peer is an error on write, not a signal.
     memlog::sys::ignore_sigpipe();
+    // A file past RLIMIT_FSIZE is an error (EFBIG) for that file, not the
+    // end of every output.
+    // SAFETY: installing SIG_IGN for SIGXFSZ has no memory effects.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args: Args = goflags::parse_or_exit("logwrite", &argv, &SPEC);
     match run(args) {
@@ -200,18 +211,46 @@ fn run(args: Args) -> Result<(), String> {
     }
     let socket = PathBuf::from(&args.socket);
     let max_backoff = args.max_backoff.max(Duration::from_millis(100));
+    // Signals are blocked here, before any output thread exists (each
+    // inherits the mask), and taken by sigwait below: SIGTERM and SIGINT
+    // stop every output cleanly; SIGHUP, SIGUSR1 and SIGUSR2 are ignored
+    // (for now).
+    let mut mask = SigSet::empty();
+    for s in STOP_SIGNALS.iter().chain(IGNORED_SIGNALS) {
+        mask.add(*s);
+    }
+    mask.thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
+    let stop = Arc::new(Stop::default());
     let threads: Vec<_> = sinks
         .into_iter()
         .map(|mut sink| {
             let socket = socket.clone();
-            std::thread::spawn(move || follow::run(sink.as_mut(), Path::new(&socket), max_backoff))
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                follow::run(sink.as_mut(), Path::new(&socket), max_backoff, &stop)
+            })
         })
         .collect();
+    loop {
+        match mask.wait() {
+            Ok(s) if STOP_SIGNALS.contains(&s) => break,
+            Ok(_) => {}
+            Err(e) => return Err(format!("waiting for signals: {e}")),
+        }
+    }
+    stop.stop();
     for t in threads {
         let _ = t.join();
     }
     Ok(())
 }
+
+/// Signals that make logwrite write what it took, save its positions and
+/// exit 0.
+const STOP_SIGNALS: &[Signal] = &[Signal::SIGTERM, Signal::SIGINT];
+/// Signals that do nothing (yet), rather than kill logwrite.
+const IGNORED_SIGNALS: &[Signal] = &[Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2];
 
 #[cfg(test)]
 mod tests {

@@ -270,6 +270,11 @@ impl Remote {
     /// Saves the committed position (best effort: forwarding goes on if the
     /// log directory cannot be written, and the trouble is reported).
     fn save(&mut self) {
+        self.save_with(false)
+    }
+
+    /// [`Remote::save`], fsynced with `sync`.
+    fn save_with(&mut self, sync: bool) {
         if self.dir.is_none() {
             match Dir::open(&self.cfg.state_dir) {
                 Ok(d) => self.dir = Some(d),
@@ -288,7 +293,7 @@ impl Remote {
         let res = self
             .dir
             .as_ref()
-            .map(|d| d.write_atomic(&name, &st.encode(), false));
+            .map(|d| d.write_atomic(&name, &st.encode(), sync));
         match res {
             Some(Ok(())) => self.state_trouble.recover("saving the position again"),
             Some(Err(e)) => {
@@ -478,6 +483,15 @@ impl Sink for Remote {
             self.committed = self.taken;
             self.save();
         }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.send_out()?;
+        self.trim();
+        self.committed = self.taken;
+        self.save_with(true);
+        self.lost.flush(true);
         Ok(())
     }
 

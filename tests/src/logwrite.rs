@@ -85,6 +85,26 @@ impl Logwrite {
         }
     }
 
+    /// Sends it `sig`.
+    pub fn signal(&self, sig: libc::c_int) {
+        signal(self.pid(), sig).expect("kill");
+    }
+
+    /// Waits (bounded) for it to exit; its status (panics if it runs on).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let c = self.child.as_mut().expect("running");
+        let st = crate::wait_child(c, TIMEOUT);
+        let st = st.unwrap_or_else(|| panic!("logwrite still runs: {}", self.stderr()));
+        self.child = None;
+        st
+    }
+
+    /// Starts it again with the same arguments (after it exited).
+    pub fn start_again(&mut self, err_dir: &TempDir) {
+        assert!(self.child.is_none(), "still running");
+        *self = Self::start_args(err_dir, self.args.clone());
+    }
+
     /// What it printed on stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
