@@ -13,8 +13,8 @@
 
 use memlog::proto::Position;
 use memlog::safefs;
-use nix::fcntl::{openat, renameat, OFlag};
-use nix::sys::stat::{fstat, fstatat, Mode};
+use nix::fcntl::{openat, renameat, AtFlags, OFlag};
+use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::ffi::OsStr;
 use std::fs::File;
@@ -68,6 +68,20 @@ impl Dir {
         fstat(&self.fd).map(|s| s.st_nlink > 0).unwrap_or(false)
     }
 
+    /// The directory's path (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What is at `name` (not following a link), or `None`.
+    pub fn kind(&self, name: &str) -> io::Result<Option<Kind>> {
+        match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Kind::of(&st))),
+            Err(nix::Error::ENOENT) => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
     /// Opens `name` for appending, creating it if needed.
     pub fn open_append(&self, name: &str) -> io::Result<File> {
         let fd = openat(
@@ -84,16 +98,27 @@ impl Dir {
         Ok(File::from(fd))
     }
 
-    /// Opens `name` for reading.
-    pub fn open_read(&self, name: &str) -> io::Result<File> {
-        let fd = openat(
-            &self.fd,
-            name,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-            Mode::empty(),
-        )
-        .map_err(io_err)?;
-        Ok(File::from(fd))
+    /// Opens `name` if it is logwrite's own: a regular file with one link
+    /// (for reading, or with `write` for cutting it back). `None` if there
+    /// is nothing at the name, or something that is not ours to read or
+    /// change (a hard link, a FIFO, a device, a symbolic link, a directory).
+    pub fn open_own(&self, name: &str, write: bool) -> io::Result<Option<File>> {
+        let mode = if write {
+            OFlag::O_RDWR
+        } else {
+            OFlag::O_RDONLY
+        };
+        let flags =
+            mode | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
+        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(
+                nix::Error::ENOENT | nix::Error::ELOOP | nix::Error::EISDIR | nix::Error::ENXIO,
+            ) => return Ok(None),
+            Err(e) => return Err(io_err(e)),
+        };
+        let st = fstat(&fd).map_err(io_err)?;
+        Ok(matches!(Kind::of(&st), Kind::Regular { links: 1, .. }).then(|| File::from(fd)))
     }
 
     /// Creates a fresh temporary for `name` (`.NAME.RANDOM.tmp`, mode
@@ -109,7 +134,7 @@ impl Dir {
 
     /// The size of `name`, or `None` if it does not exist.
     pub fn size(&self, name: &str) -> io::Result<Option<u64>> {
-        match fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(s) => Ok(Some(u64::try_from(s.st_size).unwrap_or(0))),
             Err(nix::Error::ENOENT) => Ok(None),
             Err(e) => Err(io_err(e)),
@@ -155,6 +180,68 @@ impl Dir {
     /// older than a minute: see [`safefs::remove_stale_temps`]).
     pub fn remove_stale_temps(&self, name: &str) {
         safefs::remove_stale_temps(self.fd(), &self.path, OsStr::new(name));
+    }
+}
+
+/// Why an operation on one source's file failed.
+#[derive(Debug)]
+pub enum Fault {
+    /// Trouble of that file alone (a directory or a symbolic link at its
+    /// name, its permissions, a name the filesystem refuses, `EFBIG`): that
+    /// source is put aside, the others go on.
+    File(io::Error),
+    /// Trouble of the directory or the disk (`ENOSPC`, `EDQUOT`, `EROFS`,
+    /// `EIO`, the directory removed...): the whole output fails and retries.
+    Output(io::Error),
+}
+
+impl Fault {
+    /// `e` from an operation on the existing `name` is that file's if its
+    /// errno is one of `file`; anything else is the output's.
+    pub fn of(e: io::Error, file: &[i32]) -> Fault {
+        match e.raw_os_error() {
+            Some(c) if file.contains(&c) => Fault::File(e),
+            _ => Fault::Output(e),
+        }
+    }
+
+    /// The error, with `what` in front of it.
+    pub fn context(self, what: impl std::fmt::Display) -> Fault {
+        let c = |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+        match self {
+            Fault::File(e) => Fault::File(c(e)),
+            Fault::Output(e) => Fault::Output(c(e)),
+        }
+    }
+}
+
+/// What is at a name in the log directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Regular { size: u64, links: u64 },
+    Directory,
+    Symlink,
+    Fifo,
+    Socket,
+    Device,
+}
+
+impl Kind {
+    // nlink_t is u64 here but u32 on other targets (aarch64).
+    #[allow(clippy::useless_conversion)]
+    fn of(st: &FileStat) -> Kind {
+        let fmt = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        match fmt {
+            SFlag::S_IFREG => Kind::Regular {
+                size: u64::try_from(st.st_size).unwrap_or(0),
+                links: u64::from(st.st_nlink),
+            },
+            SFlag::S_IFDIR => Kind::Directory,
+            SFlag::S_IFLNK => Kind::Symlink,
+            SFlag::S_IFIFO => Kind::Fifo,
+            SFlag::S_IFSOCK => Kind::Socket,
+            _ => Kind::Device,
+        }
     }
 }
 
@@ -247,7 +334,10 @@ mod tests {
         d.write_atomic("s", b"two", false).expect("write");
         assert_eq!(d.read_state("s").expect("read"), Some(b"two".to_vec()));
         assert_eq!(d.read_state("none").expect("read"), None);
-        assert_eq!(d.size("s").expect("size"), Some(3));
+        assert_eq!(
+            d.kind("s").expect("kind"),
+            Some(Kind::Regular { size: 3, links: 1 })
+        );
         assert!(d.rename("s", "t").expect("rename"));
         assert!(!d.rename("s", "t").expect("rename missing"));
         assert!(d.exists());

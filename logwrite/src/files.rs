@@ -1,7 +1,8 @@
 //! The file output: one file per source, `STEM.log` (see [`crate::names`]),
 //! each line `TIME SOURCE MSG` as LinuxKit's logwrite writes it, rotated by
-//! size (`STEM.log` -> `STEM.log.0` -> ... -> `STEM.log.(N-1)`), optionally
-//! gzipped and capped in total bytes per source.
+//! size (`STEM.log` -> `STEM.log.0` -> ... -> `STEM.log.(N-1)`, see
+//! [`crate::rotate`]), optionally gzipped and capped in total bytes per
+//! source.
 //!
 //! Exact resume: the state file `.logwrite.state` holds the position of the
 //! last record written *and the size of every file being written at that
@@ -13,10 +14,11 @@
 //! state before its first write, and renames for rotation happen only right
 //! after a save, so the sizes always describe the files that exist.
 
-use crate::dir::{Dir, State};
+use crate::dir::{Dir, Fault, State};
 use crate::follow::Sink;
 use crate::names;
-use crate::report::LostCounter;
+use crate::report::{say, LostCounter};
+use crate::rotate::{self, Policy};
 use crate::select::Selector;
 use memlog::proto::{Position, Record};
 use memlog::{escape, timefmt};
@@ -67,6 +69,7 @@ fn ctx(e: io::Error, what: impl std::fmt::Display) -> io::Error {
 /// The file output.
 pub struct Files {
     cfg: FileConfig,
+    policy: Policy,
     dir: Option<Dir>,
     loaded: bool,
     open: HashMap<String, Open>,
@@ -82,8 +85,15 @@ pub struct Files {
 
 impl Files {
     pub fn new(cfg: FileConfig) -> Files {
+        let policy = Policy {
+            max_files: cfg.max_files,
+            compress: cfg.compress,
+            max_size: cfg.max_size,
+            cap: cfg.max_source_bytes,
+        };
         Files {
             cfg,
+            policy,
             dir: None,
             loaded: false,
             open: HashMap::new(),
@@ -267,10 +277,6 @@ impl Files {
         self.save_state(self.committed, false, false)
     }
 
-    fn rotated(&self, stem: &str, i: u32, gz: bool) -> String {
-        format!("{stem}.log.{i}{}", if gz { ".gz" } else { "" })
-    }
-
     /// Rotates `stem`'s file. Everything taken so far is written, synced and
     /// committed first, so the renames never race the state.
     fn rotate(&mut self, stem: &str) -> io::Result<()> {
@@ -279,77 +285,10 @@ impl Files {
         }
         self.commit_now(true)?;
         self.open.remove(stem);
-        let dir = self.dir()?;
-        let name = format!("{stem}.log");
-        let n = self.cfg.max_files;
-        let e = |e: io::Error| ctx(e, format!("rotating {}", self.where_(&name)));
-        if n == 0 {
-            dir.remove(&name).map_err(e)?;
-        } else {
-            for i in (0..n - 1).rev() {
-                for gz in [false, true] {
-                    dir.rename(&self.rotated(stem, i, gz), &self.rotated(stem, i + 1, gz))
-                        .map_err(e)?;
-                }
-            }
-            dir.rename(&name, &self.rotated(stem, 0, false))
-                .map_err(e)?;
-            if self.cfg.compress {
-                self.compress(stem).map_err(e)?;
-            }
-            if let Some(cap) = self.cfg.max_source_bytes {
-                self.cap(stem, cap).map_err(e)?;
-            }
-        }
-        dir.sync().map_err(e)
-    }
-
-    /// `STEM.log.0` -> `STEM.log.0.gz`.
-    fn compress(&self, stem: &str) -> io::Result<()> {
-        let dir = self.dir()?;
-        let (plain, gz) = (self.rotated(stem, 0, false), self.rotated(stem, 0, true));
-        let mut src = dir.open_read(&plain)?;
-        let (tmp, out) = dir.create_temp(&gz)?;
-        // The temporary is 0600: give the .gz the plain file's mode.
-        let mode = src.metadata()?.permissions();
-        out.set_permissions(mode)?;
-        let mut enc =
-            flate2::write::GzEncoder::new(io::BufWriter::new(out), flate2::Compression::default());
-        let res = io::copy(&mut src, &mut enc)
-            .and_then(|_| enc.finish())
-            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-            .and_then(|f| f.sync_all());
-        if let Err(e) = res {
-            let _ = dir.remove(&tmp);
-            return Err(e);
-        }
-        dir.rename(&tmp, &gz)?;
-        dir.remove(&plain)?;
-        Ok(())
-    }
-
-    /// Removes the oldest rotated files of `stem` until its files fit in `cap`
-    /// bytes (counting a full current file).
-    fn cap(&self, stem: &str, cap: u64) -> io::Result<()> {
-        let dir = self.dir()?;
-        let mut kept = Vec::new();
-        for i in 0..self.cfg.max_files {
-            for gz in [false, true] {
-                let name = self.rotated(stem, i, gz);
-                if let Some(s) = dir.size(&name)? {
-                    kept.push((name, s));
-                }
-            }
-        }
-        let mut total: u64 = kept.iter().map(|(_, s)| s).sum::<u64>() + self.cfg.max_size;
-        while total > cap {
-            let Some((name, size)) = kept.pop() else {
-                break;
-            };
-            dir.remove(&name)?;
-            total -= size;
-        }
-        Ok(())
+        let path = self.where_(&format!("{stem}.log"));
+        rotate::rotate(self.dir()?, stem, &self.policy).map_err(|f| match f {
+            Fault::File(e) | Fault::Output(e) => ctx(e, format!("rotating {path}")),
+        })
     }
 
     /// Appends one line to `stem`'s file, rotating first if it would pass
@@ -426,6 +365,22 @@ impl Sink for Files {
             )
         })?;
         if !self.loaded {
+            let rec = rotate::recover(&dir, self.cfg.compress).map_err(|e| {
+                ctx(
+                    e,
+                    format!("checking the rotated files in {}", self.cfg.dir.display()),
+                )
+            })?;
+            if rec.twins + rec.temps + rec.compressed > 0 {
+                say(
+                    "files",
+                    &format!(
+                        "finished what a stopped logwrite left: removed {} rotated files whose .gz was complete \
+                         and {} compression temporaries, compressed {} rotated files",
+                        rec.twins, rec.temps, rec.compressed
+                    ),
+                );
+            }
             self.load(&dir)?;
             self.loaded = true;
         }

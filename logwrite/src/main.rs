@@ -8,6 +8,7 @@ mod follow;
 mod names;
 mod remote;
 mod report;
+mod rotate;
 mod select;
 mod syslog;
 
