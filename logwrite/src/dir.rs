@@ -82,20 +82,61 @@ impl Dir {
         }
     }
 
-    /// Opens `name` for appending, creating it if needed.
-    pub fn open_append(&self, name: &str) -> io::Result<File> {
+    /// Opens the log file `name` for appending, creating it if needed.
+    ///
+    /// Appending to whatever is at the name would be appending to someone
+    /// else's file: a hard link to a file of another user, or a FIFO or
+    /// device planted there. So what is opened must be a regular file with
+    /// one link; anything else that could be opened is unlinked (the other
+    /// name keeps its content: nothing in that file is touched) and a
+    /// fresh file created in its place (`O_EXCL`), as log writers do. A
+    /// symbolic link (`ELOOP`) or a directory (`EISDIR`) at the name is an
+    /// error: that source's trouble, not replaced.
+    pub fn open_log(&self, name: &str) -> io::Result<LogFile> {
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_APPEND
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NOCTTY
+            // A FIFO must not hang the open (ENXIO without a reader).
+            | OFlag::O_NONBLOCK;
+        let why = match openat(&self.fd, name, flags | OFlag::O_CREAT, LOG_MODE) {
+            Ok(fd) => {
+                let st = fstat(&fd).map_err(io_err)?;
+                match Kind::of(&st) {
+                    Kind::Regular { size, links: 1 } => {
+                        // O_NONBLOCK means nothing to a regular file.
+                        return Ok(LogFile {
+                            file: File::from(fd),
+                            size,
+                            replaced: None,
+                        });
+                    }
+                    Kind::Regular { links, .. } => {
+                        format!("had {links} links (another name for the same file exists)")
+                    }
+                    k => format!("was {}, not a regular file", k.describe()),
+                }
+            }
+            Err(nix::Error::ENXIO) => match self.kind(name)? {
+                Some(k) => format!("was {}, not a regular file", k.describe()),
+                None => return Err(io_err(nix::Error::ENXIO)),
+            },
+            Err(e) => return Err(io_err(e)),
+        };
+        unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir).map_err(io_err)?;
         let fd = openat(
             &self.fd,
             name,
-            OFlag::O_WRONLY
-                | OFlag::O_CREAT
-                | OFlag::O_APPEND
-                | OFlag::O_CLOEXEC
-                | OFlag::O_NOFOLLOW,
-            Mode::from_bits_truncate(0o644),
+            flags | OFlag::O_CREAT | OFlag::O_EXCL,
+            LOG_MODE,
         )
         .map_err(io_err)?;
-        Ok(File::from(fd))
+        Ok(LogFile {
+            file: File::from(fd),
+            size: 0,
+            replaced: Some(why),
+        })
     }
 
     /// Opens `name` if it is logwrite's own: a regular file with one link
@@ -130,15 +171,6 @@ impl Dir {
             .into_string()
             .map_err(|_| io::Error::other("temporary name"))?;
         Ok((tmp, File::from(fd)))
-    }
-
-    /// The size of `name`, or `None` if it does not exist.
-    pub fn size(&self, name: &str) -> io::Result<Option<u64>> {
-        match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(s) => Ok(Some(u64::try_from(s.st_size).unwrap_or(0))),
-            Err(nix::Error::ENOENT) => Ok(None),
-            Err(e) => Err(io_err(e)),
-        }
     }
 
     /// Renames `from` to `to`; `Ok(false)` if `from` does not exist.
@@ -215,6 +247,9 @@ impl Fault {
     }
 }
 
+/// Log files are created `0644` (less the umask), as LinuxKit's are.
+const LOG_MODE: Mode = Mode::from_bits_truncate(0o644);
+
 /// What is at a name in the log directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -243,6 +278,28 @@ impl Kind {
             _ => Kind::Device,
         }
     }
+
+    /// "a FIFO", ... (for messages).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Regular { .. } => "a regular file",
+            Kind::Directory => "a directory",
+            Kind::Symlink => "a symbolic link",
+            Kind::Fifo => "a FIFO",
+            Kind::Socket => "a socket",
+            Kind::Device => "a device",
+        }
+    }
+}
+
+/// A log file open for appending ([`Dir::open_log`]).
+#[derive(Debug)]
+pub struct LogFile {
+    pub file: File,
+    /// Its size when opened.
+    pub size: u64,
+    /// Why what was at the name was replaced by a new file, if it was.
+    pub replaced: Option<String>,
 }
 
 /// What an output saved: where it stopped, and (for the file output) how
@@ -343,6 +400,6 @@ mod tests {
         assert!(d.exists());
         std::fs::remove_dir_all(&p).expect("rm");
         assert!(!d.exists());
-        assert!(d.open_append("x.log").is_err());
+        assert!(d.open_log("x.log").is_err());
     }
 }

@@ -13,7 +13,14 @@
 //! rename included) gives no duplicate and no gap. A file is added to the
 //! state before its first write, and renames for rotation happen only right
 //! after a save, so the sizes always describe the files that exist.
+//!
+//! Only logwrite's own files are written: `STEM.log` must be a regular file
+//! with one link, else it is replaced by a new one ([`Dir::open_log`]).
+//! Trouble of one file (see [`Fault`]) puts that source aside
+//! ([`crate::aside`]); trouble of the directory or the disk fails the whole
+//! output, which retries from the last commit.
 
+use crate::aside::Asides;
 use crate::dir::{Dir, Fault, State};
 use crate::follow::Sink;
 use crate::names;
@@ -34,6 +41,25 @@ pub const STATE_FILE: &str = ".logwrite.state";
 const MAX_OPEN: usize = 256;
 /// Buffered bytes per file before they are written out.
 const BUF: usize = 64 * 1024;
+
+/// Errors opening `STEM.log` that are that file's trouble; `EACCES` and
+/// `EPERM` are too when the file exists (else they are the directory's).
+const OPEN_ERRORS: &[i32] = &[
+    libc::EISDIR,
+    libc::ELOOP,
+    libc::ENOTDIR,
+    libc::ENAMETOOLONG,
+    libc::EFBIG,
+    libc::EOVERFLOW,
+    libc::EEXIST,
+    libc::ENXIO,
+    libc::ETXTBSY,
+    libc::EINVAL,
+    libc::EILSEQ,
+    libc::EOPNOTSUPP,
+];
+/// Errors writing `STEM.log` that are that file's trouble.
+const WRITE_ERRORS: &[i32] = &[libc::EFBIG];
 
 /// How the file output is set up.
 #[derive(Debug, Clone)]
@@ -59,11 +85,20 @@ struct Open {
     /// Its size in the saved state.
     saved: u64,
     buf: Vec<u8>,
+    /// Records in `buf`.
+    buf_records: u64,
     unsynced: bool,
 }
 
 fn ctx(e: io::Error, what: impl std::fmt::Display) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// What loading the state gave.
+enum Loaded {
+    Usable,
+    Missing,
+    Unusable(String),
 }
 
 /// The file output.
@@ -81,6 +116,9 @@ pub struct Files {
     line: Vec<u8>,
     /// Files a failure could not cut back to their saved size yet.
     cut: Vec<(String, u64)>,
+    aside: Asides,
+    /// Lines written since the last commit.
+    lines: u64,
 }
 
 impl Files {
@@ -92,6 +130,7 @@ impl Files {
             cap: cfg.max_source_bytes,
         };
         Files {
+            aside: Asides::new(cfg.dir.clone()),
             cfg,
             policy,
             dir: None,
@@ -104,6 +143,7 @@ impl Files {
             lost: LostCounter::new("files"),
             line: Vec::with_capacity(2048),
             cut: Vec::new(),
+            lines: 0,
         }
     }
 
@@ -140,70 +180,135 @@ impl Files {
             .map_err(|e| ctx(e, format!("saving {}", self.where_(STATE_FILE))))
     }
 
+    /// Cuts `name` back to `size` if it is longer (and logwrite's own: a
+    /// file that is not is replaced when it is opened).
+    fn cut_back(&self, dir: &Dir, name: &str, size: u64) -> io::Result<()> {
+        let what = || format!("cutting {} back to the saved size", self.where_(name));
+        if let Some(f) = dir.open_own(name, true).map_err(|e| ctx(e, what()))? {
+            if f.metadata().map_err(|e| ctx(e, what()))?.len() > size {
+                f.set_len(size).map_err(|e| ctx(e, what()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Loads the saved state and cuts every file back to its saved size.
-    /// A state that cannot be used (not a regular file, too large,
-    /// damaged) is said on stderr and ignored.
-    fn load(&mut self, dir: &Dir) -> io::Result<()> {
+    fn load(&mut self, dir: &Dir) -> io::Result<Loaded> {
         dir.remove_stale_temps(STATE_FILE);
         let st = match dir.read_state(STATE_FILE) {
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(Loaded::Missing),
             Ok(Some(data)) => State::decode(&data),
             Err(e) => Err(e.to_string()),
         };
         let st = match st {
             Ok(st) => st,
-            Err(why) => {
-                crate::report::say(
-                    "files",
-                    &format!(
-                        "no usable saved position in {} ({why}): starting from memlogd's oldest record",
-                        self.where_(STATE_FILE)
-                    ),
-                );
-                return Ok(());
-            }
+            Err(why) => return Ok(Loaded::Unusable(why)),
         };
         for (name, size) in &st.files {
-            if dir.size(name)?.is_some_and(|s| s > *size) {
-                let f = dir.open_append(name)?;
-                f.set_len(*size).map_err(|e| {
-                    ctx(
-                        e,
-                        format!("cutting {} back to the saved size", self.where_(name)),
-                    )
-                })?;
-            }
+            self.cut_back(dir, name, *size)?;
         }
         self.committed = st.position;
         self.taken = st.position;
+        Ok(Loaded::Usable)
+    }
+
+    /// The first open: puts the rotated files right and loads the state.
+    fn start(&mut self, dir: &Dir) -> io::Result<()> {
+        let rec = rotate::recover(dir, self.cfg.compress).map_err(|e| {
+            ctx(
+                e,
+                format!("checking the rotated files in {}", self.cfg.dir.display()),
+            )
+        })?;
+        if rec.twins + rec.temps + rec.compressed > 0 {
+            say(
+                "files",
+                &format!(
+                    "finished what a stopped logwrite left: removed {} rotated files whose .gz was complete \
+                     and {} compression temporaries, compressed {} rotated files",
+                    rec.twins, rec.temps, rec.compressed
+                ),
+            );
+        }
+        match self.load(dir)? {
+            Loaded::Usable | Loaded::Missing => {}
+            Loaded::Unusable(why) => say(
+                "files",
+                &format!(
+                    "no usable saved position in {} ({why}): starting from memlogd's oldest record",
+                    self.where_(STATE_FILE)
+                ),
+            ),
+        }
         Ok(())
+    }
+
+    /// After a successful commit.
+    fn committed_now(&mut self) {
+        self.lines = 0;
+        self.aside.commit();
+    }
+
+    /// Writes out `stem`'s buffer. A failure of that file alone drops what
+    /// was buffered (cutting off what part of it reached the file) and
+    /// gives the number of records dropped.
+    fn write_out(&mut self, stem: &str) -> Result<(), (Fault, u64)> {
+        let path = self.where_(&format!("{stem}.log"));
+        let Some(o) = self.open.get_mut(stem) else {
+            return Ok(());
+        };
+        if o.buf.is_empty() {
+            return Ok(());
+        }
+        match o.file.write_all(&o.buf) {
+            Ok(()) => {
+                o.written += o.buf.len() as u64;
+                o.buf.clear();
+                o.buf_records = 0;
+                o.unsynced = true;
+                Ok(())
+            }
+            Err(e) => match Fault::of(e, WRITE_ERRORS) {
+                Fault::File(e) => {
+                    if let Err(e2) = o.file.set_len(o.written) {
+                        let e2 = ctx(e2, format!("cutting {path} back after {e}"));
+                        return Err((Fault::Output(e2), 0));
+                    }
+                    let n = o.buf_records;
+                    o.buf.clear();
+                    o.buf_records = 0;
+                    self.lines -= n;
+                    Err((Fault::File(ctx(e, "writing it")), n))
+                }
+                Fault::Output(e) => Err((Fault::Output(ctx(e, format!("writing {path}"))), 0)),
+            },
+        }
     }
 
     /// Writes out the buffers of every open file.
     fn flush_all(&mut self) -> io::Result<()> {
-        for (stem, o) in &mut self.open {
-            if !o.buf.is_empty() {
-                o.file.write_all(&o.buf).map_err(|e| {
-                    ctx(
-                        e,
-                        format!(
-                            "writing {}",
-                            self.cfg.dir.join(format!("{stem}.log")).display()
-                        ),
-                    )
-                })?;
-                o.written += o.buf.len() as u64;
-                o.buf.clear();
-                o.unsynced = true;
+        let stems: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, o)| !o.buf.is_empty())
+            .map(|(s, _)| s.clone())
+            .collect();
+        for stem in stems {
+            match self.write_out(&stem) {
+                Ok(()) => {}
+                Err((Fault::File(e), n)) => self.aside.put(&stem, e.to_string(), n),
+                Err((Fault::Output(e), _)) => return Err(e),
             }
         }
         Ok(())
     }
 
     /// Flushes, saves the state with the position of the last record taken,
-    /// and fsyncs if asked or due.
-    fn commit_now(&mut self, force_sync: bool) -> io::Result<()> {
+    /// and fsyncs if asked or due. True if lines were written since the
+    /// last commit.
+    fn commit_now(&mut self, force_sync: bool) -> io::Result<bool> {
         self.flush_all()?;
+        let wrote = self.lines > 0;
         let due = self
             .cfg
             .fsync_interval
@@ -213,7 +318,8 @@ impl Files {
         let changed =
             self.taken != self.committed || self.open.values().any(|o| o.written != o.saved);
         if !changed && !sync {
-            return Ok(());
+            self.committed_now();
+            return Ok(wrote);
         }
         if sync {
             for (stem, o) in &mut self.open {
@@ -242,88 +348,129 @@ impl Files {
             self.sync_due = false;
             self.last_sync = Instant::now();
         }
-        Ok(())
+        self.committed_now();
+        Ok(wrote)
+    }
+
+    /// The fault of opening `name` failing with `e`.
+    fn open_fault(&self, dir: &Dir, name: &str, e: io::Error) -> Fault {
+        let file = match e.raw_os_error() {
+            Some(libc::EACCES | libc::EPERM) => dir.kind(name).is_ok_and(|k| k.is_some()),
+            Some(c) => OPEN_ERRORS.contains(&c),
+            None => false,
+        };
+        if file {
+            Fault::File(ctx(e, "opening it"))
+        } else {
+            Fault::Output(ctx(e, format!("opening {}", self.where_(name))))
+        }
     }
 
     /// Makes sure `stem`'s file is open (and named in the state).
-    fn ensure_open(&mut self, stem: &str) -> io::Result<()> {
+    fn ensure_open(&mut self, stem: &str) -> Result<(), Fault> {
         if self.open.contains_key(stem) {
             return Ok(());
         }
         if self.open.len() >= MAX_OPEN {
-            self.commit_now(false)?;
+            self.commit_now(false).map_err(Fault::Output)?;
             self.open.clear();
         }
         let name = format!("{stem}.log");
-        let file = self
-            .dir()?
-            .open_append(&name)
-            .map_err(|e| ctx(e, format!("opening {}", self.where_(&name))))?;
-        let written = file
-            .metadata()
-            .map_err(|e| ctx(e, format!("stat {}", self.where_(&name))))?
-            .len();
+        let dir = self.dir.as_ref().ok_or_else(|| {
+            Fault::Output(io::Error::new(
+                io::ErrorKind::NotFound,
+                "log directory not open",
+            ))
+        })?;
+        let lf = match dir.open_log(&name) {
+            Ok(lf) => lf,
+            Err(e) => return Err(self.open_fault(dir, &name, e)),
+        };
+        if let Some(why) = &lf.replaced {
+            say(
+                "files",
+                &format!(
+                    "{} {why}: replaced it with a new file (the other name keeps its content)",
+                    self.where_(&name)
+                ),
+            );
+        }
         self.open.insert(
             stem.to_owned(),
             Open {
-                file,
-                written,
-                saved: written,
+                file: lf.file,
+                written: lf.size,
+                saved: lf.size,
                 buf: Vec::with_capacity(4096),
+                buf_records: 0,
                 unsynced: false,
             },
         );
         // Named in the state before anything is written to it.
         self.save_state(self.committed, false, false)
+            .map_err(Fault::Output)
     }
 
     /// Rotates `stem`'s file. Everything taken so far is written, synced and
     /// committed first, so the renames never race the state.
-    fn rotate(&mut self, stem: &str) -> io::Result<()> {
+    fn rotate(&mut self, stem: &str) -> Result<(), Fault> {
         if let Some(o) = self.open.get_mut(stem) {
             o.unsynced = true;
         }
-        self.commit_now(true)?;
+        self.commit_now(true).map_err(Fault::Output)?;
         self.open.remove(stem);
         let path = self.where_(&format!("{stem}.log"));
-        rotate::rotate(self.dir()?, stem, &self.policy).map_err(|f| match f {
-            Fault::File(e) | Fault::Output(e) => ctx(e, format!("rotating {path}")),
+        let dir = self.dir().map_err(Fault::Output)?;
+        rotate::rotate(dir, stem, &self.policy).map_err(|f| match f {
+            Fault::File(e) => Fault::File(ctx(e, "rotating it")),
+            Fault::Output(e) => Fault::Output(ctx(e, format!("rotating {path}"))),
         })
     }
 
-    /// Appends one line to `stem`'s file, rotating first if it would pass
-    /// the size limit.
-    fn write_line(&mut self, stem: &str) -> io::Result<()> {
-        self.ensure_open(stem)?;
+    /// Appends `self.line` to `stem`'s file, rotating first if it would
+    /// pass the size limit. On a fault of that file, the number of its
+    /// records lost with it.
+    fn append(&mut self, stem: &str) -> Result<(), (Fault, u64)> {
+        self.ensure_open(stem).map_err(|f| (f, 1))?;
         let len = self.line.len() as u64;
         let size = self
             .open
             .get(stem)
             .map_or(0, |o| o.written + o.buf.len() as u64);
         if size > 0 && size + len > self.cfg.max_size {
-            self.rotate(stem)?;
-            self.ensure_open(stem)?;
+            self.rotate(stem).map_err(|f| (f, 1))?;
+            self.ensure_open(stem).map_err(|f| (f, 1))?;
         }
         let o = self
             .open
             .get_mut(stem)
-            .ok_or_else(|| io::Error::other("file not open"))?;
+            .ok_or_else(|| (Fault::Output(io::Error::other("file not open")), 0))?;
         o.buf.extend_from_slice(&self.line);
+        o.buf_records += 1;
+        self.lines += 1;
         if o.buf.len() >= BUF {
-            o.file.write_all(&o.buf).map_err(|e| {
-                ctx(
-                    e,
-                    format!(
-                        "writing {}",
-                        self.cfg.dir.join(format!("{stem}.log")).display()
-                    ),
-                )
-            })?;
-            o.written += o.buf.len() as u64;
-            o.buf.clear();
-            o.unsynced = true;
+            self.write_out(stem)?;
         }
         Ok(())
+    }
+
+    /// Writes `self.line` to `stem`'s file, or skips it while that file is
+    /// put aside. Errors only for trouble of the whole output.
+    fn write_line(&mut self, stem: &str) -> io::Result<()> {
+        if self.aside.skip(stem) {
+            return Ok(());
+        }
+        match self.append(stem) {
+            Ok(()) => {
+                self.aside.written(stem);
+                Ok(())
+            }
+            Err((Fault::File(e), n)) => {
+                self.aside.put(stem, e.to_string(), n);
+                Ok(())
+            }
+            Err((Fault::Output(e), _)) => Err(e),
+        }
     }
 
     /// `TIME SOURCE MSG\n` into `self.line`. The source and the message
@@ -341,6 +488,12 @@ impl Files {
         self.line.push(b' ');
         escape::write(&mut self.line, msg);
         self.line.push(b'\n');
+    }
+
+    fn took(&mut self, pos: Option<Position>) {
+        if pos.is_some() {
+            self.taken = pos;
+        }
     }
 }
 
@@ -365,38 +518,13 @@ impl Sink for Files {
             )
         })?;
         if !self.loaded {
-            let rec = rotate::recover(&dir, self.cfg.compress).map_err(|e| {
-                ctx(
-                    e,
-                    format!("checking the rotated files in {}", self.cfg.dir.display()),
-                )
-            })?;
-            if rec.twins + rec.temps + rec.compressed > 0 {
-                say(
-                    "files",
-                    &format!(
-                        "finished what a stopped logwrite left: removed {} rotated files whose .gz was complete \
-                         and {} compression temporaries, compressed {} rotated files",
-                        rec.twins, rec.temps, rec.compressed
-                    ),
-                );
-            }
-            self.load(&dir)?;
+            self.start(&dir)?;
             self.loaded = true;
         }
         // What the last failure wrote past the saved state, and could not
         // remove then, goes now (before it would be written again).
         while let Some((name, size)) = self.cut.last() {
-            if dir.size(name)?.is_some_and(|s| s > *size) {
-                dir.open_append(name)
-                    .and_then(|f| f.set_len(*size))
-                    .map_err(|e| {
-                        ctx(
-                            e,
-                            format!("cutting {} back to the saved size", self.where_(name)),
-                        )
-                    })?;
-            }
+            self.cut_back(&dir, name, *size)?;
             self.cut.pop();
         }
         self.dir = Some(dir);
@@ -419,9 +547,7 @@ impl Sink for Files {
             self.format_line(&r.time, r.time_ns(), r.source_bytes(), r.msg_bytes());
             self.write_line(&names::stem(r.source_bytes()))?;
         }
-        if pos.is_some() {
-            self.taken = pos;
-        }
+        self.took(pos);
         Ok(())
     }
 
@@ -434,13 +560,11 @@ impl Sink for Files {
         );
         self.format_line("", Some(now), b"memlogd", msg.as_bytes());
         self.write_line(&names::stem(b"memlogd"))?;
-        if pos.is_some() {
-            self.taken = pos;
-        }
+        self.took(pos);
         Ok(())
     }
 
-    fn commit(&mut self) -> io::Result<()> {
+    fn commit(&mut self) -> io::Result<bool> {
         self.commit_now(false)
     }
 
@@ -452,7 +576,7 @@ impl Sink for Files {
         // Whatever the fsync policy, what is saved at exit is on disk.
         let r = self.commit_now(true);
         self.lost.flush(true);
-        r
+        r.map(|_| ())
     }
 
     fn tick(&mut self) -> io::Result<()> {
@@ -465,7 +589,8 @@ impl Sink for Files {
             }
         }
         self.lost.flush(false);
-        self.commit_now(false)
+        self.aside.tick();
+        self.commit_now(false).map(|_| ())
     }
 
     fn fail(&mut self) {
@@ -480,5 +605,7 @@ impl Sink for Files {
         self.dir = None;
         self.taken = self.committed;
         self.sync_due = false;
+        self.lines = 0;
+        self.aside.fail();
     }
 }

@@ -39,12 +39,14 @@ pub trait Sink {
     /// `count` records were lost before this output got them; `pos` is the
     /// position just before the next record.
     fn lost(&mut self, count: u64, pos: Option<Position>) -> io::Result<()>;
-    /// Writes out what is buffered and saves the position of the last record taken.
-    fn commit(&mut self) -> io::Result<()>;
+    /// Writes out what is buffered and saves the position of the last
+    /// record taken. True if records were written (or sent) since the last
+    /// commit, and so are now committed.
+    fn commit(&mut self) -> io::Result<bool>;
     /// The last commit before logwrite exits: like [`Sink::commit`], and
     /// made durable (fsynced) where the output can.
     fn finish(&mut self) -> io::Result<()> {
-        self.commit()
+        self.commit().map(|_| ())
     }
     /// Periodic work (timed fsync, health checks); about every [`TICK`].
     fn tick(&mut self) -> io::Result<()>;
@@ -218,12 +220,15 @@ fn pump(
             return Ended::Stopped;
         }
         if !client.ready() {
-            if let Err(e) = sink.commit() {
-                return Ended::Sink(e);
-            }
-            if memlogd_ok && !*progress {
-                *progress = true;
-                ctx.output_trouble.recover("writing again");
+            match sink.commit() {
+                // "Writing again" only once something was written and
+                // committed after the trouble.
+                Ok(true) => {
+                    *progress = true;
+                    ctx.output_trouble.recover("writing again");
+                }
+                Ok(false) => *progress |= memlogd_ok && !ctx.output_trouble.active(),
+                Err(e) => return Ended::Sink(e),
             }
         }
         if last_tick.elapsed() >= TICK {

@@ -2,6 +2,7 @@
 //! per source, as LinuxKit's logwrite does; resume exactly after a restart;
 //! optionally forward to syslog servers. See README.md, section logwrite.
 
+mod aside;
 mod dir;
 mod files;
 mod follow;
@@ -61,6 +62,13 @@ const SPEC: Spec = Spec {
 /// rfc3164 defaults to lf), include=GLOB, exclude=GLOB (repeatable),
 /// min-severity=LEVEL; values may use %XX escapes. Example:
 /// -remote 'tcp://10.0.0.1:514?min-severity=warning&exclude=debug.*'
+///
+/// Lines escape control characters and invalid UTF-8 (\n, \r, \xNN). Only
+/// a regular SOURCE.log with one link is appended to (anything else that
+/// can be opened is replaced by a new file); a source whose file cannot be
+/// written (a directory or symlink at its name, EFBIG...) is skipped,
+/// counted and tried again after 5 s, while the others go on. A -compress
+/// interrupted by a kill is finished at the next start.
 ///
 /// SIGTERM and SIGINT: write and fsync what was taken, save every position,
 /// exit 0. SIGHUP, SIGUSR1 and SIGUSR2 are ignored.

@@ -212,6 +212,8 @@ pub struct Remote {
     acked: Option<Position>,
     lost: LostCounter,
     state_trouble: Episode,
+    /// Records sent (handed to the kernel or buffered) since the last commit.
+    sent: u64,
 }
 
 impl Remote {
@@ -236,6 +238,7 @@ impl Remote {
             acked: None,
             lost: LostCounter::new(&name),
             state_trouble: Episode::new(&name, "cannot save position"),
+            sent: 0,
         }
     }
 
@@ -445,6 +448,7 @@ impl Sink for Remote {
                 }
                 None => return Err(io::Error::new(io::ErrorKind::NotConnected, "not connected")),
             }
+            self.sent += 1;
         }
         if pos.is_some() {
             self.taken = pos;
@@ -476,14 +480,16 @@ impl Sink for Remote {
         Ok(())
     }
 
-    fn commit(&mut self) -> io::Result<()> {
+    fn commit(&mut self) -> io::Result<bool> {
         self.send_out()?;
         self.trim();
         if self.committed != self.taken {
             self.committed = self.taken;
             self.save();
         }
-        Ok(())
+        let sent = self.sent > 0;
+        self.sent = 0;
+        Ok(sent)
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -505,7 +511,7 @@ impl Sink for Remote {
                 ));
             }
         }
-        self.commit()
+        self.commit().map(|_| ())
     }
 
     fn fail(&mut self) {
@@ -520,6 +526,7 @@ impl Sink for Remote {
         self.out.clear();
         self.inflight.clear();
         self.accepted = 0;
+        self.sent = 0;
     }
 }
 

@@ -192,3 +192,35 @@ fn dev_zero_as_the_state_file_is_refused() {
         std::os::unix::fs::symlink("/dev/zero", p).expect("symlink");
     });
 }
+
+#[test]
+fn a_hard_link_or_a_fifo_as_a_sources_file_is_replaced_not_written_through() {
+    let m = Memlogd::start(&[]);
+    let logs = TempDir::new("lw-hardlink");
+    let errs = TempDir::new("lw-err");
+    // A file someone else owns, hard-linked as svc.log before logwrite
+    // writes svc's records; a FIFO as fifo.log (opening it used to hang).
+    let precious = logs.join("precious");
+    std::fs::write(&precious, "precious\n").expect("write");
+    std::fs::hard_link(&precious, logs.join("svc.log")).expect("link");
+    nix::unistd::mkfifo(
+        &logs.join("fifo.log"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    let lw = Logwrite::start(m.query_socket(), logs.path(), &errs, &[]);
+    let want = numbered("svc", 0..3, 0);
+    write_lines(&m, "svc", &want);
+    write_lines(&m, "fifo", &["into the fifo".to_string()]);
+    wait_msgs(logs.path(), "svc.log", &want, &lw);
+    wait_msgs(logs.path(), "fifo.log", &["into the fifo".into()], &lw);
+    assert_eq!(
+        std::fs::read_to_string(&precious).expect("read"),
+        "precious\n"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(logs.join("svc.log")).expect("stat");
+    assert!(md.is_file() && md.nlink() == 1);
+    lw.wait_stderr("svc.log had 2 links");
+    lw.wait_stderr("fifo.log was a FIFO, not a regular file: replaced it with a new file");
+}
