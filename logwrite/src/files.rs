@@ -12,7 +12,9 @@
 //! from memlogd: a crash anywhere (kill -9 between a write and the state's
 //! rename included) gives no duplicate and no gap. A file is added to the
 //! state before its first write, and renames for rotation happen only right
-//! after a save, so the sizes always describe the files that exist.
+//! after a save, so the sizes always describe the files that exist. Without
+//! a usable state, memlogd's buffer is matched against the files instead
+//! ([`crate::reconcile`]).
 //!
 //! Only logwrite's own files are written: `STEM.log` must be a regular file
 //! with one link, else it is replaced by a new one ([`Dir::open_log`]).
@@ -24,6 +26,7 @@ use crate::aside::Asides;
 use crate::dir::{Dir, Fault, State};
 use crate::follow::Sink;
 use crate::names;
+use crate::reconcile::Reconcile;
 use crate::report::{say, LostCounter};
 use crate::rotate::{self, Policy};
 use crate::select::Selector;
@@ -119,6 +122,8 @@ pub struct Files {
     aside: Asides,
     /// Lines written since the last commit.
     lines: u64,
+    /// Matching memlogd's buffer against the files (no usable state).
+    reconcile: Option<Reconcile>,
 }
 
 impl Files {
@@ -144,6 +149,7 @@ impl Files {
             line: Vec::with_capacity(2048),
             cut: Vec::new(),
             lines: 0,
+            reconcile: None,
         }
     }
 
@@ -212,7 +218,8 @@ impl Files {
         Ok(Loaded::Usable)
     }
 
-    /// The first open: puts the rotated files right and loads the state.
+    /// The first open: puts the rotated files right, loads the state, and
+    /// without a usable one starts matching against the files.
     fn start(&mut self, dir: &Dir) -> io::Result<()> {
         let rec = rotate::recover(dir, self.cfg.compress).map_err(|e| {
             ctx(
@@ -230,16 +237,24 @@ impl Files {
                 ),
             );
         }
-        match self.load(dir)? {
-            Loaded::Usable | Loaded::Missing => {}
-            Loaded::Unusable(why) => say(
-                "files",
-                &format!(
-                    "no usable saved position in {} ({why}): starting from memlogd's oldest record",
-                    self.where_(STATE_FILE)
-                ),
-            ),
-        }
+        let reason = match self.load(dir)? {
+            Loaded::Usable => return Ok(()),
+            Loaded::Missing if !rec.has_logs => return Ok(()),
+            Loaded::Missing => "there is none".to_owned(),
+            Loaded::Unusable(why) if !rec.has_logs => {
+                say(
+                    "files",
+                    &format!(
+                        "no usable saved position in {} ({why}), and no log files to match memlogd's \
+                         buffer against: writing it from its oldest record",
+                        self.where_(STATE_FILE)
+                    ),
+                );
+                return Ok(());
+            }
+            Loaded::Unusable(why) => why,
+        };
+        self.reconcile = Some(Reconcile::new(reason));
         Ok(())
     }
 
@@ -247,6 +262,20 @@ impl Files {
     fn committed_now(&mut self) {
         self.lines = 0;
         self.aside.commit();
+        if self.reconcile.as_mut().is_some_and(Reconcile::commit) {
+            if let Some(rc) = self.reconcile.take() {
+                say(
+                    "files",
+                    &format!(
+                        "no usable saved position in {} ({}): matched memlogd's buffer against the last \
+                         line of each file, {} records taken as written",
+                        self.where_(STATE_FILE),
+                        rc.reason(),
+                        rc.count()
+                    ),
+                );
+            }
+        }
     }
 
     /// Writes out `stem`'s buffer. A failure of that file alone drops what
@@ -382,6 +411,11 @@ impl Files {
                 "log directory not open",
             ))
         })?;
+        if let Some(rc) = &mut self.reconcile {
+            // Its end is read before anything is written to it.
+            rc.prepare(dir, stem)
+                .map_err(|e| Fault::Output(ctx(e, format!("reading {}", self.where_(&name)))))?;
+        }
         let lf = match dir.open_log(&name) {
             Ok(lf) => lf,
             Err(e) => return Err(self.open_fault(dir, &name, e)),
@@ -490,9 +524,32 @@ impl Files {
         self.line.push(b'\n');
     }
 
+    /// Writes `self.line` for `stem`, unless matching finds it already in
+    /// the file.
+    fn take_line(&mut self, stem: &str) -> io::Result<()> {
+        if let (Some(rc), Some(dir)) = (&mut self.reconcile, &self.dir) {
+            let written = rc.written(dir, stem, &self.line).map_err(|e| {
+                ctx(
+                    e,
+                    format!(
+                        "reading {}",
+                        self.cfg.dir.join(format!("{stem}.log")).display()
+                    ),
+                )
+            })?;
+            if written {
+                return Ok(());
+            }
+        }
+        self.write_line(stem)
+    }
+
     fn took(&mut self, pos: Option<Position>) {
         if pos.is_some() {
             self.taken = pos;
+        }
+        if let Some(rc) = &mut self.reconcile {
+            rc.taken(pos);
         }
     }
 }
@@ -535,6 +592,38 @@ impl Sink for Files {
         self.committed
     }
 
+    fn hello(&mut self, server: Option<(u64, u64, u64)>) {
+        let state = self.where_(STATE_FILE);
+        match (server, &mut self.reconcile) {
+            (Some((instance, first, next)), Some(rc)) => rc.hello(instance, first, next),
+            (None, Some(rc)) => {
+                // LinuxKit's memlogd: no positions, the buffer is written
+                // whole (as its own logwrite does; said once by the loop).
+                if rc.reason() != "there is none" {
+                    say(
+                        "files",
+                        &format!("no usable saved position in {state} ({})", rc.reason()),
+                    );
+                }
+                self.reconcile = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn position_ahead(&mut self, saved: Position, next: u64) {
+        let reached = match next {
+            0 => "has no record yet".to_owned(),
+            n => format!("has only reached record {}", n - 1),
+        };
+        self.committed = None;
+        self.taken = None;
+        self.reconcile = Some(Reconcile::new(format!(
+            "it names record {} of this memlogd, which {reached}",
+            saved.seq
+        )));
+    }
+
     fn record(&mut self, r: &Record, pos: Option<Position>) -> io::Result<()> {
         if !is_own(r.source_bytes()) && self.cfg.select.matches(r) {
             if self
@@ -545,7 +634,7 @@ impl Sink for Files {
                 self.sync_due = true;
             }
             self.format_line(&r.time, r.time_ns(), r.source_bytes(), r.msg_bytes());
-            self.write_line(&names::stem(r.source_bytes()))?;
+            self.take_line(&names::stem(r.source_bytes()))?;
         }
         self.took(pos);
         Ok(())
@@ -607,5 +696,8 @@ impl Sink for Files {
         self.sync_due = false;
         self.lines = 0;
         self.aside.fail();
+        if let Some(rc) = &mut self.reconcile {
+            rc.fail();
+        }
     }
 }

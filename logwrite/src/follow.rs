@@ -39,6 +39,14 @@ pub trait Sink {
     /// `count` records were lost before this output got them; `pos` is the
     /// position just before the next record.
     fn lost(&mut self, count: u64, pos: Option<Position>) -> io::Result<()>;
+    /// The first line of a connection: memlogd's hello (instance, first,
+    /// next), or `None` from a server without sequence numbers.
+    fn hello(&mut self, _server: Option<(u64, u64, u64)>) {}
+    /// The position asked for, `saved`, is one this memlogd instance has
+    /// not reached (its next record is `next`): the saved state is wrong.
+    /// The output drops it; the loop then connects again at once, asking
+    /// from [`Sink::resume`].
+    fn position_ahead(&mut self, saved: Position, next: u64);
     /// Writes out what is buffered and saves the position of the last
     /// record taken. True if records were written (or sent) since the last
     /// commit, and so are now committed.
@@ -123,6 +131,8 @@ enum Ended {
     Sink(io::Error),
     /// Told to stop.
     Stopped,
+    /// The output dropped a position memlogd never reached: ask again.
+    Again,
 }
 
 /// What one output's loop keeps across connections.
@@ -189,6 +199,7 @@ pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration, stop: &Sto
                 sink.fail();
             }
             Ended::Stopped => break,
+            Ended::Again => continue,
         }
         backoff.wait(stop);
     }
@@ -254,6 +265,9 @@ fn pump(
         if !memlogd_ok {
             memlogd_ok = true;
             ctx.memlogd_trouble.recover("connected to memlogd");
+            if client.server() == Server::LinuxKit {
+                sink.hello(None);
+            }
             if client.server() == Server::LinuxKit && !ctx.said_linuxkit {
                 ctx.said_linuxkit = true;
                 say(
@@ -266,8 +280,18 @@ fn pump(
         }
         let res = match line {
             Line::Hello {
-                instance: i, first, ..
+                instance: i,
+                first,
+                next,
             } => {
+                if let Some(p) = after.filter(|p| p.instance == i && p.seq >= next) {
+                    // A position this instance never reached (a state
+                    // written by hand, or damaged): memlogd would send
+                    // nothing until it got there, silently.
+                    sink.position_ahead(p, next);
+                    return Ended::Again;
+                }
+                sink.hello(Some((i, first, next)));
                 let mut res = Ok(());
                 if after.is_none() {
                     match ctx.floor {

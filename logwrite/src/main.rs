@@ -7,6 +7,7 @@ mod dir;
 mod files;
 mod follow;
 mod names;
+mod reconcile;
 mod remote;
 mod report;
 mod rotate;
@@ -67,8 +68,10 @@ const SPEC: Spec = Spec {
 /// a regular SOURCE.log with one link is appended to (anything else that
 /// can be opened is replaced by a new file); a source whose file cannot be
 /// written (a directory or symlink at its name, EFBIG...) is skipped,
-/// counted and tried again after 5 s, while the others go on. A -compress
-/// interrupted by a kill is finished at the next start.
+/// counted and tried again after 5 s, while the others go on. Without a
+/// usable saved position, memlogd's buffer is matched against the end of
+/// each file (nothing written twice). A -compress interrupted by a kill is
+/// finished at the next start.
 ///
 /// SIGTERM and SIGINT: write and fsync what was taken, save every position,
 /// exit 0. SIGHUP, SIGUSR1 and SIGUSR2 are ignored.

@@ -480,6 +480,25 @@ impl Sink for Remote {
         Ok(())
     }
 
+    fn position_ahead(&mut self, saved: Position, next: u64) {
+        let reached = match next {
+            0 => "has no record yet".to_owned(),
+            n => format!("has only reached record {}", n - 1),
+        };
+        crate::report::say(
+            &self.cfg.name,
+            &format!(
+                "no usable saved position in {} (it names record {} of this memlogd, which {reached}): \
+                 forwarding from memlogd's oldest record (the server may get records twice)",
+                self.cfg.state_dir.join(self.cfg.state_file()).display(),
+                saved.seq
+            ),
+        );
+        self.committed = None;
+        self.taken = None;
+        self.acked = None;
+    }
+
     fn commit(&mut self) -> io::Result<bool> {
         self.send_out()?;
         self.trim();
