@@ -40,11 +40,39 @@ impl Logwrite {
         args: Vec<String>,
         setup: impl FnOnce(&mut Command),
     ) -> Logwrite {
+        Self::start_program(&bin("logwrite"), err_dir, args, setup)
+    }
+
+    /// Like [`Logwrite::start`], running the logwrite binary at `program`
+    /// (a benchmark comparing two builds).
+    pub fn start_bin(
+        program: &Path,
+        socket: &Path,
+        log_dir: &Path,
+        err_dir: &TempDir,
+        extra: &[&str],
+    ) -> Logwrite {
+        let mut args = vec![
+            "-socket".to_string(),
+            socket.display().to_string(),
+            "-log-dir".to_string(),
+            log_dir.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_program(program, err_dir, args, |_| {})
+    }
+
+    fn start_program(
+        program: &Path,
+        err_dir: &TempDir,
+        args: Vec<String>,
+        setup: impl FnOnce(&mut Command),
+    ) -> Logwrite {
         let n = std::fs::read_dir(err_dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
         let stderr = err_dir.join(format!("logwrite-{n}.err"));
-        let mut cmd = Command::new(bin("logwrite"));
+        let mut cmd = Command::new(program);
         cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
