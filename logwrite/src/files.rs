@@ -306,7 +306,7 @@ impl Files {
                     let n = o.buf_records;
                     o.buf.clear();
                     o.buf_records = 0;
-                    self.lines -= n;
+                    self.lines = self.lines.saturating_sub(n);
                     Err((Fault::File(ctx(e, "writing it")), n))
                 }
                 Fault::Output(e) => Err((Fault::Output(ctx(e, format!("writing {path}"))), 0)),
