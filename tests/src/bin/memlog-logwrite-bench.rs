@@ -25,7 +25,7 @@
 use memlog::client::Client;
 use memlog::proto::{Line, Mode, Request};
 use memlog::timefmt;
-use memlog_tests::bench::median;
+use memlog_tests::bench::{flag_value, median, split_flag};
 use memlog_tests::logwrite::{saved_position, Logwrite};
 use memlog_tests::{wait_for, workspace_dir, Memlogd, TempDir};
 use std::io::{BufWriter, Read, Write};
@@ -34,6 +34,18 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
+
+const USAGE: &str = "usage: memlog-logwrite-bench [--json FILE] [--compare LOGWRITE] [RECORDS REPS [LOGWRITE FLAGS...]]
+
+Records/s the release logwrite writes to files and forwards over TCP, each
+beside a bare baseline in the same run (medians of REPS; default 200000
+records of 100 bytes, 5 reps). LOGWRITE FLAGS go to logwrite for the file
+runs, e.g. -max-log-files 100000 -max-log-size 4k.
+
+  --json FILE         also write every run's rate as JSON
+  --compare LOGWRITE  also run the logwrite binary at LOGWRITE (another build)
+                      on the files, alternating runs with this one
+";
 
 /// A JSON string.
 fn json_str(v: &str) -> String {
@@ -101,31 +113,32 @@ fn sink(want: usize, keep: bool) -> (u16, mpsc::Receiver<(Instant, Vec<u8>)>) {
 }
 
 fn main() {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let all: Vec<String> = std::env::args().skip(1).collect();
     let mut json = None;
     let mut compare: Option<std::path::PathBuf> = None;
-    loop {
-        let (flag, v) = match args.first().map(String::as_str) {
-            Some(a) if a.starts_with("--json=") || a.starts_with("--compare=") => {
-                let (f, v) = a.split_once('=').expect("=");
-                let r = (f.to_string(), v.to_string());
-                args.remove(0);
-                r
+    // Options come first: what follows RECORDS REPS is logwrite's.
+    let mut i = 0;
+    while let Some(a) = all.get(i).filter(|a| a.starts_with('-')) {
+        i += 1;
+        let (flag, inline) = split_flag(a);
+        if matches!(flag, "h" | "help") {
+            print!("{USAGE}");
+            return;
+        }
+        let val = flag_value(&all, &mut i, a, inline, USAGE).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        });
+        match flag {
+            "json" => json = Some(val),
+            "compare" => compare = Some(val.into()),
+            _ => {
+                eprintln!("unknown option {a}\n\n{USAGE}");
+                std::process::exit(2)
             }
-            Some(a @ ("--json" | "--compare")) if args.len() > 1 => {
-                let f = a.to_string();
-                let v = args.remove(1);
-                args.remove(0);
-                (f, v)
-            }
-            _ => break,
-        };
-        if flag == "--json" {
-            json = Some(v);
-        } else {
-            compare = Some(v.into());
         }
     }
+    let args = &all[i..];
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let reps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     // Anything after RECORDS REPS is passed to logwrite for the file runs.
