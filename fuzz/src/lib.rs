@@ -1203,17 +1203,17 @@ fn unstem(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// logwrite's file names: any source (two at a time) maps to one plain
-/// name inside the directory (no `/`, not `.` or `..`, not hidden, printable
-/// ASCII, within the length cap); the map is one-to-one: an unshortened
-/// name decodes back to its source, a shortened one ends with the SHA-256
-/// of the whole source; two different sources never share a name.
+/// logwrite's file names: any source (two at a time, any bytes, UTF-8 or
+/// not) maps to one plain name inside the directory (no `/`, not `.` or
+/// `..`, not hidden, printable ASCII, within the length cap); the map is
+/// one-to-one: an unshortened name decodes back to its source, a shortened
+/// one ends with the SHA-256 of the whole source; two different sources
+/// never share a name.
 pub fn names(data: &[u8]) {
     use sha2::{Digest, Sha256};
     let (a, b) = settings(data, data.len() / 2);
-    let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
     let mut stems = Vec::new();
-    for src in [&a[..], &b[..]] {
+    for src in [a, b] {
         let s = names::stem(src);
         assert!(
             !s.is_empty() && s.len() <= names::MAX_STEM,
@@ -1231,15 +1231,15 @@ pub fn names(data: &[u8]) {
         assert_eq!(path.file_name().and_then(|f| f.to_str()), Some(&file[..]));
         match s.find("%~") {
             Some(at) => {
-                let hex: String = Sha256::digest(src.as_bytes())[..16]
+                let hex: String = Sha256::digest(src)[..16]
                     .iter()
                     .map(|b| format!("{b:02x}"))
                     .collect();
                 assert_eq!(&s[at + 2..], hex, "{s:?}");
                 let prefix = unstem(&s[..at]).expect("prefix decodes");
-                assert!(src.as_bytes().starts_with(&prefix), "{s:?}");
+                assert!(src.starts_with(&prefix), "{s:?}");
             }
-            None => assert_eq!(unstem(&s).as_deref(), Some(src.as_bytes()), "{s:?}"),
+            None => assert_eq!(unstem(&s).as_deref(), Some(src), "{s:?}"),
         }
         stems.push(s);
     }

@@ -3,19 +3,31 @@
 //! and a directory removed under us is noticed (creating anything in it
 //! fails) instead of writes going on into unlinked files.
 //!
-//! Also the state files that hold an output's position: written to a
-//! temporary name, flushed, then renamed over the old one, so a reader
-//! (logwrite after a crash) sees either the old state or the new, never a
-//! mix. A `sync` save also fsyncs the file and the directory.
+//! Also the state files that hold an output's position, through
+//! [`memlog::safefs`]: written to a fresh temporary with an unguessable name
+//! (`O_CREAT | O_EXCL | O_NOFOLLOW`, so a link planted in advance is never
+//! written through), then renamed over the old one, so a reader (logwrite
+//! after a crash) sees either the old state or the new, never a mix; read
+//! back bounded in size, refusing anything but a regular file. A `sync`
+//! save also fsyncs the file and the directory.
 
 use memlog::proto::Position;
-use nix::fcntl::{openat, renameat, OFlag};
-use nix::sys::stat::{fstat, fstatat, Mode};
+use memlog::safefs;
+use nix::fcntl::{openat, renameat, AtFlags, OFlag};
+use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
+use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Most bytes read from a state file. The file output's state names at most
+/// the files open at once (256), each in a line under 240 bytes (`file SIZE
+/// NAME`, NAME at most a 200-byte stem and `.log`): about 60 KiB; a remote's
+/// is one line. 1 MiB leaves room to grow and bounds what a planted file
+/// costs (a 286 MB state once cost 1.2 GB of memory).
+pub const MAX_STATE: usize = 1 << 20;
 
 fn io_err(e: nix::Error) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
@@ -25,6 +37,7 @@ fn io_err(e: nix::Error) -> io::Error {
 #[derive(Debug)]
 pub struct Dir {
     fd: OwnedFd,
+    path: PathBuf,
 }
 
 impl Dir {
@@ -39,7 +52,15 @@ impl Dir {
             Mode::empty(),
         )
         .map_err(io_err)?;
-        Ok(Dir { fd })
+        Ok(Dir {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The directory fd.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     /// False once the directory has been removed.
@@ -47,57 +68,109 @@ impl Dir {
         fstat(&self.fd).map(|s| s.st_nlink > 0).unwrap_or(false)
     }
 
-    /// Opens `name` for appending, creating it if needed.
-    pub fn open_append(&self, name: &str) -> io::Result<File> {
-        let fd = openat(
-            &self.fd,
-            name,
-            OFlag::O_WRONLY
-                | OFlag::O_CREAT
-                | OFlag::O_APPEND
-                | OFlag::O_CLOEXEC
-                | OFlag::O_NOFOLLOW,
-            Mode::from_bits_truncate(0o644),
-        )
-        .map_err(io_err)?;
-        Ok(File::from(fd))
+    /// The directory's path (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
-    /// Opens `name` for reading.
-    pub fn open_read(&self, name: &str) -> io::Result<File> {
-        let fd = openat(
-            &self.fd,
-            name,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-            Mode::empty(),
-        )
-        .map_err(io_err)?;
-        Ok(File::from(fd))
-    }
-
-    /// Creates (or truncates) `name` for writing.
-    pub fn create(&self, name: &str) -> io::Result<File> {
-        let fd = openat(
-            &self.fd,
-            name,
-            OFlag::O_WRONLY
-                | OFlag::O_CREAT
-                | OFlag::O_TRUNC
-                | OFlag::O_CLOEXEC
-                | OFlag::O_NOFOLLOW,
-            Mode::from_bits_truncate(0o644),
-        )
-        .map_err(io_err)?;
-        Ok(File::from(fd))
-    }
-
-    /// The size of `name`, or `None` if it does not exist.
-    pub fn size(&self, name: &str) -> io::Result<Option<u64>> {
-        match fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(s) => Ok(Some(u64::try_from(s.st_size).unwrap_or(0))),
+    /// What is at `name` (not following a link), or `None`.
+    pub fn kind(&self, name: &str) -> io::Result<Option<Kind>> {
+        match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Kind::of(&st))),
             Err(nix::Error::ENOENT) => Ok(None),
             Err(e) => Err(io_err(e)),
         }
+    }
+
+    /// Opens the log file `name` for appending, creating it if needed.
+    ///
+    /// Appending to whatever is at the name would be appending to someone
+    /// else's file: a hard link to a file of another user, or a FIFO or
+    /// device planted there. So what is opened must be a regular file with
+    /// one link; anything else that could be opened is unlinked (the other
+    /// name keeps its content: nothing in that file is touched) and a
+    /// fresh file created in its place (`O_EXCL`), as log writers do. A
+    /// symbolic link (`ELOOP`) or a directory (`EISDIR`) at the name is an
+    /// error: that source's trouble, not replaced.
+    pub fn open_log(&self, name: &str) -> io::Result<LogFile> {
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_APPEND
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NOCTTY
+            // A FIFO must not hang the open (ENXIO without a reader).
+            | OFlag::O_NONBLOCK;
+        let why = match openat(&self.fd, name, flags | OFlag::O_CREAT, LOG_MODE) {
+            Ok(fd) => {
+                let st = fstat(&fd).map_err(io_err)?;
+                match Kind::of(&st) {
+                    Kind::Regular { size, links: 1 } => {
+                        // O_NONBLOCK means nothing to a regular file.
+                        return Ok(LogFile {
+                            file: File::from(fd),
+                            size,
+                            replaced: None,
+                        });
+                    }
+                    Kind::Regular { links, .. } => {
+                        format!("had {links} links (another name for the same file exists)")
+                    }
+                    k => format!("was {}, not a regular file", k.describe()),
+                }
+            }
+            Err(nix::Error::ENXIO) => match self.kind(name)? {
+                Some(k) => format!("was {}, not a regular file", k.describe()),
+                None => return Err(io_err(nix::Error::ENXIO)),
+            },
+            Err(e) => return Err(io_err(e)),
+        };
+        unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir).map_err(io_err)?;
+        let fd = openat(
+            &self.fd,
+            name,
+            flags | OFlag::O_CREAT | OFlag::O_EXCL,
+            LOG_MODE,
+        )
+        .map_err(io_err)?;
+        Ok(LogFile {
+            file: File::from(fd),
+            size: 0,
+            replaced: Some(why),
+        })
+    }
+
+    /// Opens `name` if it is logwrite's own: a regular file with one link
+    /// (for reading, or with `write` for cutting it back). `None` if there
+    /// is nothing at the name, or something that is not ours to read or
+    /// change (a hard link, a FIFO, a device, a symbolic link, a directory).
+    pub fn open_own(&self, name: &str, write: bool) -> io::Result<Option<File>> {
+        let mode = if write {
+            OFlag::O_RDWR
+        } else {
+            OFlag::O_RDONLY
+        };
+        let flags =
+            mode | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
+        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(
+                nix::Error::ENOENT | nix::Error::ELOOP | nix::Error::EISDIR | nix::Error::ENXIO,
+            ) => return Ok(None),
+            Err(e) => return Err(io_err(e)),
+        };
+        let st = fstat(&fd).map_err(io_err)?;
+        Ok(matches!(Kind::of(&st), Kind::Regular { links: 1, .. }).then(|| File::from(fd)))
+    }
+
+    /// Creates a fresh temporary for `name` (`.NAME.RANDOM.tmp`, mode
+    /// 0600, exclusively and never through a link); returns its name.
+    pub fn create_temp(&self, name: &str) -> io::Result<(String, File)> {
+        let (tmp, fd) = safefs::create_temp(self.fd(), OsStr::new(name))?;
+        // Made of `name`, which is UTF-8, and ASCII.
+        let tmp = tmp
+            .into_string()
+            .map_err(|_| io::Error::other("temporary name"))?;
+        Ok((tmp, File::from(fd)))
     }
 
     /// Renames `from` to `to`; `Ok(false)` if `from` does not exist.
@@ -123,38 +196,110 @@ impl Dir {
         nix::unistd::fsync(&self.fd).map_err(io_err)
     }
 
-    /// Writes `data` to `name` atomically: to `name.tmp`, then renamed over
-    /// `name`. With `sync`, the file and the directory are fsynced too.
+    /// Replaces `name` with `data` atomically (see the module
+    /// documentation). With `sync`, the file and the directory are fsynced.
     pub fn write_atomic(&self, name: &str, data: &[u8], sync: bool) -> io::Result<()> {
-        let tmp = format!("{name}.tmp");
-        let mut f = self.create(&tmp)?;
-        let res = f
-            .write_all(data)
-            .and_then(|()| if sync { f.sync_all() } else { Ok(()) });
-        drop(f);
-        if let Err(e) = res {
-            let _ = self.remove(&tmp);
-            return Err(e);
-        }
-        self.rename(&tmp, name)?;
-        if sync {
-            self.sync()?;
-        }
-        Ok(())
+        safefs::replace(self.fd(), OsStr::new(name), data, sync)
     }
 
-    /// Reads the whole of `name`, or `None` if it does not exist.
-    pub fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        match self.open_read(name) {
-            Ok(mut f) => {
-                let mut v = Vec::new();
-                f.read_to_end(&mut v)?;
-                Ok(Some(v))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+    /// Reads the state file `name`: `None` if it does not exist; an error
+    /// if it is not a regular file or holds more than [`MAX_STATE`] bytes.
+    pub fn read_state(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        safefs::read(self.fd(), OsStr::new(name), MAX_STATE)
+    }
+
+    /// Removes the temporaries of `name` a killed logwrite left behind (if
+    /// older than a minute: see [`safefs::remove_stale_temps`]).
+    pub fn remove_stale_temps(&self, name: &str) {
+        safefs::remove_stale_temps(self.fd(), &self.path, OsStr::new(name));
+    }
+}
+
+/// Why an operation on one source's file failed.
+#[derive(Debug)]
+pub enum Fault {
+    /// Trouble of that file alone (a directory or a symbolic link at its
+    /// name, its permissions, a name the filesystem refuses, `EFBIG`): that
+    /// source is put aside, the others go on.
+    File(io::Error),
+    /// Trouble of the directory or the disk (`ENOSPC`, `EDQUOT`, `EROFS`,
+    /// `EIO`, the directory removed...): the whole output fails and retries.
+    Output(io::Error),
+}
+
+impl Fault {
+    /// `e` from an operation on the existing `name` is that file's if its
+    /// errno is one of `file`; anything else is the output's.
+    pub fn of(e: io::Error, file: &[i32]) -> Fault {
+        match e.raw_os_error() {
+            Some(c) if file.contains(&c) => Fault::File(e),
+            _ => Fault::Output(e),
         }
     }
+
+    /// The error, with `what` in front of it.
+    pub fn context(self, what: impl std::fmt::Display) -> Fault {
+        let c = |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+        match self {
+            Fault::File(e) => Fault::File(c(e)),
+            Fault::Output(e) => Fault::Output(c(e)),
+        }
+    }
+}
+
+/// Log files are created `0644` (less the umask), as LinuxKit's are.
+const LOG_MODE: Mode = Mode::from_bits_truncate(0o644);
+
+/// What is at a name in the log directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Regular { size: u64, links: u64 },
+    Directory,
+    Symlink,
+    Fifo,
+    Socket,
+    Device,
+}
+
+impl Kind {
+    // nlink_t is u64 here but u32 on other targets (aarch64).
+    #[allow(clippy::useless_conversion)]
+    fn of(st: &FileStat) -> Kind {
+        let fmt = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        match fmt {
+            SFlag::S_IFREG => Kind::Regular {
+                size: u64::try_from(st.st_size).unwrap_or(0),
+                links: u64::from(st.st_nlink),
+            },
+            SFlag::S_IFDIR => Kind::Directory,
+            SFlag::S_IFLNK => Kind::Symlink,
+            SFlag::S_IFIFO => Kind::Fifo,
+            SFlag::S_IFSOCK => Kind::Socket,
+            _ => Kind::Device,
+        }
+    }
+
+    /// "a FIFO", ... (for messages).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Regular { .. } => "a regular file",
+            Kind::Directory => "a directory",
+            Kind::Symlink => "a symbolic link",
+            Kind::Fifo => "a FIFO",
+            Kind::Socket => "a socket",
+            Kind::Device => "a device",
+        }
+    }
+}
+
+/// A log file open for appending ([`Dir::open_log`]).
+#[derive(Debug)]
+pub struct LogFile {
+    pub file: File,
+    /// Its size when opened.
+    pub size: u64,
+    /// Why what was at the name was replaced by a new file, if it was.
+    pub replaced: Option<String>,
 }
 
 /// What an output saved: where it stopped, and (for the file output) how
@@ -244,13 +389,17 @@ mod tests {
         let d = Dir::open(&p).expect("open");
         d.write_atomic("s", b"one", true).expect("write");
         d.write_atomic("s", b"two", false).expect("write");
-        assert_eq!(d.read("s").expect("read"), Some(b"two".to_vec()));
-        assert_eq!(d.size("s").expect("size"), Some(3));
+        assert_eq!(d.read_state("s").expect("read"), Some(b"two".to_vec()));
+        assert_eq!(d.read_state("none").expect("read"), None);
+        assert_eq!(
+            d.kind("s").expect("kind"),
+            Some(Kind::Regular { size: 3, links: 1 })
+        );
         assert!(d.rename("s", "t").expect("rename"));
         assert!(!d.rename("s", "t").expect("rename missing"));
         assert!(d.exists());
         std::fs::remove_dir_all(&p).expect("rm");
         assert!(!d.exists());
-        assert!(d.open_append("x.log").is_err());
+        assert!(d.open_log("x.log").is_err());
     }
 }

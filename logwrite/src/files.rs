@@ -1,7 +1,8 @@
 //! The file output: one file per source, `STEM.log` (see [`crate::names`]),
 //! each line `TIME SOURCE MSG` as LinuxKit's logwrite writes it, rotated by
-//! size (`STEM.log` -> `STEM.log.0` -> ... -> `STEM.log.(N-1)`), optionally
-//! gzipped and capped in total bytes per source.
+//! size (`STEM.log` -> `STEM.log.0` -> ... -> `STEM.log.(N-1)`, see
+//! [`crate::rotate`]), optionally gzipped and capped in total bytes per
+//! source.
 //!
 //! Exact resume: the state file `.logwrite.state` holds the position of the
 //! last record written *and the size of every file being written at that
@@ -11,15 +12,26 @@
 //! from memlogd: a crash anywhere (kill -9 between a write and the state's
 //! rename included) gives no duplicate and no gap. A file is added to the
 //! state before its first write, and renames for rotation happen only right
-//! after a save, so the sizes always describe the files that exist.
+//! after a save, so the sizes always describe the files that exist. Without
+//! a usable state, memlogd's buffer is matched against the files instead
+//! ([`crate::reconcile`]).
+//!
+//! Only logwrite's own files are written: `STEM.log` must be a regular file
+//! with one link, else it is replaced by a new one ([`Dir::open_log`]).
+//! Trouble of one file (see [`Fault`]) puts that source aside
+//! ([`crate::aside`]); trouble of the directory or the disk fails the whole
+//! output, which retries from the last commit.
 
-use crate::dir::{Dir, State};
+use crate::aside::Asides;
+use crate::dir::{Dir, Fault, State};
 use crate::follow::Sink;
 use crate::names;
-use crate::report::LostCounter;
+use crate::reconcile::Reconcile;
+use crate::report::{say, LostCounter};
+use crate::rotate::{self, Policy};
 use crate::select::Selector;
 use memlog::proto::{Position, Record};
-use memlog::timefmt;
+use memlog::{escape, timefmt};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
@@ -32,6 +44,25 @@ pub const STATE_FILE: &str = ".logwrite.state";
 const MAX_OPEN: usize = 256;
 /// Buffered bytes per file before they are written out.
 const BUF: usize = 64 * 1024;
+
+/// Errors opening `STEM.log` that are that file's trouble; `EACCES` and
+/// `EPERM` are too when the file exists (else they are the directory's).
+const OPEN_ERRORS: &[i32] = &[
+    libc::EISDIR,
+    libc::ELOOP,
+    libc::ENOTDIR,
+    libc::ENAMETOOLONG,
+    libc::EFBIG,
+    libc::EOVERFLOW,
+    libc::EEXIST,
+    libc::ENXIO,
+    libc::ETXTBSY,
+    libc::EINVAL,
+    libc::EILSEQ,
+    libc::EOPNOTSUPP,
+];
+/// Errors writing `STEM.log` that are that file's trouble.
+const WRITE_ERRORS: &[i32] = &[libc::EFBIG];
 
 /// How the file output is set up.
 #[derive(Debug, Clone)]
@@ -57,6 +88,8 @@ struct Open {
     /// Its size in the saved state.
     saved: u64,
     buf: Vec<u8>,
+    /// Records in `buf`.
+    buf_records: u64,
     unsynced: bool,
 }
 
@@ -64,9 +97,17 @@ fn ctx(e: io::Error, what: impl std::fmt::Display) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
+/// What loading the state gave.
+enum Loaded {
+    Usable,
+    Missing,
+    Unusable(String),
+}
+
 /// The file output.
 pub struct Files {
     cfg: FileConfig,
+    policy: Policy,
     dir: Option<Dir>,
     loaded: bool,
     open: HashMap<String, Open>,
@@ -78,12 +119,25 @@ pub struct Files {
     line: Vec<u8>,
     /// Files a failure could not cut back to their saved size yet.
     cut: Vec<(String, u64)>,
+    aside: Asides,
+    /// Lines written since the last commit.
+    lines: u64,
+    /// Matching memlogd's buffer against the files (no usable state).
+    reconcile: Option<Reconcile>,
 }
 
 impl Files {
     pub fn new(cfg: FileConfig) -> Files {
+        let policy = Policy {
+            max_files: cfg.max_files,
+            compress: cfg.compress,
+            max_size: cfg.max_size,
+            cap: cfg.max_source_bytes,
+        };
         Files {
+            aside: Asides::new(cfg.dir.clone()),
             cfg,
+            policy,
             dir: None,
             loaded: false,
             open: HashMap::new(),
@@ -94,6 +148,8 @@ impl Files {
             lost: LostCounter::new("files"),
             line: Vec::with_capacity(2048),
             cut: Vec::new(),
+            lines: 0,
+            reconcile: None,
         }
     }
 
@@ -130,68 +186,158 @@ impl Files {
             .map_err(|e| ctx(e, format!("saving {}", self.where_(STATE_FILE))))
     }
 
+    /// Cuts `name` back to `size` if it is longer (and logwrite's own: a
+    /// file that is not is replaced when it is opened).
+    fn cut_back(&self, dir: &Dir, name: &str, size: u64) -> io::Result<()> {
+        let what = || format!("cutting {} back to the saved size", self.where_(name));
+        if let Some(f) = dir.open_own(name, true).map_err(|e| ctx(e, what()))? {
+            if f.metadata().map_err(|e| ctx(e, what()))?.len() > size {
+                f.set_len(size).map_err(|e| ctx(e, what()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Loads the saved state and cuts every file back to its saved size.
-    fn load(&mut self, dir: &Dir) -> io::Result<()> {
-        let data = dir
-            .read(STATE_FILE)
-            .map_err(|e| ctx(e, format!("reading {}", self.where_(STATE_FILE))))?;
-        let Some(data) = data else {
-            return Ok(());
+    fn load(&mut self, dir: &Dir) -> io::Result<Loaded> {
+        dir.remove_stale_temps(STATE_FILE);
+        let st = match dir.read_state(STATE_FILE) {
+            Ok(None) => return Ok(Loaded::Missing),
+            Ok(Some(data)) => State::decode(&data),
+            Err(e) => Err(e.to_string()),
         };
-        let st = match State::decode(&data) {
+        let st = match st {
             Ok(st) => st,
-            Err(e) => {
-                crate::report::say(
+            Err(why) => return Ok(Loaded::Unusable(why)),
+        };
+        for (name, size) in &st.files {
+            self.cut_back(dir, name, *size)?;
+        }
+        self.committed = st.position;
+        self.taken = st.position;
+        Ok(Loaded::Usable)
+    }
+
+    /// The first open: puts the rotated files right, loads the state, and
+    /// without a usable one starts matching against the files.
+    fn start(&mut self, dir: &Dir) -> io::Result<()> {
+        let rec = rotate::recover(dir, self.cfg.compress).map_err(|e| {
+            ctx(
+                e,
+                format!("checking the rotated files in {}", self.cfg.dir.display()),
+            )
+        })?;
+        if rec.twins + rec.temps + rec.compressed > 0 {
+            say(
+                "files",
+                &format!(
+                    "finished what a stopped logwrite left: removed {} rotated files whose .gz was complete \
+                     and {} compression temporaries, compressed {} rotated files",
+                    rec.twins, rec.temps, rec.compressed
+                ),
+            );
+        }
+        let reason = match self.load(dir)? {
+            Loaded::Usable => return Ok(()),
+            Loaded::Missing if !rec.has_logs => return Ok(()),
+            Loaded::Missing => "there is none".to_owned(),
+            Loaded::Unusable(why) if !rec.has_logs => {
+                say(
                     "files",
                     &format!(
-                        "ignoring {}: {e}; starting from memlogd's oldest record",
+                        "no usable saved position in {} ({why}), and no log files to match memlogd's \
+                         buffer against: writing it from its oldest record",
                         self.where_(STATE_FILE)
                     ),
                 );
                 return Ok(());
             }
+            Loaded::Unusable(why) => why,
         };
-        for (name, size) in &st.files {
-            if dir.size(name)?.is_some_and(|s| s > *size) {
-                let f = dir.open_append(name)?;
-                f.set_len(*size).map_err(|e| {
-                    ctx(
-                        e,
-                        format!("cutting {} back to the saved size", self.where_(name)),
-                    )
-                })?;
+        self.reconcile = Some(Reconcile::new(reason));
+        Ok(())
+    }
+
+    /// After a successful commit.
+    fn committed_now(&mut self) {
+        self.lines = 0;
+        self.aside.commit();
+        if self.reconcile.as_mut().is_some_and(Reconcile::commit) {
+            if let Some(rc) = self.reconcile.take() {
+                say(
+                    "files",
+                    &format!(
+                        "no usable saved position in {} ({}): matched memlogd's buffer against the last \
+                         line of each file, {} records taken as written",
+                        self.where_(STATE_FILE),
+                        rc.reason(),
+                        rc.count()
+                    ),
+                );
             }
         }
-        self.committed = st.position;
-        self.taken = st.position;
-        Ok(())
+    }
+
+    /// Writes out `stem`'s buffer. A failure of that file alone drops what
+    /// was buffered (cutting off what part of it reached the file) and
+    /// gives the number of records dropped.
+    fn write_out(&mut self, stem: &str) -> Result<(), (Fault, u64)> {
+        let path = self.where_(&format!("{stem}.log"));
+        let Some(o) = self.open.get_mut(stem) else {
+            return Ok(());
+        };
+        if o.buf.is_empty() {
+            return Ok(());
+        }
+        match o.file.write_all(&o.buf) {
+            Ok(()) => {
+                o.written += o.buf.len() as u64;
+                o.buf.clear();
+                o.buf_records = 0;
+                o.unsynced = true;
+                Ok(())
+            }
+            Err(e) => match Fault::of(e, WRITE_ERRORS) {
+                Fault::File(e) => {
+                    if let Err(e2) = o.file.set_len(o.written) {
+                        let e2 = ctx(e2, format!("cutting {path} back after {e}"));
+                        return Err((Fault::Output(e2), 0));
+                    }
+                    let n = o.buf_records;
+                    o.buf.clear();
+                    o.buf_records = 0;
+                    self.lines = self.lines.saturating_sub(n);
+                    Err((Fault::File(ctx(e, "writing it")), n))
+                }
+                Fault::Output(e) => Err((Fault::Output(ctx(e, format!("writing {path}"))), 0)),
+            },
+        }
     }
 
     /// Writes out the buffers of every open file.
     fn flush_all(&mut self) -> io::Result<()> {
-        for (stem, o) in &mut self.open {
-            if !o.buf.is_empty() {
-                o.file.write_all(&o.buf).map_err(|e| {
-                    ctx(
-                        e,
-                        format!(
-                            "writing {}",
-                            self.cfg.dir.join(format!("{stem}.log")).display()
-                        ),
-                    )
-                })?;
-                o.written += o.buf.len() as u64;
-                o.buf.clear();
-                o.unsynced = true;
+        let stems: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, o)| !o.buf.is_empty())
+            .map(|(s, _)| s.clone())
+            .collect();
+        for stem in stems {
+            match self.write_out(&stem) {
+                Ok(()) => {}
+                Err((Fault::File(e), n)) => self.aside.put(&stem, e.to_string(), n),
+                Err((Fault::Output(e), _)) => return Err(e),
             }
         }
         Ok(())
     }
 
     /// Flushes, saves the state with the position of the last record taken,
-    /// and fsyncs if asked or due.
-    fn commit_now(&mut self, force_sync: bool) -> io::Result<()> {
+    /// and fsyncs if asked or due. True if lines were written since the
+    /// last commit.
+    fn commit_now(&mut self, force_sync: bool) -> io::Result<bool> {
         self.flush_all()?;
+        let wrote = self.lines > 0;
         let due = self
             .cfg
             .fsync_interval
@@ -201,7 +347,8 @@ impl Files {
         let changed =
             self.taken != self.committed || self.open.values().any(|o| o.written != o.saved);
         if !changed && !sync {
-            return Ok(());
+            self.committed_now();
+            return Ok(wrote);
         }
         if sync {
             for (stem, o) in &mut self.open {
@@ -230,176 +377,186 @@ impl Files {
             self.sync_due = false;
             self.last_sync = Instant::now();
         }
-        Ok(())
+        self.committed_now();
+        Ok(wrote)
+    }
+
+    /// The fault of opening `name` failing with `e`.
+    fn open_fault(&self, dir: &Dir, name: &str, e: io::Error) -> Fault {
+        let file = match e.raw_os_error() {
+            Some(libc::EACCES | libc::EPERM) => dir.kind(name).is_ok_and(|k| k.is_some()),
+            Some(c) => OPEN_ERRORS.contains(&c),
+            None => false,
+        };
+        if file {
+            Fault::File(ctx(e, "opening it"))
+        } else {
+            Fault::Output(ctx(e, format!("opening {}", self.where_(name))))
+        }
     }
 
     /// Makes sure `stem`'s file is open (and named in the state).
-    fn ensure_open(&mut self, stem: &str) -> io::Result<()> {
+    fn ensure_open(&mut self, stem: &str) -> Result<(), Fault> {
         if self.open.contains_key(stem) {
             return Ok(());
         }
         if self.open.len() >= MAX_OPEN {
-            self.commit_now(false)?;
+            self.commit_now(false).map_err(Fault::Output)?;
             self.open.clear();
         }
         let name = format!("{stem}.log");
-        let file = self
-            .dir()?
-            .open_append(&name)
-            .map_err(|e| ctx(e, format!("opening {}", self.where_(&name))))?;
-        let written = file
-            .metadata()
-            .map_err(|e| ctx(e, format!("stat {}", self.where_(&name))))?
-            .len();
+        let dir = self.dir.as_ref().ok_or_else(|| {
+            Fault::Output(io::Error::new(
+                io::ErrorKind::NotFound,
+                "log directory not open",
+            ))
+        })?;
+        if let Some(rc) = &mut self.reconcile {
+            // Its end is read before anything is written to it.
+            rc.prepare(dir, stem)
+                .map_err(|e| Fault::Output(ctx(e, format!("reading {}", self.where_(&name)))))?;
+        }
+        let lf = match dir.open_log(&name) {
+            Ok(lf) => lf,
+            Err(e) => return Err(self.open_fault(dir, &name, e)),
+        };
+        if let Some(why) = &lf.replaced {
+            say(
+                "files",
+                &format!(
+                    "{} {why}: replaced it with a new file (the other name keeps its content)",
+                    self.where_(&name)
+                ),
+            );
+        }
         self.open.insert(
             stem.to_owned(),
             Open {
-                file,
-                written,
-                saved: written,
+                file: lf.file,
+                written: lf.size,
+                saved: lf.size,
                 buf: Vec::with_capacity(4096),
+                buf_records: 0,
                 unsynced: false,
             },
         );
         // Named in the state before anything is written to it.
         self.save_state(self.committed, false, false)
-    }
-
-    fn rotated(&self, stem: &str, i: u32, gz: bool) -> String {
-        format!("{stem}.log.{i}{}", if gz { ".gz" } else { "" })
+            .map_err(Fault::Output)
     }
 
     /// Rotates `stem`'s file. Everything taken so far is written, synced and
     /// committed first, so the renames never race the state.
-    fn rotate(&mut self, stem: &str) -> io::Result<()> {
+    fn rotate(&mut self, stem: &str) -> Result<(), Fault> {
         if let Some(o) = self.open.get_mut(stem) {
             o.unsynced = true;
         }
-        self.commit_now(true)?;
+        self.commit_now(true).map_err(Fault::Output)?;
         self.open.remove(stem);
-        let dir = self.dir()?;
-        let name = format!("{stem}.log");
-        let n = self.cfg.max_files;
-        let e = |e: io::Error| ctx(e, format!("rotating {}", self.where_(&name)));
-        if n == 0 {
-            dir.remove(&name).map_err(e)?;
-        } else {
-            for i in (0..n - 1).rev() {
-                for gz in [false, true] {
-                    dir.rename(&self.rotated(stem, i, gz), &self.rotated(stem, i + 1, gz))
-                        .map_err(e)?;
-                }
-            }
-            dir.rename(&name, &self.rotated(stem, 0, false))
-                .map_err(e)?;
-            if self.cfg.compress {
-                self.compress(stem).map_err(e)?;
-            }
-            if let Some(cap) = self.cfg.max_source_bytes {
-                self.cap(stem, cap).map_err(e)?;
-            }
-        }
-        dir.sync().map_err(e)
+        let path = self.where_(&format!("{stem}.log"));
+        let dir = self.dir().map_err(Fault::Output)?;
+        rotate::rotate(dir, stem, &self.policy).map_err(|f| match f {
+            Fault::File(e) => Fault::File(ctx(e, "rotating it")),
+            Fault::Output(e) => Fault::Output(ctx(e, format!("rotating {path}"))),
+        })
     }
 
-    /// `STEM.log.0` -> `STEM.log.0.gz`.
-    fn compress(&self, stem: &str) -> io::Result<()> {
-        let dir = self.dir()?;
-        let (plain, gz) = (self.rotated(stem, 0, false), self.rotated(stem, 0, true));
-        let tmp = format!("{gz}.tmp");
-        let mut src = dir.open_read(&plain)?;
-        let out = dir.create(&tmp)?;
-        let mut enc =
-            flate2::write::GzEncoder::new(io::BufWriter::new(out), flate2::Compression::default());
-        let res = io::copy(&mut src, &mut enc)
-            .and_then(|_| enc.finish())
-            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-            .and_then(|f| f.sync_all());
-        if let Err(e) = res {
-            let _ = dir.remove(&tmp);
-            return Err(e);
-        }
-        dir.rename(&tmp, &gz)?;
-        dir.remove(&plain)?;
-        Ok(())
-    }
-
-    /// Removes the oldest rotated files of `stem` until its files fit in `cap`
-    /// bytes (counting a full current file).
-    fn cap(&self, stem: &str, cap: u64) -> io::Result<()> {
-        let dir = self.dir()?;
-        let mut kept = Vec::new();
-        for i in 0..self.cfg.max_files {
-            for gz in [false, true] {
-                let name = self.rotated(stem, i, gz);
-                if let Some(s) = dir.size(&name)? {
-                    kept.push((name, s));
-                }
-            }
-        }
-        let mut total: u64 = kept.iter().map(|(_, s)| s).sum::<u64>() + self.cfg.max_size;
-        while total > cap {
-            let Some((name, size)) = kept.pop() else {
-                break;
-            };
-            dir.remove(&name)?;
-            total -= size;
-        }
-        Ok(())
-    }
-
-    /// Appends one line to `stem`'s file, rotating first if it would pass
-    /// the size limit.
-    fn write_line(&mut self, stem: &str) -> io::Result<()> {
-        self.ensure_open(stem)?;
+    /// Appends `self.line` to `stem`'s file, rotating first if it would
+    /// pass the size limit. On a fault of that file, the number of its
+    /// records lost with it.
+    fn append(&mut self, stem: &str) -> Result<(), (Fault, u64)> {
+        self.ensure_open(stem).map_err(|f| (f, 1))?;
         let len = self.line.len() as u64;
         let size = self
             .open
             .get(stem)
             .map_or(0, |o| o.written + o.buf.len() as u64);
         if size > 0 && size + len > self.cfg.max_size {
-            self.rotate(stem)?;
-            self.ensure_open(stem)?;
+            self.rotate(stem).map_err(|f| (f, 1))?;
+            self.ensure_open(stem).map_err(|f| (f, 1))?;
         }
         let o = self
             .open
             .get_mut(stem)
-            .ok_or_else(|| io::Error::other("file not open"))?;
+            .ok_or_else(|| (Fault::Output(io::Error::other("file not open")), 0))?;
         o.buf.extend_from_slice(&self.line);
+        o.buf_records += 1;
+        self.lines += 1;
         if o.buf.len() >= BUF {
-            o.file.write_all(&o.buf).map_err(|e| {
-                ctx(
-                    e,
-                    format!(
-                        "writing {}",
-                        self.cfg.dir.join(format!("{stem}.log")).display()
-                    ),
-                )
-            })?;
-            o.written += o.buf.len() as u64;
-            o.buf.clear();
-            o.unsynced = true;
+            self.write_out(stem)?;
         }
         Ok(())
     }
 
-    fn format_line(&mut self, time: &str, time_ns: Option<i64>, source: &str, msg: &str) {
+    /// Writes `self.line` to `stem`'s file, or skips it while that file is
+    /// put aside. Errors only for trouble of the whole output.
+    fn write_line(&mut self, stem: &str) -> io::Result<()> {
+        if self.aside.skip(stem) {
+            return Ok(());
+        }
+        match self.append(stem) {
+            Ok(()) => {
+                self.aside.written(stem);
+                Ok(())
+            }
+            Err((Fault::File(e), n)) => {
+                self.aside.put(stem, e.to_string(), n);
+                Ok(())
+            }
+            Err((Fault::Output(e), _)) => Err(e),
+        }
+    }
+
+    /// `TIME SOURCE MSG\n` into `self.line`. The source and the message
+    /// are their exact bytes with control characters and invalid UTF-8
+    /// escaped ([`memlog::escape`]): a message cannot end its line and
+    /// forge another, nor carry terminal escapes into the file.
+    fn format_line(&mut self, time: &str, time_ns: Option<i64>, source: &[u8], msg: &[u8]) {
         self.line.clear();
         match time_ns {
             Some(ns) => timefmt::write_rfc3339_secs(&mut self.line, ns),
-            None => self.line.extend_from_slice(time.as_bytes()),
+            None => escape::write(&mut self.line, time.as_bytes()),
         }
         self.line.push(b' ');
-        self.line.extend_from_slice(source.as_bytes());
+        escape::write(&mut self.line, source);
         self.line.push(b' ');
-        self.line.extend_from_slice(msg.as_bytes());
+        escape::write(&mut self.line, msg);
         self.line.push(b'\n');
+    }
+
+    /// Writes `self.line` for `stem`, unless matching finds it already in
+    /// the file.
+    fn take_line(&mut self, stem: &str) -> io::Result<()> {
+        if let (Some(rc), Some(dir)) = (&mut self.reconcile, &self.dir) {
+            let written = rc.written(dir, stem, &self.line).map_err(|e| {
+                ctx(
+                    e,
+                    format!(
+                        "reading {}",
+                        self.cfg.dir.join(format!("{stem}.log")).display()
+                    ),
+                )
+            })?;
+            if written {
+                return Ok(());
+            }
+        }
+        self.write_line(stem)
+    }
+
+    fn took(&mut self, pos: Option<Position>) {
+        if pos.is_some() {
+            self.taken = pos;
+        }
+        if let Some(rc) = &mut self.reconcile {
+            rc.taken(pos);
+        }
     }
 }
 
 /// Is `source` logwrite's own output (never written back: no loops)?
-pub fn is_own(source: &str) -> bool {
-    source.starts_with("logwrite")
+pub fn is_own(source: &[u8]) -> bool {
+    source.starts_with(b"logwrite")
 }
 
 impl Sink for Files {
@@ -418,22 +575,13 @@ impl Sink for Files {
             )
         })?;
         if !self.loaded {
-            self.load(&dir)?;
+            self.start(&dir)?;
             self.loaded = true;
         }
         // What the last failure wrote past the saved state, and could not
         // remove then, goes now (before it would be written again).
         while let Some((name, size)) = self.cut.last() {
-            if dir.size(name)?.is_some_and(|s| s > *size) {
-                dir.open_append(name)
-                    .and_then(|f| f.set_len(*size))
-                    .map_err(|e| {
-                        ctx(
-                            e,
-                            format!("cutting {} back to the saved size", self.where_(name)),
-                        )
-                    })?;
-            }
+            self.cut_back(&dir, name, *size)?;
             self.cut.pop();
         }
         self.dir = Some(dir);
@@ -444,8 +592,40 @@ impl Sink for Files {
         self.committed
     }
 
+    fn hello(&mut self, server: Option<(u64, u64, u64)>) {
+        let state = self.where_(STATE_FILE);
+        match (server, &mut self.reconcile) {
+            (Some((instance, first, next)), Some(rc)) => rc.hello(instance, first, next),
+            (None, Some(rc)) => {
+                // LinuxKit's memlogd: no positions, the buffer is written
+                // whole (as its own logwrite does; said once by the loop).
+                if rc.reason() != "there is none" {
+                    say(
+                        "files",
+                        &format!("no usable saved position in {state} ({})", rc.reason()),
+                    );
+                }
+                self.reconcile = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn position_ahead(&mut self, saved: Position, next: u64) {
+        let reached = match next {
+            0 => "has no record yet".to_owned(),
+            n => format!("has only reached record {}", n - 1),
+        };
+        self.committed = None;
+        self.taken = None;
+        self.reconcile = Some(Reconcile::new(format!(
+            "it names record {} of this memlogd, which {reached}",
+            saved.seq
+        )));
+    }
+
     fn record(&mut self, r: &Record, pos: Option<Position>) -> io::Result<()> {
-        if !is_own(&r.source) && self.cfg.select.matches(r) {
+        if !is_own(r.source_bytes()) && self.cfg.select.matches(r) {
             if self
                 .cfg
                 .fsync_severity
@@ -453,12 +633,10 @@ impl Sink for Files {
             {
                 self.sync_due = true;
             }
-            self.format_line(&r.time, r.time_ns(), &r.source, &r.msg);
-            self.write_line(&names::stem(&r.source))?;
+            self.format_line(&r.time, r.time_ns(), r.source_bytes(), r.msg_bytes());
+            self.take_line(&names::stem(r.source_bytes()))?;
         }
-        if pos.is_some() {
-            self.taken = pos;
-        }
+        self.took(pos);
         Ok(())
     }
 
@@ -469,16 +647,25 @@ impl Sink for Files {
             "{count} records lost: memlogd overwrote them before logwrite wrote them to {}",
             self.cfg.dir.display()
         );
-        self.format_line("", Some(now), "memlogd", &msg);
-        self.write_line(&names::stem("memlogd"))?;
-        if pos.is_some() {
-            self.taken = pos;
-        }
+        self.format_line("", Some(now), b"memlogd", msg.as_bytes());
+        self.write_line(&names::stem(b"memlogd"))?;
+        self.took(pos);
         Ok(())
     }
 
-    fn commit(&mut self) -> io::Result<()> {
+    fn commit(&mut self) -> io::Result<bool> {
         self.commit_now(false)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if self.dir.is_none() {
+            // Failed, and nothing taken since.
+            return Ok(());
+        }
+        // Whatever the fsync policy, what is saved at exit is on disk.
+        let r = self.commit_now(true);
+        self.lost.flush(true);
+        r.map(|_| ())
     }
 
     fn tick(&mut self) -> io::Result<()> {
@@ -491,7 +678,8 @@ impl Sink for Files {
             }
         }
         self.lost.flush(false);
-        self.commit_now(false)
+        self.aside.tick();
+        self.commit_now(false).map(|_| ())
     }
 
     fn fail(&mut self) {
@@ -506,5 +694,10 @@ impl Sink for Files {
         self.dir = None;
         self.taken = self.committed;
         self.sync_due = false;
+        self.lines = 0;
+        self.aside.fail();
+        if let Some(rc) = &mut self.reconcile {
+            rc.fail();
+        }
     }
 }

@@ -6,6 +6,11 @@
 //!
 //! Each output has its own connection and position, so a full disk does not
 //! hold back forwarding, and a dead syslog server does not hold back files.
+//!
+//! Stopping (SIGTERM, SIGINT): the loop looks at the shared [`Stop`] at
+//! least once a [`TICK`] (the connection reads with that timeout) and its
+//! backoff sleeps wake up at once; the output then commits everything it
+//! took ([`Sink::finish`]) and the loop returns.
 
 use crate::report::{say, Episode};
 use memlog::client::{Client, Server};
@@ -13,6 +18,7 @@ use memlog::proto::{Line, Mode, Position, Record, Request};
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How often an idle output gets a [`Sink::tick`].
@@ -33,13 +39,65 @@ pub trait Sink {
     /// `count` records were lost before this output got them; `pos` is the
     /// position just before the next record.
     fn lost(&mut self, count: u64, pos: Option<Position>) -> io::Result<()>;
-    /// Writes out what is buffered and saves the position of the last record taken.
-    fn commit(&mut self) -> io::Result<()>;
+    /// The first line of a connection: memlogd's hello (instance, first,
+    /// next), or `None` from a server without sequence numbers.
+    fn hello(&mut self, _server: Option<(u64, u64, u64)>) {}
+    /// The position asked for, `saved`, is one this memlogd instance has
+    /// not reached (its next record is `next`): the saved state is wrong.
+    /// The output drops it; the loop then connects again at once, asking
+    /// from [`Sink::resume`].
+    fn position_ahead(&mut self, saved: Position, next: u64);
+    /// Writes out what is buffered and saves the position of the last
+    /// record taken. True if records were written (or sent) since the last
+    /// commit, and so are now committed.
+    fn commit(&mut self) -> io::Result<bool>;
+    /// The last commit before logwrite exits: like [`Sink::commit`], and
+    /// made durable (fsynced) where the output can.
+    fn finish(&mut self) -> io::Result<()> {
+        self.commit().map(|_| ())
+    }
     /// Periodic work (timed fsync, health checks); about every [`TICK`].
     fn tick(&mut self) -> io::Result<()>;
     /// Drops everything written since the last commit and closes the
     /// output; the next [`Sink::open`] starts again from [`Sink::resume`].
     fn fail(&mut self);
+}
+
+/// The flag that tells every output to stop, and wakes those waiting.
+#[derive(Debug, Default)]
+pub struct Stop {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Stop {
+    /// Tells every output to stop.
+    pub fn stop(&self) {
+        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.wake.notify_all();
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sleeps `d`, or less if told to stop meanwhile; true if stopped.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*stopped {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            stopped = self
+                .wake
+                .wait_timeout(stopped, end - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *stopped
+    }
 }
 
 /// Exponential backoff between retries.
@@ -54,9 +112,10 @@ impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Backoff {
         Backoff { cur: min, min, max }
     }
-    /// Sleeps, then doubles the next wait (up to the cap).
-    pub fn wait(&mut self) {
-        std::thread::sleep(self.cur);
+    /// Sleeps (until `stop` is set, at most), then doubles the next wait
+    /// (up to the cap).
+    pub fn wait(&mut self, stop: &Stop) {
+        stop.sleep(self.cur);
         self.cur = (self.cur * 2).min(self.max);
     }
     pub fn reset(&mut self) {
@@ -70,6 +129,10 @@ enum Ended {
     Memlogd(String),
     /// The output failed.
     Sink(io::Error),
+    /// Told to stop.
+    Stopped,
+    /// The output dropped a position memlogd never reached: ask again.
+    Again,
 }
 
 /// What one output's loop keeps across connections.
@@ -84,8 +147,9 @@ struct Ctx {
     floor: Option<(u64, u64)>,
 }
 
-/// Runs `sink` against the memlogd query socket at `socket`, forever.
-pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration) {
+/// Runs `sink` against the memlogd query socket at `socket` until `stop`
+/// is set; then commits what it took and returns.
+pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration, stop: &Stop) {
     let name = sink.name().to_owned();
     let mut backoff = Backoff::new(Duration::from_millis(100), max_backoff);
     let mut ctx = Ctx {
@@ -94,11 +158,11 @@ pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration) {
         output_trouble: Episode::new(&name, "cannot write"),
         floor: None,
     };
-    loop {
+    while !stop.is_set() {
         if let Err(e) = sink.open() {
             ctx.output_trouble.fail(&e.to_string());
             sink.fail();
-            backoff.wait();
+            backoff.wait(stop);
             continue;
         }
         let mut req = Request::new(Mode::DumpFollow);
@@ -112,12 +176,12 @@ pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration) {
             Err(e) => {
                 ctx.memlogd_trouble
                     .fail(&format!("cannot connect to {}: {e}", socket.display()));
-                backoff.wait();
+                backoff.wait(stop);
                 continue;
             }
         };
         let mut progress = false;
-        let ended = pump(sink, &mut client, req.after, &mut progress, &mut ctx);
+        let ended = pump(sink, &mut client, req.after, &mut progress, &mut ctx, stop);
         if progress {
             backoff.reset();
         }
@@ -134,8 +198,20 @@ pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration) {
                 ctx.output_trouble.fail(&e.to_string());
                 sink.fail();
             }
+            Ended::Stopped => break,
+            Ended::Again => continue,
         }
-        backoff.wait();
+        backoff.wait(stop);
+    }
+    // Everything taken is written and its position saved before exit.
+    if let Err(e) = sink.finish() {
+        say(
+            &name,
+            &format!(
+                "stopping: cannot write what was taken: {e}; it is written again at the next start"
+            ),
+        );
+        sink.fail();
     }
 }
 
@@ -145,18 +221,25 @@ fn pump(
     after: Option<Position>,
     progress: &mut bool,
     ctx: &mut Ctx,
+    stop: &Stop,
 ) -> Ended {
     let mut instance = None;
     let mut last_tick = Instant::now();
     let mut memlogd_ok = false;
     loop {
+        if stop.is_set() {
+            return Ended::Stopped;
+        }
         if !client.ready() {
-            if let Err(e) = sink.commit() {
-                return Ended::Sink(e);
-            }
-            if memlogd_ok && !*progress {
-                *progress = true;
-                ctx.output_trouble.recover("writing again");
+            match sink.commit() {
+                // "Writing again" only once something was written and
+                // committed after the trouble.
+                Ok(true) => {
+                    *progress = true;
+                    ctx.output_trouble.recover("writing again");
+                }
+                Ok(false) => *progress |= memlogd_ok && !ctx.output_trouble.active(),
+                Err(e) => return Ended::Sink(e),
             }
         }
         if last_tick.elapsed() >= TICK {
@@ -182,6 +265,9 @@ fn pump(
         if !memlogd_ok {
             memlogd_ok = true;
             ctx.memlogd_trouble.recover("connected to memlogd");
+            if client.server() == Server::LinuxKit {
+                sink.hello(None);
+            }
             if client.server() == Server::LinuxKit && !ctx.said_linuxkit {
                 ctx.said_linuxkit = true;
                 say(
@@ -194,8 +280,18 @@ fn pump(
         }
         let res = match line {
             Line::Hello {
-                instance: i, first, ..
+                instance: i,
+                first,
+                next,
             } => {
+                if let Some(p) = after.filter(|p| p.instance == i && p.seq >= next) {
+                    // A position this instance never reached (a state
+                    // written by hand, or damaged): memlogd would send
+                    // nothing until it got there, silently.
+                    sink.position_ahead(p, next);
+                    return Ended::Again;
+                }
+                sink.hello(Some((i, first, next)));
                 let mut res = Ok(());
                 if after.is_none() {
                     match ctx.floor {
@@ -246,5 +342,23 @@ fn pump(
         if let Err(e) = res {
             return Ended::Sink(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn stop_wakes_a_sleeping_backoff() {
+        let stop = Arc::new(Stop::default());
+        assert!(!stop.sleep(Duration::from_millis(1)));
+        let s = Arc::clone(&stop);
+        // Without the wake-up this sleeps 30 s and returns false.
+        let sleeper = std::thread::spawn(move || s.sleep(Duration::from_secs(30)));
+        stop.stop();
+        assert!(sleeper.join().expect("join"));
+        assert!(stop.is_set() && stop.sleep(Duration::from_secs(30)));
     }
 }

@@ -2,24 +2,29 @@
 //! per source, as LinuxKit's logwrite does; resume exactly after a restart;
 //! optionally forward to syslog servers. See README.md, section logwrite.
 
+mod aside;
 mod dir;
 mod files;
 mod follow;
 mod names;
+mod reconcile;
 mod remote;
 mod report;
+mod rotate;
 mod select;
 mod syslog;
 
 use argh::FromArgs;
 use files::{FileConfig, Files};
-use follow::Sink;
+use follow::{Sink, Stop};
 use memlog::goflags::{self, Spec};
 use memlog::proto;
+use nix::sys::signal::{SigSet, Signal};
 use remote::{Remote, RemoteConfig};
 use select::Selector;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 const SPEC: Spec = Spec {
@@ -60,6 +65,18 @@ const SPEC: Spec = Spec {
 /// rfc3164 defaults to lf), include=GLOB, exclude=GLOB (repeatable),
 /// min-severity=LEVEL; values may use %XX escapes. Example:
 /// -remote 'tcp://10.0.0.1:514?min-severity=warning&exclude=debug.*'
+///
+/// Lines escape control characters and invalid UTF-8 (\n, \r, \xNN). Only
+/// a regular SOURCE.log with one link is appended to (anything else that
+/// can be opened is replaced by a new file); a source whose file cannot be
+/// written (a directory or symlink at its name, EFBIG...) is skipped,
+/// counted and tried again after 5 s, while the others go on. Without a
+/// usable saved position, memlogd's buffer is matched against the end of
+/// each file (nothing written twice). A -compress interrupted by a kill is
+/// finished at the next start.
+///
+/// SIGTERM and SIGINT: write and fsync what was taken, save every position,
+/// exit 0. SIGHUP, SIGUSR1 and SIGUSR2 are ignored.
 #[derive(FromArgs, Debug)]
 struct Args {
     /// memlogd query socket (default /var/run/memlogdq.sock)
@@ -151,8 +168,11 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    // A dead TCP peer is an error on write, not a signal.
-    memlog::sys::ignore_sigpipe();
+    // A dead TCP peer is an error on write, not a signal (ignore_signals).
+    // A file past RLIMIT_FSIZE is an error (EFBIG) for that file, not the
+    // end of every output; a stray ALRM, IO or real-time signal is nothing.
+    // (SIGTERM and SIGINT stop it cleanly: see run.)
+    let _ = memlog::sys::ignore_signals();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let args: Args = goflags::parse_or_exit("logwrite", &argv, &SPEC);
     match run(args) {
@@ -202,18 +222,46 @@ fn run(args: Args) -> Result<(), String> {
     }
     let socket = goflags::path(&args.socket);
     let max_backoff = args.max_backoff.max(Duration::from_millis(100));
+    // Signals are blocked here, before any output thread exists (each
+    // inherits the mask), and taken by sigwait below: SIGTERM and SIGINT
+    // stop every output cleanly; SIGHUP, SIGUSR1 and SIGUSR2 are ignored
+    // (for now).
+    let mut mask = SigSet::empty();
+    for s in STOP_SIGNALS.iter().chain(IGNORED_SIGNALS) {
+        mask.add(*s);
+    }
+    mask.thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
+    let stop = Arc::new(Stop::default());
     let threads: Vec<_> = sinks
         .into_iter()
         .map(|mut sink| {
             let socket = socket.clone();
-            std::thread::spawn(move || follow::run(sink.as_mut(), Path::new(&socket), max_backoff))
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                follow::run(sink.as_mut(), Path::new(&socket), max_backoff, &stop)
+            })
         })
         .collect();
+    loop {
+        match mask.wait() {
+            Ok(s) if STOP_SIGNALS.contains(&s) => break,
+            Ok(_) => {}
+            Err(e) => return Err(format!("waiting for signals: {e}")),
+        }
+    }
+    stop.stop();
     for t in threads {
         let _ = t.join();
     }
     Ok(())
 }
+
+/// Signals that make logwrite write what it took, save its positions and
+/// exit 0.
+const STOP_SIGNALS: &[Signal] = &[Signal::SIGTERM, Signal::SIGINT];
+/// Signals that do nothing (yet), rather than kill logwrite.
+const IGNORED_SIGNALS: &[Signal] = &[Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2];
 
 #[cfg(test)]
 mod tests {

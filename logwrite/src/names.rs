@@ -31,9 +31,11 @@ fn keep(b: u8) -> bool {
     b.is_ascii_graphic() && b != b'/' && b != b'%'
 }
 
-/// The file stem for `source` (the file is `STEM.log`).
-pub fn stem(source: &str) -> String {
-    let src = source.as_bytes();
+/// The file stem for `source`, its exact bytes (the file is `STEM.log`).
+/// Bytes that are not UTF-8 are escaped one by one, so `\xff\xfe` is
+/// `%ff%fe` and never shares a file with another name.
+pub fn stem(source: &[u8]) -> String {
+    let src = source;
     if src.is_empty() {
         return "%".to_owned();
     }
@@ -77,7 +79,7 @@ mod tests {
             "sshd.out",
             "a_b-c+d@e:f=g",
         ] {
-            assert_eq!(stem(n), n);
+            assert_eq!(stem(n.as_bytes()), n);
         }
     }
 
@@ -100,7 +102,7 @@ mod tests {
             "%2e",
             " ",
         ] {
-            let s = stem(n);
+            let s = stem(n.as_bytes());
             assert!(
                 !s.is_empty() && !s.contains('/') && !s.starts_with('.'),
                 "{n:?} -> {s:?}"
@@ -108,10 +110,10 @@ mod tests {
             assert!(s.bytes().all(|b| b.is_ascii_graphic()), "{n:?} -> {s:?}");
             assert!(s.len() <= MAX_STEM);
         }
-        assert_eq!(stem(".."), "%2e.");
-        assert_eq!(stem("a/b"), "a%2fb");
-        assert_eq!(stem("%"), "%25");
-        assert_eq!(stem(""), "%");
+        assert_eq!(stem(b".."), "%2e.");
+        assert_eq!(stem(b"a/b"), "a%2fb");
+        assert_eq!(stem(b"%"), "%25");
+        assert_eq!(stem(b""), "%");
     }
 
     #[test]
@@ -141,18 +143,27 @@ mod tests {
         .map(|s| s.to_string())
         .chain([long_a.clone(), long_b, long_c, format!("{long_a}/")])
         .collect();
-        let stems: HashSet<String> = names.iter().map(|n| stem(n)).collect();
+        let stems: HashSet<String> = names.iter().map(|n| stem(n.as_bytes())).collect();
         assert_eq!(stems.len(), names.len(), "{stems:?}");
     }
 
     #[test]
     fn long_names_are_capped_with_a_hash() {
-        let s = stem(&"/".repeat(1000));
+        let s = stem("/".repeat(1000).as_bytes());
         assert!(s.len() <= MAX_STEM && s.contains("%~"), "{s}");
-        let e = stem(&"é".repeat(200));
+        let e = stem("é".repeat(200).as_bytes());
         assert!(e.len() <= MAX_STEM, "{e}");
         // The prefix never ends inside an escape.
         let prefix = &e[..e.find("%~").expect("hash marker")];
         assert!(prefix.len() % 3 == 0, "{prefix}");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_stay_apart() {
+        assert_eq!(stem(b"\xff\xfe"), "%ff%fe");
+        assert_eq!(stem(b"\xfd\xfc"), "%fd%fc");
+        assert_eq!(stem(b"a\xe2\x82"), "a%e2%82");
+        // Not the lossy U+FFFD's bytes.
+        assert_ne!(stem(b"\xff"), stem("\u{fffd}".as_bytes()));
     }
 }

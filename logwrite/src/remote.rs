@@ -156,7 +156,10 @@ impl RemoteConfig {
     }
 
     fn state_file(&self) -> String {
-        format!(".logwrite-remote-{}.state", names::stem(&self.name))
+        format!(
+            ".logwrite-remote-{}.state",
+            names::stem(self.name.as_bytes())
+        )
     }
 }
 
@@ -209,6 +212,8 @@ pub struct Remote {
     acked: Option<Position>,
     lost: LostCounter,
     state_trouble: Episode,
+    /// Records sent (handed to the kernel or buffered) since the last commit.
+    sent: u64,
 }
 
 impl Remote {
@@ -233,6 +238,7 @@ impl Remote {
             acked: None,
             lost: LostCounter::new(&name),
             state_trouble: Episode::new(&name, "cannot save position"),
+            sent: 0,
         }
     }
 
@@ -267,6 +273,11 @@ impl Remote {
     /// Saves the committed position (best effort: forwarding goes on if the
     /// log directory cannot be written, and the trouble is reported).
     fn save(&mut self) {
+        self.save_with(false)
+    }
+
+    /// [`Remote::save`], fsynced with `sync`.
+    fn save_with(&mut self, sync: bool) {
         if self.dir.is_none() {
             match Dir::open(&self.cfg.state_dir) {
                 Ok(d) => self.dir = Some(d),
@@ -285,7 +296,7 @@ impl Remote {
         let res = self
             .dir
             .as_ref()
-            .map(|d| d.write_atomic(&name, &st.encode(), false));
+            .map(|d| d.write_atomic(&name, &st.encode(), sync));
         match res {
             Some(Ok(())) => self.state_trouble.recover("saving the position again"),
             Some(Err(e)) => {
@@ -311,22 +322,28 @@ impl Remote {
                 return;
             }
         };
-        match d
-            .read(&self.cfg.state_file())
-            .map(|o| o.map(|v| State::decode(&v)))
-        {
-            Ok(Some(Ok(st))) => {
+        let name = self.cfg.state_file();
+        d.remove_stale_temps(&name);
+        let st = match d.read_state(&name) {
+            Ok(None) => None,
+            Ok(Some(data)) => Some(State::decode(&data)),
+            Err(e) => Some(Err(e.to_string())),
+        };
+        match st {
+            Some(Ok(st)) => {
                 self.committed = st.position;
                 self.taken = st.position;
                 self.acked = st.position;
             }
-            Ok(Some(Err(e))) => {
-                crate::report::say(&self.cfg.name, &format!("ignoring saved position: {e}"))
-            }
-            Ok(None) => {}
-            Err(e) => self
-                .state_trouble
-                .fail(&format!("{}: {e}", self.cfg.state_dir.display())),
+            Some(Err(why)) => crate::report::say(
+                &self.cfg.name,
+                &format!(
+                    "no usable saved position in {} ({why}): forwarding from memlogd's oldest record \
+                     (the server may get records twice)",
+                    self.cfg.state_dir.join(&name).display()
+                ),
+            ),
+            None => {}
         }
         self.dir = Some(d);
     }
@@ -431,6 +448,7 @@ impl Sink for Remote {
                 }
                 None => return Err(io::Error::new(io::ErrorKind::NotConnected, "not connected")),
             }
+            self.sent += 1;
         }
         if pos.is_some() {
             self.taken = pos;
@@ -462,13 +480,43 @@ impl Sink for Remote {
         Ok(())
     }
 
-    fn commit(&mut self) -> io::Result<()> {
+    fn position_ahead(&mut self, saved: Position, next: u64) {
+        let reached = match next {
+            0 => "has no record yet".to_owned(),
+            n => format!("has only reached record {}", n - 1),
+        };
+        crate::report::say(
+            &self.cfg.name,
+            &format!(
+                "no usable saved position in {} (it names record {} of this memlogd, which {reached}): \
+                 forwarding from memlogd's oldest record (the server may get records twice)",
+                self.cfg.state_dir.join(self.cfg.state_file()).display(),
+                saved.seq
+            ),
+        );
+        self.committed = None;
+        self.taken = None;
+        self.acked = None;
+    }
+
+    fn commit(&mut self) -> io::Result<bool> {
         self.send_out()?;
         self.trim();
         if self.committed != self.taken {
             self.committed = self.taken;
             self.save();
         }
+        let sent = self.sent > 0;
+        self.sent = 0;
+        Ok(sent)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.send_out()?;
+        self.trim();
+        self.committed = self.taken;
+        self.save_with(true);
+        self.lost.flush(true);
         Ok(())
     }
 
@@ -482,7 +530,7 @@ impl Sink for Remote {
                 ));
             }
         }
-        self.commit()
+        self.commit().map(|_| ())
     }
 
     fn fail(&mut self) {
@@ -497,6 +545,7 @@ impl Sink for Remote {
         self.out.clear();
         self.inflight.clear();
         self.accepted = 0;
+        self.sent = 0;
     }
 }
 

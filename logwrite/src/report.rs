@@ -65,6 +65,11 @@ impl Episode {
         }
     }
 
+    /// True while the trouble lasts.
+    pub fn active(&self) -> bool {
+        self.count > 0
+    }
+
     /// The trouble is over.
     pub fn recover(&mut self, msg: &str) {
         if self.count > 0 {

@@ -16,10 +16,11 @@ pub struct Selector {
 }
 
 impl Selector {
-    /// Does this output take `r`? Records without a severity count as
-    /// [`proto::DEFAULT_SEVERITY`].
+    /// Does this output take `r`? Globs match the source's exact bytes
+    /// (`?` is one byte, even of a name that is not UTF-8). Records without
+    /// a severity count as [`proto::DEFAULT_SEVERITY`].
     pub fn matches(&self, r: &Record) -> bool {
-        let src = r.source.as_bytes();
+        let src = r.source_bytes();
         if let Some(min) = self.min_severity {
             if r.severity.unwrap_or(proto::DEFAULT_SEVERITY) > min {
                 return false;
@@ -103,5 +104,24 @@ mod tests {
         assert!(info.matches(&rec("x", None)));
         assert_eq!(Selector::parse_severity("warning"), Ok(4));
         assert!(Selector::parse_severity("loud").is_err());
+    }
+
+    #[test]
+    fn globs_match_the_exact_bytes() {
+        let r = Record {
+            source: "\u{fffd}\u{fffd}".into(),
+            source_raw: Some(b"\xff\xfe".to_vec()),
+            ..Record::default()
+        };
+        let two = Selector {
+            include: vec!["??".into()],
+            ..Selector::default()
+        };
+        assert!(two.matches(&r));
+        let lossy = Selector {
+            include: vec!["\u{fffd}*".into()],
+            ..Selector::default()
+        };
+        assert!(!lossy.matches(&r));
     }
 }

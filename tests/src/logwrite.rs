@@ -40,11 +40,39 @@ impl Logwrite {
         args: Vec<String>,
         setup: impl FnOnce(&mut Command),
     ) -> Logwrite {
+        Self::start_program(&bin("logwrite"), err_dir, args, setup)
+    }
+
+    /// Like [`Logwrite::start`], running the logwrite binary at `program`
+    /// (a benchmark comparing two builds).
+    pub fn start_bin(
+        program: &Path,
+        socket: &Path,
+        log_dir: &Path,
+        err_dir: &TempDir,
+        extra: &[&str],
+    ) -> Logwrite {
+        let mut args = vec![
+            "-socket".to_string(),
+            socket.display().to_string(),
+            "-log-dir".to_string(),
+            log_dir.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_program(program, err_dir, args, |_| {})
+    }
+
+    fn start_program(
+        program: &Path,
+        err_dir: &TempDir,
+        args: Vec<String>,
+        setup: impl FnOnce(&mut Command),
+    ) -> Logwrite {
         let n = std::fs::read_dir(err_dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
         let stderr = err_dir.join(format!("logwrite-{n}.err"));
-        let mut cmd = Command::new(bin("logwrite"));
+        let mut cmd = Command::new(program);
         cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -83,6 +111,26 @@ impl Logwrite {
             let _ = signal(c.id(), libc::SIGKILL);
             let _ = c.wait();
         }
+    }
+
+    /// Sends it `sig`.
+    pub fn signal(&self, sig: libc::c_int) {
+        signal(self.pid(), sig).expect("kill");
+    }
+
+    /// Waits (bounded) for it to exit; its status (panics if it runs on).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let c = self.child.as_mut().expect("running");
+        let st = crate::wait_child(c, TIMEOUT);
+        let st = st.unwrap_or_else(|| panic!("logwrite still runs: {}", self.stderr()));
+        self.child = None;
+        st
+    }
+
+    /// Starts it again with the same arguments (after it exited).
+    pub fn start_again(&mut self, err_dir: &TempDir) {
+        assert!(self.child.is_none(), "still running");
+        *self = Self::start_args(err_dir, self.args.clone());
     }
 
     /// What it printed on stderr so far.
@@ -406,4 +454,62 @@ impl Drop for Mounted {
 /// steps of a test (never to decide a result).
 pub fn pause(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Peak resident memory of `pid` in KiB (`VmHWM` in `/proc/PID/status`).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+}
+
+/// A TCP server on 127.0.0.1 that takes any number of connections and
+/// keeps every byte it reads (a stand-in for a syslog server when only the
+/// bytes matter).
+pub struct TcpSink {
+    pub port: u16,
+    data: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl TcpSink {
+    pub fn start() -> TcpSink {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let data = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let d = std::sync::Arc::clone(&data);
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { return };
+                let d = std::sync::Arc::clone(&d);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = std::io::Read::read(&mut c, &mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        d.lock().expect("lock").extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+        TcpSink { port, data }
+    }
+
+    /// `tcp://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Everything received so far, lossy as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data.lock().expect("lock")).into_owned()
+    }
+
+    /// The name logwrite gives this remote's state file.
+    pub fn state_file(&self) -> String {
+        format!(".logwrite-remote-tcp:%2f%2f127.0.0.1:{}.state", self.port)
+    }
 }

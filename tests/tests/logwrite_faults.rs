@@ -4,6 +4,9 @@
 //! keep running, report, retry, and when the fault is gone write everything
 //! the ring still holds, counting the rest as lost.
 //!
+//! Also one source's file that cannot be written (a directory or a
+//! symbolic link at its name, past the file size limit): the others go on.
+//!
 //! Mounting needs root (CI runs as root); without it these tests print why
 //! and return.
 
@@ -208,5 +211,100 @@ fn log_directory_removed_while_running() {
     let ok = wait_for(|| msgs(&logs, "svc.log").len() >= b.len(), TIMEOUT);
     assert!(ok, "stderr: {}", lw.stderr());
     assert_eq!(msgs(&logs, "svc.log"), b, "{:?}", lines(&logs, "svc.log"));
+    assert!(lw.alive());
+}
+
+#[test]
+fn one_bad_file_does_not_stop_the_others() {
+    let m = Memlogd::start(&[]);
+    let logs = TempDir::new("lw-bad");
+    let errs = TempDir::new("lw-err");
+    // svc.log is a directory, bad.log a dangling symbolic link.
+    std::fs::create_dir(logs.join("svc.log")).expect("mkdir");
+    std::os::unix::fs::symlink("nowhere", logs.join("bad.log")).expect("symlink");
+    let mut lw = Logwrite::start(m.query_socket(), logs.path(), &errs, &[]);
+    write_lines(&m, "svc", &numbered("svc", 0..3, 0));
+    write_lines(&m, "bad", &numbered("bad", 0..2, 0));
+    let other = numbered("other", 0..5, 0);
+    write_lines(&m, "other", &other);
+    wait_msgs(logs.path(), "other.log", &other, &lw);
+    lw.wait_stderr("svc.log: opening it: Is a directory");
+    lw.wait_stderr("bad.log: opening it: Too many levels of symbolic links");
+    lw.wait_stderr("skipping its records (");
+    // Nothing failed as a whole, so nothing was "written again".
+    assert!(!lw.stderr().contains("again"), "{}", lw.stderr());
+    // The directory goes: svc's file is tried again, and written.
+    std::fs::remove_dir(logs.join("svc.log")).expect("rmdir");
+    let mut i = 0;
+    let resumed = wait_for(
+        || {
+            write_lines(&m, "svc", &[format!("resumed {i:03}")]);
+            i += 1;
+            !msgs(logs.path(), "svc.log").is_empty()
+        },
+        TIMEOUT,
+    );
+    assert!(resumed, "svc.log never written: {}", lw.stderr());
+    lw.wait_stderr("svc.log again");
+    // What was skipped is not there; what came after is, each once.
+    let n = i;
+    wait_until("the last resumed line", || {
+        msgs(logs.path(), "svc.log").last() == Some(&format!("resumed {:03}", n - 1))
+    });
+    let got = msgs(logs.path(), "svc.log");
+    let first: usize = got[0]["resumed ".len()..].parse().expect("a number");
+    let want: Vec<String> = (first..n).map(|k| format!("resumed {k:03}")).collect();
+    assert_eq!(got, want);
+    // The link was not written through, nor replaced.
+    assert!(std::fs::symlink_metadata(logs.join("bad.log"))
+        .expect("stat")
+        .file_type()
+        .is_symlink());
+    assert!(!logs.join("nowhere").exists());
+    assert!(lw.alive());
+}
+
+#[test]
+fn a_file_past_the_size_limit_is_put_aside() {
+    let m = Memlogd::start(&[]);
+    let logs = TempDir::new("lw-fsize");
+    let errs = TempDir::new("lw-err");
+    // big.log is already past the file size limit logwrite runs under.
+    let mut line = vec![b'x'; 1023];
+    line.push(b'\n');
+    std::fs::write(logs.join("big.log"), line.repeat(70)).expect("write");
+    let args = vec![
+        "-socket".to_string(),
+        m.query_socket().display().to_string(),
+        "-log-dir".to_string(),
+        logs.path().display().to_string(),
+        "-max-log-size".to_string(),
+        "10M".to_string(),
+    ];
+    let mut lw = Logwrite::start_with(&errs, args, |cmd| {
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 64 * 1024,
+                    rlim_max: 64 * 1024,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    });
+    write_lines(&m, "big", &numbered("big", 0..3, 0));
+    let small = numbered("small", 0..5, 0);
+    write_lines(&m, "small", &small);
+    wait_msgs(logs.path(), "small.log", &small, &lw);
+    lw.wait_stderr("big.log: writing it: File too large");
+    assert_eq!(
+        std::fs::metadata(logs.join("big.log")).expect("stat").len(),
+        70 * 1024
+    );
     assert!(lw.alive());
 }

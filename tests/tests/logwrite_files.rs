@@ -1,6 +1,8 @@
 //! logwrite's file output against the real memlogd: LinuxKit's format and
-//! rotation, hostile source names, compression and the per-source cap,
-//! exact resume after kill -9, the overrun gap line, memlogd restarting,
+//! rotation (also with 100,000 rotated files allowed), hostile source
+//! names, compression and the per-source cap, exact resume after kill -9
+//! (with compression under the kills, and the crashed state of an
+//! interrupted compression), the overrun gap line, memlogd restarting,
 //! memlogd absent at start, selection, and LinuxKit's memlogd.
 
 use memlog_tests::logwrite::{
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 /// `.log` (gzipped ones decompressed with `gzip -dc`).
 fn all_msgs(dir: &Path, stem: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for i in (0..100).rev() {
+    for i in (0..1000).rev() {
         for (name, gz) in [
             (format!("{stem}.log.{i}"), false),
             (format!("{stem}.log.{i}.gz"), true),
@@ -28,17 +30,23 @@ fn all_msgs(dir: &Path, stem: &str) -> Vec<String> {
             if !p.exists() {
                 continue;
             }
+            // Rotation may rename a file away meanwhile (or compress it:
+            // then it may be read twice): that snapshot is then wrong, and
+            // callers wait for the files to be complete and still.
             let text = if gz {
+                // Opened here, so gzip reads this file even if it is
+                // renamed meanwhile (a .gz is renamed into place whole).
+                let Ok(f) = std::fs::File::open(&p) else {
+                    continue;
+                };
                 let o = Command::new("gzip")
                     .arg("-dc")
-                    .arg(&p)
+                    .stdin(f)
                     .output()
                     .expect("gzip");
                 assert!(o.status.success(), "{} is not valid gzip", p.display());
                 String::from_utf8(o.stdout).expect("utf8")
             } else {
-                // Rotation may rename it away meanwhile: that snapshot is
-                // then short, and callers wait for a complete one.
                 std::fs::read_to_string(&p).unwrap_or_default()
             };
             out.extend(
@@ -257,8 +265,9 @@ fn kill9_and_restart_resume_exactly() {
         m.query_socket(),
         logs.path(),
         &errs,
-        // Rotation happens under the kills too; nothing is rotated away.
-        &["-max-log-size", "64k", "-max-log-files", "99"],
+        // Rotation and compression happen under the kills too (every few
+        // hundred lines); nothing is rotated away.
+        &["-max-log-size", "16k", "-max-log-files", "999", "-compress"],
     );
     // A writer streams while logwrite is killed and restarted under it: it
     // writes at least MIN lines, and goes on until the kills are over
@@ -309,17 +318,114 @@ fn kill9_and_restart_resume_exactly() {
     );
     println!("6 kills while {total} lines streamed in");
     let want = numbered("rec", 0..total, 50);
-    let end = Instant::now() + TIMEOUT;
-    let mut got = Vec::new();
-    while Instant::now() < end {
-        got = all_msgs(logs.path(), "stream");
-        if got.len() >= want.len() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Once the state names the last record, the files hold everything and
+    // no longer change.
+    let last = m.wait_source_msg("stream", want.last().expect("lines"));
+    let last_seq = last.seq.expect("a seq");
+    let caught_up = wait_for(
+        || saved_position(logs.path(), ".logwrite.state").is_some_and(|(_, s)| s >= last_seq),
+        TIMEOUT,
+    );
+    assert!(caught_up, "stderr: {}", lw.stderr());
+    let got = all_msgs(logs.path(), "stream");
     assert_eq!(got.len(), want.len(), "stderr: {}", lw.stderr());
     assert!(got == want, "duplicates or gaps after kill -9 and restarts");
+    // The last start finished any compression a kill interrupted: no plain
+    // rotated file beside its .gz, no compression temporary left.
+    let names: Vec<String> = std::fs::read_dir(logs.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with(".gz")), "{names:?}");
+    for n in &names {
+        assert!(
+            !(n.starts_with(".stream.log.") && n.ends_with(".tmp")),
+            "{n} left behind"
+        );
+        if n.starts_with("stream.log.") && !n.ends_with(".gz") {
+            assert!(!names.contains(&format!("{n}.gz")), "{n} and its .gz");
+        }
+    }
+}
+
+#[test]
+fn compression_interrupted_by_a_kill_is_finished_at_start() {
+    // What a kill -9 in the middle of -compress leaves: the .gz of
+    // svc.log.0 renamed into place but the plain file not yet removed; a
+    // half-written temporary of svc.log.1.gz; and svc.log.2, rotated but
+    // never compressed (killed before its compression started).
+    let m = Memlogd::start(&[]);
+    let logs = TempDir::new("lw-gzcrash");
+    let errs = TempDir::new("lw-err");
+    let line = |i: usize| format!("2026-11-21T12:00:{i:02}Z svc line {i}\n");
+    let text = |r: std::ops::Range<usize>| r.map(line).collect::<String>();
+    std::fs::write(logs.join("svc.log.2"), text(0..3)).expect("write");
+    std::fs::write(logs.join("svc.log.1"), text(3..6)).expect("write");
+    std::fs::write(logs.join("svc.log.0"), text(6..9)).expect("write");
+    let gz = Command::new("gzip")
+        .arg("-c")
+        .arg(logs.join("svc.log.0"))
+        .output()
+        .expect("gzip");
+    std::fs::write(logs.join("svc.log.0.gz"), gz.stdout).expect("write");
+    std::fs::write(logs.join(".svc.log.1.gz.00112233445566ff.tmp"), "half").expect("write");
+    std::fs::write(logs.join("svc.log"), text(9..10)).expect("write");
+    let lw = Logwrite::start(m.query_socket(), logs.path(), &errs, &["-compress"]);
+    lw.wait_stderr("finished what a stopped logwrite left");
+    let want: Vec<String> = (0..10).map(|i| format!("line {i}")).collect();
+    assert_eq!(all_msgs(logs.path(), "svc"), want, "{}", lw.stderr());
+    let mut names: Vec<String> = std::fs::read_dir(logs.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("svc") || n.ends_with(".tmp"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["svc.log", "svc.log.0.gz", "svc.log.1.gz", "svc.log.2.gz"],
+        "{}",
+        lw.stderr()
+    );
+}
+
+#[test]
+fn rotation_with_many_max_log_files_keeps_the_order() {
+    // -max-log-files 100000: each rotation renames only the files that
+    // exist (README, "Rotation"), and .0 is always the newest.
+    let m = Memlogd::start(&[]);
+    let logs = TempDir::new("lw-many");
+    let errs = TempDir::new("lw-err");
+    let lw = Logwrite::start(
+        m.query_socket(),
+        logs.path(),
+        &errs,
+        &["-max-log-size", "1k", "-max-log-files", "100000"],
+    );
+    let want = numbered("line", 0..300, 60);
+    write_lines(&m, "svc", &want);
+    wait_until("the last line", || {
+        msgs(logs.path(), "svc.log").last() == want.last()
+    });
+    assert_eq!(all_msgs(logs.path(), "svc"), want, "{}", lw.stderr());
+    let rotated: Vec<usize> = std::fs::read_dir(logs.path())
+        .expect("ls")
+        .filter_map(|e| {
+            let n = e.expect("entry").file_name().to_string_lossy().into_owned();
+            n.strip_prefix("svc.log.").and_then(|i| i.parse().ok())
+        })
+        .collect();
+    let n = rotated.len();
+    assert!(n > 10, "only {n} rotations");
+    // Exactly .0 .. .(n-1): no gap, nothing past them.
+    assert!((0..n).all(|i| rotated.contains(&i)), "{rotated:?}");
+    // .0 ends right before svc.log starts.
+    let zero = msgs(logs.path(), "svc.log.0");
+    let cur = msgs(logs.path(), "svc.log");
+    let at = want
+        .iter()
+        .position(|w| *w == cur[0])
+        .expect("svc.log's first line");
+    assert_eq!(zero.last(), Some(&want[at - 1]));
 }
 
 #[test]

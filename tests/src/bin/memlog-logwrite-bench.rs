@@ -16,12 +16,16 @@
 //!
 //! Medians of REPS runs (default 200000 records of 100 bytes, 5 reps).
 //! `--json FILE` (before RECORDS) also writes every run's rate as JSON.
+//! `--compare PATH` (before RECORDS) also runs the logwrite binary at PATH
+//! (another build) on the files, alternating run by run with this one, and
+//! adds its row: e.g. before and after a change, with
+//! `-max-log-files 100000 -max-log-size 4k` as LOGWRITE FLAGS.
 //! Every wait is bounded; the processes are killed at the end.
 
 use memlog::client::Client;
 use memlog::proto::{Line, Mode, Request};
 use memlog::timefmt;
-use memlog_tests::bench::median;
+use memlog_tests::bench::{flag_value, median, split_flag};
 use memlog_tests::logwrite::{saved_position, Logwrite};
 use memlog_tests::{wait_for, workspace_dir, Memlogd, TempDir};
 use std::io::{BufWriter, Read, Write};
@@ -30,6 +34,18 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
+
+const USAGE: &str = "usage: memlog-logwrite-bench [--json FILE] [--compare LOGWRITE] [RECORDS REPS [LOGWRITE FLAGS...]]
+
+Records/s the release logwrite writes to files and forwards over TCP, each
+beside a bare baseline in the same run (medians of REPS; default 200000
+records of 100 bytes, 5 reps). LOGWRITE FLAGS go to logwrite for the file
+runs, e.g. -max-log-files 100000 -max-log-size 4k.
+
+  --json FILE         also write every run's rate as JSON
+  --compare LOGWRITE  also run the logwrite binary at LOGWRITE (another build)
+                      on the files, alternating runs with this one
+";
 
 /// A JSON string.
 fn json_str(v: &str) -> String {
@@ -97,15 +113,32 @@ fn sink(want: usize, keep: bool) -> (u16, mpsc::Receiver<(Instant, Vec<u8>)>) {
 }
 
 fn main() {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let all: Vec<String> = std::env::args().skip(1).collect();
     let mut json = None;
-    if let Some(v) = args.first().and_then(|a| a.strip_prefix("--json=")) {
-        json = Some(v.to_string());
-        args.remove(0);
-    } else if args.first().is_some_and(|a| a == "--json") && args.len() > 1 {
-        json = Some(args.remove(1));
-        args.remove(0);
+    let mut compare: Option<std::path::PathBuf> = None;
+    // Options come first: what follows RECORDS REPS is logwrite's.
+    let mut i = 0;
+    while let Some(a) = all.get(i).filter(|a| a.starts_with('-')) {
+        i += 1;
+        let (flag, inline) = split_flag(a);
+        if matches!(flag, "h" | "help") {
+            print!("{USAGE}");
+            return;
+        }
+        let val = flag_value(&all, &mut i, a, inline, USAGE).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        });
+        match flag {
+            "json" => json = Some(val),
+            "compare" => compare = Some(val.into()),
+            _ => {
+                eprintln!("unknown option {a}\n\n{USAGE}");
+                std::process::exit(2)
+            }
+        }
     }
+    let args = &all[i..];
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let reps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     // Anything after RECORDS REPS is passed to logwrite for the file runs.
@@ -142,12 +175,14 @@ fn main() {
     let last_seq = m.stat("next") - 1;
     let errs = TempDir::new("bench-err");
 
-    // Files: logwrite.
-    let mut lw_files = Vec::new();
-    for r in 0..reps {
+    // Files: logwrite (and the build to compare with, alternating).
+    let files_run = |program: Option<&std::path::Path>| -> f64 {
         let logs = TempDir::new("bench-logs");
         let t0 = Instant::now();
-        let mut lw = Logwrite::start(m.query_socket(), logs.path(), &errs, &extra);
+        let mut lw = match program {
+            Some(p) => Logwrite::start_bin(p, m.query_socket(), logs.path(), &errs, &extra),
+            None => Logwrite::start(m.query_socket(), logs.path(), &errs, &extra),
+        };
         let ok = wait_for(
             || saved_position(logs.path(), ".logwrite.state").is_some_and(|(_, s)| s >= last_seq),
             TIMEOUT,
@@ -155,8 +190,21 @@ fn main() {
         let dt = t0.elapsed().as_secs_f64();
         assert!(ok, "logwrite did not finish: {}", lw.stderr());
         lw.kill9();
-        eprintln!("files rep {r}: logwrite {:.0} records/s", n as f64 / dt);
-        lw_files.push(n as f64 / dt);
+        n as f64 / dt
+    };
+    let mut lw_files = Vec::new();
+    let mut lw_compare = Vec::new();
+    for r in 0..reps {
+        lw_files.push(files_run(None));
+        eprintln!("files rep {r}: logwrite {:.0} records/s", lw_files[r]);
+        if let Some(p) = &compare {
+            lw_compare.push(files_run(Some(p)));
+            eprintln!(
+                "files rep {r}: {} {:.0} records/s",
+                p.display(),
+                lw_compare[r]
+            );
+        }
     }
     // Files: baseline (a), read the same memlogd and write the same lines.
     let mut base_read = Vec::new();
@@ -244,7 +292,7 @@ fn main() {
     }
 
     if let Some(p) = &json {
-        let rows = [
+        let mut rows = vec![
             json_row("files_logwrite", "files: logwrite", &lw_files),
             json_row(
                 "files_base_read",
@@ -267,6 +315,13 @@ fn main() {
                 &base_tcp,
             ),
         ];
+        if let Some(p) = &compare {
+            rows.push(json_row(
+                "files_logwrite_compare",
+                &format!("files: logwrite at {}", p.display()),
+                &lw_compare,
+            ));
+        }
         let out = format!(
             "{{\"records\":{n},\"record_len\":100,\"reps\":{reps},\"logwrite_flags\":[{}],\"rows\":[{}]}}\n",
             extra.iter().map(|f| json_str(f)).collect::<Vec<_>>().join(","),
@@ -279,7 +334,20 @@ fn main() {
     println!("## logwrite benchmark ({n} records of 100 bytes, median of {reps})\n");
     println!("| what | records/s | logwrite / baseline |");
     println!("| --- | ---: | ---: |");
-    println!("| files: logwrite (1 MiB rotation, state per batch) | {a:.0} | |");
+    let flags = if extra.is_empty() {
+        "1 MiB rotation, state per batch".to_string()
+    } else {
+        extra.join(" ")
+    };
+    println!("| files: logwrite ({flags}) | {a:.0} | |");
+    if let Some(p) = &compare {
+        let x = median(&lw_compare);
+        println!(
+            "| files: logwrite at {} (same flags, alternating runs) | {x:.0} | this build / it: {:.2} |",
+            p.display(),
+            a / x
+        );
+    }
     println!(
         "| files: baseline, read memlogd + buffered write, one file | {b:.0} | {:.2} |",
         a / b

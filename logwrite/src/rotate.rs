@@ -1,0 +1,474 @@
+//! One source's rotated files: rotation, `-compress`, the per-source cap,
+//! and putting them right at start after a crash.
+//!
+//! Rotation renames only the files that exist: the run of indices from 0
+//! upward at which `STEM.log.I` or `STEM.log.I.gz` exists is shifted up by
+//! one (the oldest dropped once the run reaches `-max-log-files`), then
+//! `STEM.log` becomes `STEM.log.0`. So a rotation costs a stat per file
+//! kept, whatever `-max-log-files` is. A crash in the middle of the shift
+//! leaves a hole in the run; the next rotation fills it, and the files
+//! past it keep their order.
+//!
+//! Compression writes the gzip stream to a fresh temporary (see
+//! [`Dir::create_temp`]), fsyncs it, renames it to `STEM.log.I.gz`, fsyncs
+//! the directory and only then removes the plain file. A crash in between
+//! leaves both, with the same content; [`recover`] (at start) then removes
+//! the plain one, since the `.gz` is complete (it was renamed into place
+//! after its fsync), removes leftover compression temporaries, and with
+//! `-compress` compresses any rotated file whose compression never
+//! happened. Only a regular file with one link is compressed: a rotated
+//! name that is a link to a file of someone else is never read.
+
+use crate::dir::{Dir, Fault, Kind};
+use crate::report::say;
+use std::collections::BTreeMap;
+use std::io;
+
+/// How one source's files are rotated.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub max_files: u32,
+    pub compress: bool,
+    /// The size at which `STEM.log` is rotated (counted as full in `cap`).
+    pub max_size: u64,
+    /// Most bytes kept per source, current and rotated files together.
+    pub cap: Option<u64>,
+}
+
+/// `STEM.log.I` or `STEM.log.I.gz`.
+pub fn rotated(stem: &str, i: u32, gz: bool) -> String {
+    format!("{stem}.log.{i}{}", if gz { ".gz" } else { "" })
+}
+
+/// Errors of a rename or removal that are one source's trouble (something
+/// in the way at one of its names).
+const NAME_ERRORS: &[i32] = &[
+    libc::EISDIR,
+    libc::ENOTDIR,
+    libc::ENOTEMPTY,
+    libc::EEXIST,
+    libc::EBUSY,
+    libc::EMLINK,
+    libc::ENAMETOOLONG,
+    libc::EINVAL,
+];
+
+/// Errors that are the disk's, not one file's.
+fn is_disk_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EIO | libc::ENOENT)
+    )
+}
+
+/// (plain, gz) at one index: what exists there.
+type Slot = (Option<Kind>, Option<Kind>);
+
+fn size(k: Option<Kind>) -> u64 {
+    match k {
+        Some(Kind::Regular { size, .. }) => size,
+        _ => 0,
+    }
+}
+
+/// Rotates `STEM.log` (closed by the caller, everything in it committed).
+pub fn rotate(dir: &Dir, stem: &str, p: &Policy) -> Result<(), Fault> {
+    let name = format!("{stem}.log");
+    let at = |e: io::Error, what: &str| Fault::of(e, NAME_ERRORS).context(what);
+    if p.max_files == 0 {
+        dir.remove(&name)
+            .map_err(|e| at(e, &format!("removing {name}")))?;
+        return dir
+            .sync()
+            .map_err(|e| Fault::Output(e).context("fsync of the log directory"));
+    }
+    let n = p.max_files as usize;
+    let mut run: Vec<Slot> = Vec::new();
+    while run.len() < n {
+        let i = run.len() as u32;
+        let slot = (
+            dir.kind(&rotated(stem, i, false))
+                .map_err(|e| at(e, &rotated(stem, i, false)))?,
+            dir.kind(&rotated(stem, i, true))
+                .map_err(|e| at(e, &rotated(stem, i, true)))?,
+        );
+        if slot == (None, None) {
+            break;
+        }
+        run.push(slot);
+    }
+    if run.len() == n {
+        // The oldest goes; both of its forms, so that what moves there is
+        // never taken for half of an interrupted compression.
+        let last = (n - 1) as u32;
+        for gz in [false, true] {
+            let old = rotated(stem, last, gz);
+            dir.remove(&old)
+                .map_err(|e| at(e, &format!("removing {old}")))?;
+        }
+        run.pop();
+    }
+    for i in (0..run.len()).rev() {
+        for (gz, there) in [(false, run[i].0), (true, run[i].1)] {
+            if there.is_some() {
+                let (from, to) = (rotated(stem, i as u32, gz), rotated(stem, i as u32 + 1, gz));
+                dir.rename(&from, &to)
+                    .map_err(|e| at(e, &format!("renaming {from} to {to}")))?;
+            }
+        }
+    }
+    dir.rename(&name, &rotated(stem, 0, false))
+        .map_err(|e| at(e, &format!("renaming {name} to {stem}.log.0")))?;
+    let mut first: Slot = (dir.kind(&rotated(stem, 0, false)).ok().flatten(), None);
+    if p.compress {
+        match compress(dir, stem, 0) {
+            Ok(true) => first = (None, dir.kind(&rotated(stem, 0, true)).ok().flatten()),
+            Ok(false) => {}
+            Err(e) if is_disk_error(&e) => {
+                return Err(Fault::Output(e).context(format!("compressing {stem}.log.0")))
+            }
+            Err(e) => say(
+                "files",
+                &format!(
+                    "cannot compress {}: {e}; left as it is",
+                    dir.path().join(rotated(stem, 0, false)).display()
+                ),
+            ),
+        }
+    }
+    if let Some(cap) = p.cap {
+        // What is kept now: .0, then the run shifted up by one.
+        let mut kept: Vec<Slot> = vec![first];
+        kept.extend(run);
+        let mut total: u64 = kept.iter().map(|s| size(s.0) + size(s.1)).sum::<u64>() + p.max_size;
+        while total > cap {
+            let Some(slot) = kept.pop() else { break };
+            let i = kept.len() as u32;
+            for (gz, there) in [(false, slot.0), (true, slot.1)] {
+                if there.is_some() {
+                    let old = rotated(stem, i, gz);
+                    dir.remove(&old)
+                        .map_err(|e| at(e, &format!("removing {old}")))?;
+                }
+            }
+            total -= size(slot.0) + size(slot.1);
+        }
+    }
+    dir.sync()
+        .map_err(|e| Fault::Output(e).context("fsync of the log directory"))
+}
+
+/// `STEM.log.I` -> `STEM.log.I.gz` (see the module documentation).
+/// `Ok(false)` if the plain file is not logwrite's own (not a regular file
+/// with one link): it is left as it is, and that is said on stderr.
+pub fn compress(dir: &Dir, stem: &str, i: u32) -> io::Result<bool> {
+    let (plain, gz) = (rotated(stem, i, false), rotated(stem, i, true));
+    let Some(mut src) = dir.open_own(&plain, false)? else {
+        say(
+            "files",
+            &format!(
+                "not compressing {}: it is not a regular file with one link (not logwrite's own); left as it is",
+                dir.path().join(&plain).display()
+            ),
+        );
+        return Ok(false);
+    };
+    let (tmp, out) = dir.create_temp(&gz)?;
+    let res = (|| {
+        // The temporary is 0600: give the .gz the plain file's mode.
+        out.set_permissions(src.metadata()?.permissions())?;
+        let mut enc =
+            flate2::write::GzEncoder::new(io::BufWriter::new(out), flate2::Compression::default());
+        io::copy(&mut src, &mut enc)?;
+        let f = enc.finish()?.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        dir.rename(&tmp, &gz)?;
+        // The .gz is in place before the plain file goes.
+        dir.sync()
+    })();
+    if let Err(e) = res {
+        let _ = dir.remove(&tmp);
+        return Err(e);
+    }
+    dir.remove(&plain)?;
+    Ok(true)
+}
+
+/// `STEM.log.I[.gz]` -> (STEM, I, gz).
+pub fn parse_rotated(name: &str) -> Option<(&str, u32, bool)> {
+    let (base, gz) = match name.strip_suffix(".gz") {
+        Some(b) => (b, true),
+        None => (name, false),
+    };
+    let (base, idx) = base.rsplit_once('.')?;
+    if idx.is_empty() || idx.len() > 9 || !idx.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if idx.len() > 1 && idx.starts_with('0') {
+        return None;
+    }
+    let stem = base.strip_suffix(".log")?;
+    if stem.is_empty() || stem.starts_with('.') {
+        return None;
+    }
+    Some((stem, idx.parse().ok()?, gz))
+}
+
+/// True if `name` is a compression temporary (`.STEM.log.I.gz.RANDOM.tmp`,
+/// as [`Dir::create_temp`] names them; the part before the random digits
+/// is cut at 200 bytes for long names, and no other file in the log
+/// directory starts with `.` and such a part: the state files' temporaries
+/// start with `..`).
+fn is_compress_temp(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|r| r.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let Some((x, hex)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    hex.len() == 16
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && !x.starts_with('.')
+        && ((x.contains(".log.") && x.ends_with(".gz")) || x.len() == 200)
+}
+
+/// What [`recover`] found and did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Some `SOURCE.log` exists (so this is not a first run).
+    pub has_logs: bool,
+    /// Plain rotated files removed because their `.gz` was complete.
+    pub twins: u64,
+    /// Compression temporaries removed.
+    pub temps: u64,
+    /// Rotated files compressed now.
+    pub compressed: u64,
+}
+
+/// Puts the rotated files right after a crash (see the module
+/// documentation). Compression temporaries are removed whatever their age:
+/// the file output is the only writer of its sources' files (two on one
+/// directory would already spoil each other's files), so at its start any
+/// is a leftover.
+pub fn recover(dir: &Dir, compress_plain: bool) -> io::Result<Recovered> {
+    let mut out = Recovered::default();
+    // (stem, index) -> (plain, gz) are regular files.
+    let mut slots: BTreeMap<(String, u32), (bool, bool)> = BTreeMap::new();
+    for e in std::fs::read_dir(dir.path())? {
+        let e = e?;
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        let regular = e.file_type().is_ok_and(|t| t.is_file());
+        if is_compress_temp(&name) {
+            if dir.remove(&name)? {
+                out.temps += 1;
+            }
+        } else if !name.starts_with('.') && name.ends_with(".log") {
+            out.has_logs |= regular;
+        } else if let Some((stem, i, gz)) = parse_rotated(&name) {
+            if regular {
+                let s = slots.entry((stem.to_owned(), i)).or_default();
+                if gz {
+                    s.1 = true;
+                } else {
+                    s.0 = true;
+                }
+            }
+        }
+    }
+    for ((stem, i), (plain, gz)) in slots {
+        if plain && gz {
+            if dir.remove(&rotated(&stem, i, false))? {
+                out.twins += 1;
+            }
+        } else if plain && compress_plain && compress(dir, &stem, i)? {
+            out.compressed += 1;
+        }
+    }
+    if out.twins + out.compressed > 0 {
+        dir.sync()?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::path::PathBuf;
+
+    fn tmp(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("logwrite-rotate-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("mkdir");
+        p
+    }
+
+    fn gunzip(p: &std::path::Path) -> String {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(p).expect("open"))
+            .read_to_string(&mut s)
+            .expect("gunzip");
+        s
+    }
+
+    fn policy(max_files: u32, compress: bool) -> Policy {
+        Policy {
+            max_files,
+            compress,
+            max_size: 10,
+            cap: None,
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(parse_rotated("svc.log.0"), Some(("svc", 0, false)));
+        assert_eq!(
+            parse_rotated("a.log.1.log.12.gz"),
+            Some(("a.log.1", 12, true))
+        );
+        for n in [
+            "svc.log",
+            "svc.log.",
+            "svc.log.01",
+            ".x.log.1",
+            ".log.1",
+            "svc.1",
+            "x.log.1x",
+        ] {
+            assert_eq!(parse_rotated(n), None, "{n}");
+        }
+        assert!(is_compress_temp(".svc.log.0.gz.0123456789abcdef.tmp"));
+        assert!(!is_compress_temp("..logwrite.state.0123456789abcdef.tmp"));
+        assert!(!is_compress_temp(".svc.log.0.gz.tmp"));
+        assert!(!is_compress_temp("svc.log.0.gz.0123456789abcdef.tmp"));
+        // A long stem: the name kept in the temporary's is cut at 200.
+        let long = format!("{}.log.1.gz", "x".repeat(198));
+        assert!(is_compress_temp(&format!(
+            ".{}.0123456789abcdef.tmp",
+            &long[..200]
+        )));
+    }
+
+    #[test]
+    fn rotation_shifts_only_what_exists_and_keeps_the_order() {
+        let p = tmp("shift");
+        let d = Dir::open(&p).expect("dir");
+        for round in 0..5 {
+            std::fs::write(p.join("s.log"), format!("{round}")).expect("write");
+            rotate(&d, "s", &policy(100_000, false)).expect("rotate");
+        }
+        for i in 0..5 {
+            let got = std::fs::read_to_string(p.join(format!("s.log.{i}"))).expect("read");
+            assert_eq!(got, format!("{}", 4 - i));
+        }
+        assert!(!p.join("s.log").exists() && !p.join("s.log.5").exists());
+        // A crash in the middle of a shift left a hole at .1: the next
+        // rotation fills it, and the files past it keep their order.
+        std::fs::rename(p.join("s.log.1"), p.join("gone")).expect("rename");
+        std::fs::write(p.join("s.log"), "5").expect("write");
+        rotate(&d, "s", &policy(100_000, false)).expect("rotate");
+        let order: Vec<String> = (0..5)
+            .map(|i| std::fs::read_to_string(p.join(format!("s.log.{i}"))).expect("read"))
+            .collect();
+        assert_eq!(order, ["5", "4", "2", "1", "0"]);
+        let _ = std::fs::remove_dir_all(&p);
+    }
+
+    #[test]
+    fn the_oldest_is_dropped_in_both_forms() {
+        let p = tmp("drop");
+        let d = Dir::open(&p).expect("dir");
+        std::fs::write(p.join("s.log.0"), "b").expect("write");
+        // A .gz left at the last index (from a run with -compress).
+        std::fs::write(p.join("s.log.1.gz"), "old").expect("write");
+        std::fs::write(p.join("s.log"), "c").expect("write");
+        rotate(&d, "s", &policy(2, false)).expect("rotate");
+        assert_eq!(std::fs::read_to_string(p.join("s.log.0")).expect("r"), "c");
+        assert_eq!(std::fs::read_to_string(p.join("s.log.1")).expect("r"), "b");
+        assert!(!p.join("s.log.1.gz").exists());
+        let _ = std::fs::remove_dir_all(&p);
+    }
+
+    #[test]
+    fn compression_and_the_cap() {
+        let p = tmp("gz");
+        let d = Dir::open(&p).expect("dir");
+        for round in 0..4 {
+            std::fs::write(p.join("s.log"), format!("line {round}\n")).expect("write");
+            let pol = Policy {
+                cap: Some(1000),
+                ..policy(10, true)
+            };
+            rotate(&d, "s", &pol).expect("rotate");
+        }
+        assert_eq!(gunzip(&p.join("s.log.0.gz")), "line 3\n");
+        assert!(!p.join("s.log.0").exists());
+        // A small cap keeps only the newest.
+        std::fs::write(p.join("s.log"), "line 4\n").expect("write");
+        let size_gz = std::fs::metadata(p.join("s.log.0.gz")).expect("stat").len();
+        let pol = Policy {
+            cap: Some(10 + size_gz + 5),
+            ..policy(10, true)
+        };
+        rotate(&d, "s", &pol).expect("rotate");
+        assert_eq!(gunzip(&p.join("s.log.0.gz")), "line 4\n");
+        assert!(!p.join("s.log.1.gz").exists());
+        let _ = std::fs::remove_dir_all(&p);
+    }
+
+    #[test]
+    fn a_file_that_is_not_ours_is_not_compressed() {
+        let p = tmp("notours");
+        let d = Dir::open(&p).expect("dir");
+        std::fs::write(p.join("secret"), "precious").expect("write");
+        std::fs::hard_link(p.join("secret"), p.join("s.log.0")).expect("link");
+        assert!(!compress(&d, "s", 0).expect("compress"));
+        assert!(!p.join("s.log.0.gz").exists());
+        assert_eq!(
+            std::fs::read_to_string(p.join("secret")).expect("r"),
+            "precious"
+        );
+        let _ = std::fs::remove_dir_all(&p);
+    }
+
+    #[test]
+    fn recovery_after_a_crash_in_compression() {
+        let p = tmp("recover");
+        let d = Dir::open(&p).expect("dir");
+        // Killed after the rename of the .gz, before the plain removal.
+        std::fs::write(p.join("s.log.0"), "zero\n").expect("write");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, b"zero\n").expect("gzip");
+        std::fs::write(p.join("s.log.0.gz"), enc.finish().expect("gzip")).expect("write");
+        // Killed while writing a temporary; and a rotated file never compressed.
+        std::fs::write(p.join(".s.log.1.gz.0123456789abcdef.tmp"), "half").expect("write");
+        std::fs::write(p.join("s.log.1"), "one\n").expect("write");
+        std::fs::write(p.join("s.log"), "current\n").expect("write");
+        let r = recover(&d, true).expect("recover");
+        assert_eq!(
+            r,
+            Recovered {
+                has_logs: true,
+                twins: 1,
+                temps: 1,
+                compressed: 1,
+            }
+        );
+        let mut names: Vec<String> = std::fs::read_dir(&p)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
+            .collect();
+        names.sort();
+        assert_eq!(names, ["s.log", "s.log.0.gz", "s.log.1.gz"]);
+        assert_eq!(gunzip(&p.join("s.log.0.gz")), "zero\n");
+        assert_eq!(gunzip(&p.join("s.log.1.gz")), "one\n");
+        // Without -compress the plain rotated files stay.
+        std::fs::write(p.join("s.log.2"), "two\n").expect("write");
+        assert_eq!(recover(&d, false).expect("recover").compressed, 0);
+        assert!(p.join("s.log.2").exists());
+        let _ = std::fs::remove_dir_all(&p);
+    }
+}
