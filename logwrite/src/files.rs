@@ -78,6 +78,9 @@ pub struct FileConfig {
     /// fsync at the end of a batch holding a record this severe or more.
     pub fsync_severity: Option<u8>,
     pub select: Selector,
+    /// memlogd's query socket (matching a buffer against the files reads
+    /// it once more: see [`crate::reconcile`]).
+    pub socket: PathBuf,
 }
 
 #[derive(Debug)]
@@ -268,10 +271,16 @@ impl Files {
                     "files",
                     &format!(
                         "no usable saved position in {} ({}): matched memlogd's buffer against the last \
-                         line of each file, {} records taken as written",
+                         lines of each file, {} records taken as written{}",
                         self.where_(STATE_FILE),
                         rc.reason(),
-                        rc.count()
+                        rc.count(),
+                        match rc.unmatched() {
+                            0 => String::new(),
+                            n => format!(
+                                "; {n} files did not end in a record memlogd holds: all of their records written"
+                            ),
+                        }
                     ),
                 );
             }
@@ -511,33 +520,16 @@ impl Files {
     /// are their exact bytes with control characters and invalid UTF-8
     /// escaped ([`memlog::escape`]): a message cannot end its line and
     /// forge another, nor carry terminal escapes into the file.
-    fn format_line(&mut self, time: &str, time_ns: Option<i64>, source: &[u8], msg: &[u8]) {
+    fn format_line(&mut self, r: &Record) {
         self.line.clear();
-        match time_ns {
-            Some(ns) => timefmt::write_rfc3339_secs(&mut self.line, ns),
-            None => escape::write(&mut self.line, time.as_bytes()),
-        }
-        self.line.push(b' ');
-        escape::write(&mut self.line, source);
-        self.line.push(b' ');
-        escape::write(&mut self.line, msg);
-        self.line.push(b'\n');
+        line_of(&mut self.line, r);
     }
 
-    /// Writes `self.line` for `stem`, unless matching finds it already in
-    /// the file.
-    fn take_line(&mut self, stem: &str) -> io::Result<()> {
-        if let (Some(rc), Some(dir)) = (&mut self.reconcile, &self.dir) {
-            let written = rc.written(dir, stem, &self.line).map_err(|e| {
-                ctx(
-                    e,
-                    format!(
-                        "reading {}",
-                        self.cfg.dir.join(format!("{stem}.log")).display()
-                    ),
-                )
-            })?;
-            if written {
+    /// Writes `self.line` for `stem` (record `seq`), unless matching finds
+    /// it already in the file.
+    fn take_line(&mut self, stem: &str, seq: Option<u64>) -> io::Result<()> {
+        if let Some(rc) = &mut self.reconcile {
+            if rc.written(stem, seq) {
                 return Ok(());
             }
         }
@@ -552,6 +544,23 @@ impl Files {
             rc.taken(pos);
         }
     }
+}
+
+/// Appends `r` as its line in a file: `TIME SOURCE MSG\n`, TIME in RFC 3339
+/// seconds (as sent if it cannot be read), SOURCE and MSG their exact bytes
+/// with control characters and invalid UTF-8 escaped ([`memlog::escape`]):
+/// a message cannot end its line and forge another, nor carry terminal
+/// escapes into the file.
+pub fn line_of(out: &mut Vec<u8>, r: &Record) {
+    match r.time_ns() {
+        Some(ns) => timefmt::write_rfc3339_secs(out, ns),
+        None => escape::write(out, r.time.as_bytes()),
+    }
+    out.push(b' ');
+    escape::write(out, r.source_bytes());
+    out.push(b' ');
+    escape::write(out, r.msg_bytes());
+    out.push(b'\n');
 }
 
 /// Is `source` logwrite's own output (never written back: no loops)?
@@ -595,7 +604,19 @@ impl Sink for Files {
     fn hello(&mut self, server: Option<(u64, u64, u64)>) {
         let state = self.where_(STATE_FILE);
         match (server, &mut self.reconcile) {
-            (Some((instance, first, next)), Some(rc)) => rc.hello(instance, first, next),
+            (Some((instance, first, next)), Some(rc)) => {
+                let Some(dir) = &self.dir else { return };
+                let select = &self.cfg.select;
+                let mut line = |r: &Record| {
+                    if is_own(r.source_bytes()) || !select.matches(r) {
+                        return None;
+                    }
+                    let mut v = Vec::new();
+                    line_of(&mut v, r);
+                    Some((names::stem(r.source_bytes()), v))
+                };
+                rc.hello(instance, first, next, &self.cfg.socket, dir, &mut line);
+            }
             (None, Some(rc)) => {
                 // LinuxKit's memlogd: no positions, the buffer is written
                 // whole (as its own logwrite does; said once by the loop).
@@ -633,8 +654,8 @@ impl Sink for Files {
             {
                 self.sync_due = true;
             }
-            self.format_line(&r.time, r.time_ns(), r.source_bytes(), r.msg_bytes());
-            self.take_line(&names::stem(r.source_bytes()))?;
+            self.format_line(r);
+            self.take_line(&names::stem(r.source_bytes()), pos.map(|p| p.seq))?;
         }
         self.took(pos);
         Ok(())
@@ -647,7 +668,13 @@ impl Sink for Files {
             "{count} records lost: memlogd overwrote them before logwrite wrote them to {}",
             self.cfg.dir.display()
         );
-        self.format_line("", Some(now), b"memlogd", msg.as_bytes());
+        let note = Record {
+            time: timefmt::rfc3339_nano(now),
+            source: "memlogd".into(),
+            msg,
+            ..Record::default()
+        };
+        self.format_line(&note);
         self.write_line(&names::stem(b"memlogd"))?;
         self.took(pos);
         Ok(())

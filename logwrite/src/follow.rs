@@ -286,8 +286,9 @@ fn pump(
             } => {
                 if let Some(p) = after.filter(|p| p.instance == i && p.seq >= next) {
                     // A position this instance never reached (a state
-                    // written by hand, or damaged): memlogd would send
-                    // nothing until it got there, silently.
+                    // written by hand, or damaged): memlogd answers it from
+                    // its oldest record; the output drops it (and matches
+                    // the files instead), and asks again from there.
                     sink.position_ahead(p, next);
                     return Ended::Again;
                 }

@@ -201,6 +201,7 @@ fn run(args: Args) -> Result<(), String> {
                 exclude: args.exclude.clone(),
                 min_severity: args.min_severity,
             },
+            socket: goflags::path(&args.socket),
         })));
     }
     let hostname = args

@@ -4,32 +4,41 @@
 //! after LinuxKit's own logwrite wrote them), memlogd's buffer is matched
 //! against the files instead of being written again whole.
 //!
-//! For each source, the end of `SOURCE.log` (cut back first to its last
-//! complete line; if it holds none, the end of `SOURCE.log.0` or `.0.gz`,
-//! just rotated) gives the time of its last line, in RFC 3339 seconds, and
-//! the lines at its end carrying that same second. A record of that source
-//! older than that second is taken as written; one of that second is taken
-//! as written if its formatted line is among those last lines (each line
-//! matches once, so a line repeated within the second is written as often
-//! as the file lacks it); a newer one is written. Sources without a file
-//! are written whole. Matching ends with the records memlogd held at the
-//! first connection (or when memlogd turns out to have restarted), once a
-//! commit covers them; a failure before that undoes the matches it made,
-//! so the records written again are matched again.
+//! Matching is by content, never by clock (a machine without a real-time
+//! clock may come up with its time behind the files' last lines). For each
+//! source with a file, the last [`ANCHOR_LINES`] lines of `SOURCE.log` (cut
+//! back first to its last complete line; if it holds none, of
+//! `SOURCE.log.0` or `.0.gz`, just rotated) are looked for, in order, among
+//! that source's records in memlogd's buffer, formatted as they would be
+//! written. Before anything is written, logwrite reads the buffer once on a
+//! second connection (a dump) to find, for each source, the first record
+//! where they end: its anchor. On the stream that follows, a record of that
+//! source up to its anchor is taken as written; every other record is
+//! written. A file whose last lines are not in the buffer (the buffer was
+//! overwritten since, or memlogd restarted) gets all of its source's
+//! records. The first place the lines match is taken, so that a run of
+//! identical lines can be written twice, never lost. Matching ends with the
+//! records memlogd held at the first connection (or when memlogd turns out
+//! to have restarted), once a commit covers them; it is said on stderr.
 //!
-//! Lines are compared by their SHA-256 (128 bits kept), so a file's end
-//! costs 16 bytes per line; at most [`MAX_TAIL`] bytes of a file are read.
+//! Lines are compared by their SHA-256 (128 bits kept); at most
+//! [`MAX_TAIL`] bytes of a file are read.
 
 use crate::dir::Dir;
 use crate::rotate::rotated;
-use memlog::proto::Position;
-use memlog::timefmt;
+use memlog::client::Client;
+use memlog::proto::{Line, Mode, Position, Record, Request};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
 
 /// Most bytes read from the end of a file for its last lines.
 pub const MAX_TAIL: usize = 1 << 20;
+/// How many of a file's last lines must match, in order, to anchor it.
+pub const ANCHOR_LINES: usize = 8;
 /// Most bytes decompressed from a rotated `.gz` to reach its end (a real
 /// one holds about `-max-log-size`; this bounds a planted one).
 const MAX_GUNZIP: u64 = 256 << 20;
@@ -43,30 +52,9 @@ fn hash(line: &[u8]) -> Hash {
     h
 }
 
-/// The first field of a line (its time), and that time in seconds.
-fn time_of(line: &[u8]) -> Option<(&[u8], i64)> {
-    let end = memchr_space(line)?;
-    let field = &line[..end];
-    let ns = timefmt::parse_rfc3339(std::str::from_utf8(field).ok()?)?;
-    Some((field, ns.div_euclid(1_000_000_000)))
-}
-
-fn memchr_space(line: &[u8]) -> Option<usize> {
-    line.iter().position(|&b| b == b' ')
-}
-
-/// The end of one source's file.
-#[derive(Debug)]
-enum Tail {
-    /// No file, no complete line, or lines whose time cannot be read:
-    /// every record is written.
-    Nothing,
-    /// The second of the last line, and the lines at the end with it.
-    At {
-        secs: i64,
-        lines: HashMap<Hash, u32>,
-    },
-}
+/// The end of one source's file: the hashes of its last lines, in order
+/// (empty: no file, or no complete line).
+type Tail = Vec<Hash>;
 
 /// The end of `buf`, the last bytes of a file; `whole` if `buf` starts at
 /// the start of the file (else its first line may be cut and is skipped).
@@ -79,18 +67,11 @@ fn parse_tail(buf: &[u8], whole: bool) -> Option<Tail> {
         // The first piece may be the end of a line that started before.
         lines.remove(0);
     }
-    let last = *lines.last()?;
-    let Some((field, secs)) = time_of(last) else {
-        return Some(Tail::Nothing);
-    };
-    let mut set: HashMap<Hash, u32> = HashMap::new();
-    for l in lines.iter().rev() {
-        if time_of(l).map(|t| t.0) != Some(field) {
-            break;
-        }
-        *set.entry(hash(l)).or_default() += 1;
+    if lines.is_empty() {
+        return None;
     }
-    Some(Tail::At { secs, lines: set })
+    let from = lines.len().saturating_sub(ANCHOR_LINES);
+    Some(lines[from..].iter().map(|l| hash(l)).collect())
 }
 
 /// The end of the plain file `name`, cutting a last line without its `\n`
@@ -116,7 +97,7 @@ fn tail_of_plain(dir: &Dir, name: &str, cut: bool) -> io::Result<Option<Tail>> {
                 buf.clear();
             }
             // One line longer than MAX_TAIL: not a log line of ours.
-            None => return Ok(Some(Tail::Nothing)),
+            None => return Ok(Some(Tail::new())),
         }
     }
     Ok(parse_tail(&buf, start == 0))
@@ -156,7 +137,7 @@ fn read_tail(dir: &Dir, stem: &str) -> io::Result<Tail> {
     if let Some(t) = tail_of_plain(dir, &rotated(stem, 0, false), false)? {
         return Ok(t);
     }
-    Ok(tail_of_gz(dir, &rotated(stem, 0, true))?.unwrap_or(Tail::Nothing))
+    Ok(tail_of_gz(dir, &rotated(stem, 0, true))?.unwrap_or_default())
 }
 
 /// Matching in progress (see the module documentation).
@@ -169,12 +150,16 @@ pub struct Reconcile {
     /// memlogd's instance at the first connection, and the last record it
     /// held then (`None`: it held none).
     end: Option<(u64, Option<u64>)>,
+    /// The end of each source's file, read once, before it is written.
     tails: HashMap<String, Tail>,
+    /// While finding anchors: the last lines of each source seen so far.
+    windows: HashMap<String, VecDeque<Hash>>,
+    /// The record each file ends with.
+    anchors: HashMap<String, u64>,
     /// Records taken as written and committed.
     taken: u64,
     /// Since the last commit.
     pending: u64,
-    consumed: Vec<(String, Hash)>,
     /// The end was reached since the last commit.
     done: bool,
 }
@@ -186,20 +171,44 @@ impl Reconcile {
             matching: true,
             end: None,
             tails: HashMap::new(),
+            windows: HashMap::new(),
+            anchors: HashMap::new(),
             taken: 0,
             pending: 0,
-            consumed: Vec::new(),
             done: false,
         }
     }
 
-    /// memlogd's hello on a connection.
-    pub fn hello(&mut self, instance: u64, first: u64, next: u64) {
+    /// memlogd's hello on a connection. The first one also finds the
+    /// anchors, reading memlogd's buffer at `socket` once: `line` formats
+    /// a record as it is written (its stem and line), or `None` for a
+    /// record that gets no file. If that fails, nothing is matched and
+    /// everything is written (records may then be in a file twice).
+    pub fn hello(
+        &mut self,
+        instance: u64,
+        first: u64,
+        next: u64,
+        socket: &Path,
+        dir: &Dir,
+        line: &mut dyn FnMut(&Record) -> Option<(String, Vec<u8>)>,
+    ) {
         match self.end {
             None => {
                 let last = (next > first).then(|| next - 1);
                 self.end = Some((instance, last));
                 self.done |= last.is_none();
+                if last.is_some() {
+                    if let Err(e) = self.find_anchors(instance, socket, dir, line) {
+                        self.matching = false;
+                        crate::report::say(
+                            "files",
+                            &format!(
+                                "cannot match memlogd's buffer against the files ({e}): writing all of it (records may be in a file twice)"
+                            ),
+                        );
+                    }
+                }
             }
             Some((i, last)) if i == instance => self.done |= last.is_none(),
             // A new buffer: nothing in it can be in the files.
@@ -208,6 +217,59 @@ impl Reconcile {
                 self.done = true;
             }
         }
+    }
+
+    fn find_anchors(
+        &mut self,
+        instance: u64,
+        socket: &Path,
+        dir: &Dir,
+        line: &mut dyn FnMut(&Record) -> Option<(String, Vec<u8>)>,
+    ) -> io::Result<()> {
+        let s = UnixStream::connect(socket)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut c = Client::start(s, &Request::new(Mode::Dump))?;
+        while let Some(l) = c.next_line()? {
+            match l {
+                Line::Hello { instance: i, .. } if i != instance => {
+                    // memlogd restarted between the two connections.
+                    self.matching = false;
+                    return Ok(());
+                }
+                Line::Record(r) => {
+                    let (Some(seq), Some((stem, text))) = (r.seq, line(&r)) else {
+                        continue;
+                    };
+                    self.feed(dir, &stem, seq, &text)?;
+                }
+                Line::Error(e) => return Err(io::Error::other(e)),
+                _ => {}
+            }
+        }
+        self.windows.clear();
+        Ok(())
+    }
+
+    /// One record of the buffer while finding anchors: `stem`'s record
+    /// `seq`, formatted as `line` (with or without its `\n`).
+    pub fn feed(&mut self, dir: &Dir, stem: &str, seq: u64, line: &[u8]) -> io::Result<()> {
+        if self.anchors.contains_key(stem) {
+            return Ok(());
+        }
+        self.prepare(dir, stem)?;
+        let Some(tail) = self.tails.get(stem).filter(|t| !t.is_empty()) else {
+            return Ok(());
+        };
+        let w = self.windows.entry(stem.to_owned()).or_default();
+        w.push_back(hash(line.strip_suffix(b"\n").unwrap_or(line)));
+        if w.len() > tail.len() {
+            w.pop_front();
+        }
+        if w.len() == tail.len() && w.iter().eq(tail.iter()) {
+            self.anchors.insert(stem.to_owned(), seq);
+            self.windows.remove(stem);
+        }
+        Ok(())
     }
 
     /// Reads `stem`'s file end if not read yet (before the file is opened
@@ -220,37 +282,12 @@ impl Reconcile {
         Ok(())
     }
 
-    /// True if the record of `stem` whose formatted line is `line` (with
-    /// its `\n`) is already in the file.
-    pub fn written(&mut self, dir: &Dir, stem: &str, line: &[u8]) -> io::Result<bool> {
-        if !self.matching {
-            return Ok(false);
-        }
-        self.prepare(dir, stem)?;
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let Some(Tail::At { secs, lines }) = self.tails.get_mut(stem) else {
-            return Ok(false);
-        };
-        let Some((_, t)) = time_of(line) else {
-            return Ok(false);
-        };
-        let written = if t < *secs {
-            true
-        } else if t == *secs {
-            let h = hash(line);
-            match lines.get_mut(&h) {
-                Some(c) if *c > 0 => {
-                    *c -= 1;
-                    self.consumed.push((stem.to_owned(), h));
-                    true
-                }
-                _ => false,
-            }
-        } else {
-            false
-        };
+    /// True if `stem`'s record `seq` is already in its file.
+    pub fn written(&mut self, stem: &str, seq: Option<u64>) -> bool {
+        let written =
+            self.matching && seq.is_some_and(|s| self.anchors.get(stem).is_some_and(|&a| s <= a));
         self.pending += u64::from(written);
-        Ok(written)
+        written
     }
 
     /// A record (or a lost notice) at `pos` was taken.
@@ -268,17 +305,11 @@ impl Reconcile {
     pub fn commit(&mut self) -> bool {
         self.taken += self.pending;
         self.pending = 0;
-        self.consumed.clear();
         self.done
     }
 
     /// What was taken since the last commit will be taken again.
     pub fn fail(&mut self) {
-        for (stem, h) in self.consumed.drain(..) {
-            if let Some(Tail::At { lines, .. }) = self.tails.get_mut(&stem) {
-                *lines.entry(h).or_default() += 1;
-            }
-        }
         self.pending = 0;
         self.done = false;
     }
@@ -290,6 +321,15 @@ impl Reconcile {
     /// Records taken as written (committed).
     pub fn count(&self) -> u64 {
         self.taken
+    }
+
+    /// Files whose last lines were not found in the buffer (all of their
+    /// source's records were written).
+    pub fn unmatched(&self) -> usize {
+        self.tails
+            .iter()
+            .filter(|(stem, t)| !t.is_empty() && !self.anchors.contains_key(*stem))
+            .count()
     }
 }
 
@@ -307,59 +347,97 @@ mod tests {
 
     const T1: &str = "2026-11-21T12:00:01Z";
     const T2: &str = "2026-11-21T12:00:02Z";
-    const T3: &str = "2026-11-21T12:00:03Z";
+    /// A time far ahead of the records: the files' clock was ahead (a
+    /// machine without a real-time clock comes up with its time behind).
+    const LATER: &str = "2099-01-01T00:00:00Z";
+
+    fn rc(d: &Dir, records: &[(&str, u64, String)]) -> Reconcile {
+        let mut r = Reconcile::new("test".into());
+        r.end = Some((1, Some(100)));
+        for (stem, seq, line) in records {
+            r.feed(d, stem, *seq, line.as_bytes()).expect("feed");
+        }
+        r
+    }
 
     #[test]
-    fn matches_the_last_second_once_each() {
-        let p = tmp("match");
+    fn anchors_where_the_file_ends_whatever_the_clock() {
+        let p = tmp("anchor");
         let d = Dir::open(&p).expect("dir");
-        // The file ends in second T2 with "b" twice and "c"; then a line
-        // cut by a crash.
+        // The file ends with a, b, b (then a line cut by a crash).
         std::fs::write(
             p.join("s.log"),
-            format!("{T1} s a\n{T2} s b\n{T2} s b\n{T2} s c\n{T3} s hal"),
+            format!("{LATER} s a\n{LATER} s b\n{LATER} s b\n{LATER} s hal"),
         )
         .expect("write");
-        let mut r = Reconcile::new("test".into());
-        r.hello(1, 10, 20);
-        let mut w = |line: String| r.written(&d, "s", line.as_bytes()).expect("check");
-        assert!(w(format!("{T1} s a\n")));
-        assert!(w(format!("{T1} s never seen but older\n")));
-        assert!(w(format!("{T2} s b\n")));
-        assert!(w(format!("{T2} s b\n")));
-        // A third b in that second is not in the file.
-        assert!(!w(format!("{T2} s b\n")));
-        assert!(w(format!("{T2} s c\n")));
-        assert!(!w(format!("{T3} s half\n")));
+        let mut r = rc(
+            &d,
+            &[
+                ("s", 1, format!("{LATER} s a\n")),
+                ("t", 2, format!("{T1} t other source\n")),
+                ("s", 3, format!("{LATER} s b\n")),
+                ("s", 4, format!("{LATER} s b\n")),
+                ("s", 5, format!("{LATER} s b\n")),
+                (
+                    "s",
+                    6,
+                    format!("{T1} s new, and older than the file's end\n"),
+                ),
+            ],
+        );
+        assert_eq!(r.anchors.get("s"), Some(&4));
+        assert!(r.written("s", Some(1)) && r.written("s", Some(4)));
+        // A third b was not in the file; an earlier time is no reason to skip.
+        assert!(!r.written("s", Some(5)));
+        assert!(!r.written("s", Some(6)));
+        // A source without a file is written whole.
+        assert!(!r.written("t", Some(2)));
         // The cut line is gone.
         let text = std::fs::read_to_string(p.join("s.log")).expect("read");
-        assert!(text.ends_with(&format!("{T2} s c\n")), "{text}");
-        // A source without a file is written whole.
-        assert!(!r
-            .written(&d, "none", format!("{T1} none x\n").as_bytes())
-            .expect("check"));
+        assert!(text.ends_with(&format!("{LATER} s b\n")), "{text}");
+        assert_eq!(r.unmatched(), 0);
         let _ = std::fs::remove_dir_all(&p);
     }
 
     #[test]
-    fn a_failure_undoes_the_matches_since_the_commit() {
+    fn a_file_whose_end_is_not_in_the_buffer_gets_every_record() {
+        let p = tmp("none");
+        let d = Dir::open(&p).expect("dir");
+        // An earlier boot's file: its lines are not in this buffer, and
+        // they are later than the records (a clock that went back).
+        std::fs::write(p.join("s.log"), format!("{LATER} s old boot\n")).expect("write");
+        let mut r = rc(
+            &d,
+            &[
+                ("s", 1, format!("{T1} s first\n")),
+                ("s", 2, format!("{T2} s second\n")),
+            ],
+        );
+        assert!(!r.written("s", Some(1)) && !r.written("s", Some(2)));
+        assert_eq!(r.unmatched(), 1);
+        let _ = std::fs::remove_dir_all(&p);
+    }
+
+    #[test]
+    fn a_failure_undoes_what_was_not_committed() {
         let p = tmp("undo");
         let d = Dir::open(&p).expect("dir");
         std::fs::write(p.join("s.log"), format!("{T2} s b\n{T2} s c\n")).expect("write");
-        let mut r = Reconcile::new("test".into());
-        r.hello(1, 10, 20);
-        let b = format!("{T2} s b\n");
-        let c = format!("{T2} s c\n");
-        assert!(r.written(&d, "s", b.as_bytes()).expect("check"));
+        let mut r = rc(
+            &d,
+            &[
+                ("s", 10, format!("{T2} s b\n")),
+                ("s", 11, format!("{T2} s c\n")),
+            ],
+        );
+        assert!(r.written("s", Some(10)));
         assert!(!r.commit());
-        assert!(r.written(&d, "s", c.as_bytes()).expect("check"));
+        assert!(r.written("s", Some(11)));
         r.fail();
-        // c is matched again after the failure; b was committed.
-        assert!(r.written(&d, "s", c.as_bytes()).expect("check"));
-        assert!(!r.written(&d, "s", b.as_bytes()).expect("check"));
+        assert!(r.written("s", Some(11)));
         r.taken(Some(Position {
             instance: 1,
-            seq: 19,
+            seq: 100,
         }));
         assert!(r.commit());
         assert_eq!(r.count(), 2);
@@ -375,13 +453,16 @@ mod tests {
         std::io::Write::write_all(&mut enc, format!("{T1} s a\n{T2} s z\n").as_bytes())
             .expect("gzip");
         std::fs::write(p.join("s.log.0.gz"), enc.finish().expect("gzip")).expect("write");
-        let mut r = Reconcile::new("test".into());
-        assert!(r
-            .written(&d, "s", format!("{T2} s z\n").as_bytes())
-            .expect("check"));
-        assert!(!r
-            .written(&d, "s", format!("{T3} s new\n").as_bytes())
-            .expect("check"));
+        let mut r = rc(
+            &d,
+            &[
+                ("s", 1, format!("{T1} s a\n")),
+                ("s", 2, format!("{T2} s z\n")),
+                ("s", 3, format!("{T2} s new\n")),
+            ],
+        );
+        assert!(r.written("s", Some(2)));
+        assert!(!r.written("s", Some(3)));
         let _ = std::fs::remove_dir_all(&p);
     }
 
@@ -390,12 +471,10 @@ mod tests {
         let p = tmp("inst");
         let d = Dir::open(&p).expect("dir");
         std::fs::write(p.join("s.log"), format!("{T2} s b\n")).expect("write");
-        let mut r = Reconcile::new("test".into());
-        r.hello(1, 10, 20);
-        r.hello(2, 0, 5);
-        assert!(!r
-            .written(&d, "s", format!("{T2} s b\n").as_bytes())
-            .expect("check"));
+        let mut r = rc(&d, &[("s", 5, format!("{T2} s b\n"))]);
+        let mut none = |_: &Record| None;
+        r.hello(2, 0, 5, Path::new("/nonexistent"), &d, &mut none);
+        assert!(!r.written("s", Some(5)));
         assert!(r.commit());
         let _ = std::fs::remove_dir_all(&p);
     }

@@ -84,7 +84,7 @@ fn a_deleted_state_is_matched_against_the_files() {
     });
     // a's 20 lines, b's 5, memlogd's start: in the files already.
     run.lw.wait_stderr(
-        "(there is none): matched memlogd's buffer against the last line of each file, 26 records taken as written",
+        "(there is none): matched memlogd's buffer against the last lines of each file, 26 records taken as written",
     );
 }
 
@@ -137,4 +137,28 @@ fn a_remote_whose_position_is_ahead_starts_from_the_oldest_record() {
     for w in &want {
         assert_eq!(sink.text().matches(&format!(" {w}")).count(), 1, "{w}");
     }
+}
+
+/// Matching is by content, not by clock: a file from an earlier boot whose
+/// lines carry later times than this boot's records (a machine without a
+/// real-time clock comes up with its time behind) gets every record.
+#[test]
+fn records_older_than_a_files_end_are_written_when_not_in_it() {
+    let m = Memlogd::start(&[]);
+    let logs = TempDir::new("lw-clock");
+    let errs = TempDir::new("lw-err");
+    std::fs::write(
+        logs.join("a.log"),
+        "2099-01-01T00:00:00Z a from an earlier boot\n",
+    )
+    .expect("write");
+    let a = numbered("a", 0..10, 0);
+    write_lines(&m, "a", &a);
+    m.wait_msg("a", &a[9]);
+    let lw = Logwrite::start(m.query_socket(), logs.path(), &errs, &[]);
+    let mut want = vec!["from an earlier boot".to_string()];
+    want.extend(a);
+    wait_msgs(logs.path(), "a.log", &want, &lw);
+    lw.wait_stderr("0 records taken as written; 1 files did not end in a record memlogd holds");
+    assert_eq!(msgs(logs.path(), "a.log"), want);
 }
