@@ -56,6 +56,10 @@ fn hash(line: &[u8]) -> Hash {
 /// (empty: no file, or no complete line).
 type Tail = Vec<Hash>;
 
+/// How the file output writes a record: its file's stem and its line, or
+/// `None` for a record that gets no file.
+pub type LineOf<'a> = dyn FnMut(&Record) -> Option<(String, Vec<u8>)> + 'a;
+
 /// The end of `buf`, the last bytes of a file; `whole` if `buf` starts at
 /// the start of the file (else its first line may be cut and is skipped).
 /// `None` if it holds no complete line.
@@ -191,7 +195,7 @@ impl Reconcile {
         next: u64,
         socket: &Path,
         dir: &Dir,
-        line: &mut dyn FnMut(&Record) -> Option<(String, Vec<u8>)>,
+        line: &mut LineOf<'_>,
     ) {
         match self.end {
             None => {
@@ -224,7 +228,7 @@ impl Reconcile {
         instance: u64,
         socket: &Path,
         dir: &Dir,
-        line: &mut dyn FnMut(&Record) -> Option<(String, Vec<u8>)>,
+        line: &mut LineOf<'_>,
     ) -> io::Result<()> {
         let s = UnixStream::connect(socket)?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
