@@ -348,9 +348,11 @@ fn fresh_tags_from_one_unprivileged_uid_share_one_budget() {
             .expect("write");
     }
     m.wait_msg("important", "important 49");
-    // 5000 datagrams, each with a tag of its own, from uid 65534.
+    // 5000 datagrams, each with a tag of its own, from uid 65534; half of
+    // them claim to be emergencies (`<8>`, user.emerg): the sender picks
+    // the priority too, so that buys nothing either.
     let msgs: Vec<Vec<u8>> = (0..5000)
-        .map(|i| format!("<14>fresh{i}: flood {i}").into_bytes())
+        .map(|i| format!("<{}>fresh{i}: flood {i}", if i % 2 == 0 { 14 } else { 8 }).into_bytes())
         .collect();
     send_as(65534, &sys, &msgs);
     // The socket's queue is in order: once this is stored, so are they.
@@ -366,6 +368,7 @@ fn fresh_tags_from_one_unprivileged_uid_share_one_budget() {
     assert_eq!(flood.len(), 100, "one budget for every tag of uid 65534");
     assert!(flood.iter().all(|r| r.uid == Some(65534)));
     assert_eq!(m.stat("rate_limited"), 4900);
+    assert!(flood.iter().any(|r| r.severity == Some(0)));
     let kept = msgs_from(&recs, "important");
     assert_eq!(kept.len(), 50, "other sources were pushed out: {kept:?}");
     // Root (trusted) keeps one budget per tag: 150 tags, all stored.

@@ -141,7 +141,7 @@ pub struct Args {
     /// rate-limit window (default 30s; 0 disables), e.g. -rate-limit-interval 10s
     #[argh(option, default = "Duration::from_secs(30)", from_str_fn(duration))]
     pub rate_limit_interval: Duration,
-    /// records a source may store per window (default 10000; 0 disables); syslog from a non-root sender is limited per uid, whatever its tags; emergencies are exempt
+    /// records a source may store per window (default 10000; 0 disables); syslog from a non-root sender is limited per uid, whatever its tags and priorities; emergencies from the kernel, fds and root are exempt
     #[argh(option, default = "10000")]
     pub rate_limit_burst: u32,
     /// mode of the log socket file memlogd binds (default 0660: owner and group may log fds)

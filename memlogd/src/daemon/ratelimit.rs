@@ -1,7 +1,9 @@
 //! Rate limits, in the spirit of journald's: each key may store `burst`
 //! records per `interval`; the rest of that window is dropped and counted,
 //! and when the window ends one record says how many were suppressed.
-//! Emergency messages are never limited.
+//! Emergency messages are never limited when they come from a trusted
+//! source (the kernel, the init system's fds, root): a sender keyed by its
+//! uid picked its priority itself, so its emergencies count.
 //!
 //! The key is what the sender cannot choose ([`Key`]): for syslog records
 //! from an unprivileged sender, the uid the kernel reported (all the tags
@@ -278,7 +280,10 @@ impl RateLimiter {
     }
 
     /// One record from `key` with syslog severity `severity` (if any): may
-    /// it be stored? Emergencies (severity 0) always may.
+    /// it be stored? Emergencies (severity 0) always may when they come from
+    /// a trusted source ([`Key::Source`]: the kernel, the init system's fds,
+    /// root); a sender keyed by its uid chose that priority itself, so its
+    /// emergencies count like any other record.
     pub fn admit(
         &mut self,
         key: Key<'_>,
@@ -286,7 +291,8 @@ impl RateLimiter {
         now: Instant,
         report: impl FnMut(String, u64),
     ) -> bool {
-        if severity == Some(0) || !self.enabled() {
+        let trusted = matches!(key, Key::Source(_));
+        if (severity == Some(0) && trusted) || !self.enabled() {
             return true;
         }
         if self.allowance(key, now, report) > 0 {
@@ -347,8 +353,18 @@ mod tests {
         assert_eq!(admitted, 3);
         // Another source has its own budget.
         assert!(rl.admit(src(b"quiet"), None, t0, |_, _| {}));
-        // Emergencies are exempt.
+        // Emergencies from a trusted source are exempt; an unprivileged
+        // sender's claimed emergencies are not.
         assert!(rl.admit(src(b"flood"), Some(0), t0, |_, _| {}));
+        let user = Key::Uid {
+            uid: 1000,
+            tag: b"x",
+        };
+        let (mut n, mut r) = (0, Vec::new());
+        for _ in 0..10 {
+            n += usize::from(rl.admit(user, Some(0), t0, |s, c| r.push((s, c))));
+        }
+        assert_eq!(n, 3);
         assert!(reports.is_empty());
         // The next window: the summary of the last one, and a fresh budget.
         let t1 = t0 + Duration::from_secs(10);
