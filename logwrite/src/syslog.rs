@@ -69,6 +69,19 @@ const MONTHS: [&str; 12] = [
 ];
 
 impl Formatter {
+    /// Appends text a sender chose (the message, structured data). With LF
+    /// framing a newline would end the message there and start a forged
+    /// one on the server, so control characters are escaped
+    /// ([`memlog::escape`]: `\n`, `\xNN`); octet counting and datagrams
+    /// frame any bytes, which go as they are.
+    fn text(&self, out: &mut Vec<u8>, s: &[u8]) {
+        if self.framing == Framing::Lf {
+            memlog::escape::write(out, s);
+        } else {
+            out.extend_from_slice(s);
+        }
+    }
+
     /// Appends `r` as one framed message.
     pub fn write(&self, out: &mut Vec<u8>, r: &Record) {
         let start = out.len();
@@ -115,7 +128,7 @@ impl Formatter {
                     .as_deref()
                     .filter(|sd| sd.starts_with('[') && sd.ends_with(']'))
                 {
-                    Some(sd) => out.extend_from_slice(sd.as_bytes()),
+                    Some(sd) => self.text(out, sd.as_bytes()),
                     None => out.push(b'-'),
                 }
                 out.push(b' ');
@@ -147,7 +160,7 @@ impl Formatter {
                 out.extend_from_slice(b": ");
             }
         }
-        out.extend_from_slice(r.msg.as_bytes());
+        self.text(out, r.msg.as_bytes());
         match self.framing {
             Framing::OctetCount => {
                 let len = (out.len() - body).to_string();
@@ -251,5 +264,44 @@ mod tests {
         assert_eq!(sanitize("", 48, b""), "-");
         assert_eq!(sanitize("a b\u{e9}", 48, b""), "a_b__");
         assert!(!hostname().is_empty());
+    }
+
+    #[test]
+    fn lf_framing_cannot_be_broken_by_a_message() {
+        let f = Formatter {
+            format: Format::Rfc3164,
+            framing: Framing::Lf,
+            hostname: "h".into(),
+        };
+        let r = Record {
+            msg: "ok\n<38>Nov 21 12:00:00 h sshd[1]: Accepted password for root".into(),
+            sd: Some("[x a=\"\n\"]".into()),
+            ..rec()
+        };
+        let mut out = Vec::new();
+        f.write(&mut out, &r);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert!(out.ends_with(b"ok\\n<38>Nov 21 12:00:00 h sshd[1]: Accepted password for root\n"));
+        // RFC 5424 over LF framing: the structured data is escaped too.
+        let f5 = Formatter {
+            format: Format::Rfc5424,
+            ..f.clone()
+        };
+        out.clear();
+        f5.write(&mut out, &r);
+        assert_eq!(
+            out.iter().filter(|&&b| b == b'\n').count(),
+            1,
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        // Octet counting frames any bytes: they go as they are.
+        let oc = Formatter {
+            framing: Framing::OctetCount,
+            ..f5
+        };
+        out.clear();
+        oc.write(&mut out, &r);
+        assert!(out.windows(5).any(|w| w == b"ok\n<3"));
     }
 }
