@@ -6,13 +6,15 @@
 //! kernel picks and connected to memlogd's log socket, so memlogd can
 //! answer it (`memlog/1 accepted A of N[: why]`) and nobody else can (a
 //! connected datagram socket only receives from its peer). LinuxKit's
-//! memlogd never answers; a sender cannot wait forever for that, nor wait
-//! long. It watches its own send queue (`SIOCOUTQ`): once memlogd has read
-//! the datagram, our memlogd's answer follows in the same loop turn, so it
-//! waits [`GRACE`] for it and then takes the silence for LinuxKit's
-//! (the fds then count as taken, as they always did). A memlogd that does
-//! not read the datagram within [`TAKE_TIMEOUT`] (hung, stopped) is
-//! reported as an error, so the caller logs elsewhere.
+//! memlogd never answers, and a sender must not wait for that. Our memlogd
+//! answers *before* it takes the datagram off its queue (it peeks, hands
+//! the fds over, answers, then reads it), so the order tells, not a clock:
+//! the sender watches its own send queue (`SIOCOUTQ`); once the datagram
+//! was read, an answer is already there from our memlogd, and its absence
+//! means LinuxKit's (the fds then count as taken, as they always did;
+//! [`LATE`] is only a margin for the two queues' views on another CPU). A
+//! memlogd that does not read the datagram within [`TAKE_TIMEOUT`] (hung,
+//! stopped) is reported as an error, so the caller logs elsewhere.
 
 use crate::{proto, sys};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -25,9 +27,9 @@ use std::time::{Duration, Instant};
 /// How long memlogd may take to read a datagram (and a send to a full queue
 /// may block) before the sender gives up.
 pub const TAKE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long after memlogd read the datagram its answer may take before the
-/// sender concludes that this memlogd does not answer (LinuxKit's).
-pub const GRACE: Duration = Duration::from_millis(100);
+/// How long the sender still looks for an answer once memlogd read the
+/// datagram (our memlogd queued it before that: this is only a margin).
+pub const LATE: Duration = Duration::from_millis(20);
 
 /// What became of the fds handed over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +84,7 @@ impl LogSocket {
                 read_at = Some(now);
             }
             match read_at {
-                Some(t) if now.duration_since(t) >= GRACE => {
+                Some(t) if now.duration_since(t) >= LATE => {
                     self.answers = Some(false);
                     return Ok(Outcome::Unconfirmed);
                 }
@@ -202,6 +204,39 @@ mod tests {
             Outcome::Unconfirmed
         );
         drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_slow_answer_is_still_read_because_it_comes_before_the_read() {
+        let dir = std::env::temp_dir().join(format!("memlog-handover3-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("log.sock");
+        let server = UnixDatagram::bind(&path).expect("bind");
+        let mut c = LogSocket::connect(&path).expect("connect");
+        let (_a, b) = UnixStream::pair().expect("pair");
+        // As memlogd: peek, think for much longer than LATE, answer, read.
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let got = loop {
+                match sys::peek_msg(server.as_fd(), &mut buf, &mut Vec::new()) {
+                    Ok(g) => break g,
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            };
+            std::thread::sleep(LATE * 10);
+            let peer = got.peer.expect("a bound sender");
+            sys::reply_to(server.as_fd(), &peer, b"memlog/1 accepted 0 of 1: busy\n")
+                .expect("reply");
+            sys::recv_msg(server.as_fd(), &mut buf, &mut Vec::new()).expect("read");
+            server
+        });
+        assert_eq!(
+            c.hand_over(b"svc", &[b.as_fd()]).expect("sent"),
+            Outcome::Refused("busy".into())
+        );
+        drop(t.join().expect("thread"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

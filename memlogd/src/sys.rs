@@ -119,6 +119,26 @@ pub fn recv_msg(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<Received> {
+    recv_msg_flags(sock, buf, fds, 0)
+}
+
+/// [`recv_msg`] without taking the datagram off the queue (`MSG_PEEK`):
+/// the fds it carries are installed as new fds here all the same (the
+/// kernel clones them), and a later [`recv_msg`] installs them once more.
+pub fn peek_msg(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<Received> {
+    recv_msg_flags(sock, buf, fds, libc::MSG_PEEK)
+}
+
+fn recv_msg_flags(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    flags: libc::c_int,
+) -> io::Result<Received> {
     // u64 storage keeps the control buffer aligned for cmsghdr.
     let space =
         cmsg_space(MAX_FDS_PER_DATAGRAM) + cmsg_space_bytes(std::mem::size_of::<libc::ucred>());
@@ -143,7 +163,7 @@ pub fn recv_msg(
         libc::recvmsg(
             sock.as_raw_fd(),
             &mut msg,
-            libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT | libc::MSG_TRUNC | flags,
         )
     };
     if n < 0 {

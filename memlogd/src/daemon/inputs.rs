@@ -112,10 +112,15 @@ impl Daemon {
         for _ in 0..DATAGRAMS_PER_TURN {
             let mut fds = Vec::new();
             let mut buf = std::mem::take(&mut self.name_buf);
-            let r = sys::recv_msg(self.log_sock.fd.as_fd(), &mut buf, &mut fds);
+            // Peeked, handled (and answered), only then taken off the
+            // queue: a bound sender that sees its datagram read has its
+            // answer already (memlog::handover relies on that order).
+            let r = sys::peek_msg(self.log_sock.fd.as_fd(), &mut buf, &mut fds);
             let res = match r {
                 Ok(got) => {
                     self.on_datagram(&buf[..got.len], &got, fds);
+                    // The same fds, installed once more: closed at once.
+                    let _ = sys::recv_msg(self.log_sock.fd.as_fd(), &mut [], &mut Vec::new());
                     true
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
