@@ -2,9 +2,10 @@
 //! `dump` is a memlogd source and also a file name (fallback files, FIFOs),
 //! so it is checked once, here, before it is used for either.
 
-use std::fs::{File, OpenOptions};
+use memlog::safefs;
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// Longest name accepted: `NAME.out.log` must stay a valid file name (255
@@ -54,15 +55,22 @@ pub fn log_file(dir: &Path, source: &str) -> PathBuf {
 }
 
 /// Opens `DIR/SOURCE.log` for appending (creating the directory and the
-/// file as needed; a symlink in its place is refused).
+/// file as needed). As logwrite does, it appends only to a regular file
+/// with one link: a hard link to another file, or a FIFO, planted at the
+/// name is replaced by a new file (said on stderr), and a symlink is
+/// refused (`memlog::safefs::open_log`).
 pub fn open_log_file(dir: &Path, source: &str) -> io::Result<File> {
     std::fs::create_dir_all(dir)?;
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(log_file(dir, source))
+    let d = safefs::open_dir(dir)?;
+    let name = format!("{source}.log");
+    let lf = safefs::open_log(d.as_fd(), std::ffi::OsStr::new(&name), 0o644)?;
+    if let Some(why) = &lf.replaced {
+        eprintln!(
+            "init-shim: {} {why}: replaced it with a new file",
+            log_file(dir, source).display()
+        );
+    }
+    Ok(lf.file)
 }
 
 #[cfg(test)]
@@ -97,6 +105,19 @@ mod tests {
         }
         let got = std::fs::read_to_string(dir.join("sub/svc.out.log")).expect("read");
         assert_eq!(got, "one\ntwo\n");
+        // A hard link to another file at the name is never written through.
+        std::fs::write(dir.join("victim"), "precious").expect("write");
+        std::fs::hard_link(dir.join("victim"), dir.join("sub/x.log")).expect("link");
+        let mut f = open_log_file(&dir.join("sub"), "x").expect("open");
+        io::Write::write_all(&mut f, b"mine\n").expect("write");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("victim")).expect("read"),
+            "precious"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("sub/x.log")).expect("read"),
+            "mine\n"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -14,7 +14,7 @@
 use memlog::proto::Position;
 use memlog::safefs;
 use nix::fcntl::{openat, renameat, AtFlags, OFlag};
-use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
+use nix::sys::stat::{fstat, fstatat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::ffi::OsStr;
 use std::fs::File;
@@ -82,61 +82,12 @@ impl Dir {
         }
     }
 
-    /// Opens the log file `name` for appending, creating it if needed.
-    ///
-    /// Appending to whatever is at the name would be appending to someone
-    /// else's file: a hard link to a file of another user, or a FIFO or
-    /// device planted there. So what is opened must be a regular file with
-    /// one link; anything else that could be opened is unlinked (the other
-    /// name keeps its content: nothing in that file is touched) and a
-    /// fresh file created in its place (`O_EXCL`), as log writers do. A
-    /// symbolic link (`ELOOP`) or a directory (`EISDIR`) at the name is an
-    /// error: that source's trouble, not replaced.
+    /// Opens the log file `name` for appending, creating it if needed, only
+    /// if it is logwrite's own: see [`memlog::safefs::open_log`] (a hard
+    /// link or a FIFO there is replaced; a symlink or a directory is that
+    /// source's trouble).
     pub fn open_log(&self, name: &str) -> io::Result<LogFile> {
-        let flags = OFlag::O_WRONLY
-            | OFlag::O_APPEND
-            | OFlag::O_CLOEXEC
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_NOCTTY
-            // A FIFO must not hang the open (ENXIO without a reader).
-            | OFlag::O_NONBLOCK;
-        let why = match openat(&self.fd, name, flags | OFlag::O_CREAT, LOG_MODE) {
-            Ok(fd) => {
-                let st = fstat(&fd).map_err(io_err)?;
-                match Kind::of(&st) {
-                    Kind::Regular { size, links: 1 } => {
-                        // O_NONBLOCK means nothing to a regular file.
-                        return Ok(LogFile {
-                            file: File::from(fd),
-                            size,
-                            replaced: None,
-                        });
-                    }
-                    Kind::Regular { links, .. } => {
-                        format!("had {links} links (another name for the same file exists)")
-                    }
-                    k => format!("was {}, not a regular file", k.describe()),
-                }
-            }
-            Err(nix::Error::ENXIO) => match self.kind(name)? {
-                Some(k) => format!("was {}, not a regular file", k.describe()),
-                None => return Err(io_err(nix::Error::ENXIO)),
-            },
-            Err(e) => return Err(io_err(e)),
-        };
-        unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir).map_err(io_err)?;
-        let fd = openat(
-            &self.fd,
-            name,
-            flags | OFlag::O_CREAT | OFlag::O_EXCL,
-            LOG_MODE,
-        )
-        .map_err(io_err)?;
-        Ok(LogFile {
-            file: File::from(fd),
-            size: 0,
-            replaced: Some(why),
-        })
+        safefs::open_log(self.fd(), OsStr::new(name), LOG_MODE.bits())
     }
 
     /// Opens `name` if it is logwrite's own: a regular file with one link
@@ -250,57 +201,7 @@ impl Fault {
 /// Log files are created `0644` (less the umask), as LinuxKit's are.
 const LOG_MODE: Mode = Mode::from_bits_truncate(0o644);
 
-/// What is at a name in the log directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Regular { size: u64, links: u64 },
-    Directory,
-    Symlink,
-    Fifo,
-    Socket,
-    Device,
-}
-
-impl Kind {
-    // nlink_t is u64 here but u32 on other targets (aarch64).
-    #[allow(clippy::useless_conversion)]
-    fn of(st: &FileStat) -> Kind {
-        let fmt = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
-        match fmt {
-            SFlag::S_IFREG => Kind::Regular {
-                size: u64::try_from(st.st_size).unwrap_or(0),
-                links: u64::from(st.st_nlink),
-            },
-            SFlag::S_IFDIR => Kind::Directory,
-            SFlag::S_IFLNK => Kind::Symlink,
-            SFlag::S_IFIFO => Kind::Fifo,
-            SFlag::S_IFSOCK => Kind::Socket,
-            _ => Kind::Device,
-        }
-    }
-
-    /// "a FIFO", ... (for messages).
-    pub fn describe(self) -> &'static str {
-        match self {
-            Kind::Regular { .. } => "a regular file",
-            Kind::Directory => "a directory",
-            Kind::Symlink => "a symbolic link",
-            Kind::Fifo => "a FIFO",
-            Kind::Socket => "a socket",
-            Kind::Device => "a device",
-        }
-    }
-}
-
-/// A log file open for appending ([`Dir::open_log`]).
-#[derive(Debug)]
-pub struct LogFile {
-    pub file: File,
-    /// Its size when opened.
-    pub size: u64,
-    /// Why what was at the name was replaced by a new file, if it was.
-    pub replaced: Option<String>,
-}
+pub use memlog::safefs::{Kind, LogFile};
 
 /// What an output saved: where it stopped, and (for the file output) how
 /// long each file it was writing was at that point.

@@ -198,6 +198,119 @@ pub fn read(dir: BorrowedFd<'_>, name: &OsStr, max: usize) -> io::Result<Option<
     Ok(Some(v))
 }
 
+/// What is at a name in a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Regular { size: u64, links: u64 },
+    Directory,
+    Symlink,
+    Fifo,
+    Socket,
+    Device,
+}
+
+impl Kind {
+    // nlink_t is u64 here but u32 on other targets (aarch64).
+    #[allow(clippy::useless_conversion)]
+    pub fn of(st: &nix::sys::stat::FileStat) -> Kind {
+        let fmt = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        match fmt {
+            SFlag::S_IFREG => Kind::Regular {
+                size: u64::try_from(st.st_size).unwrap_or(0),
+                links: u64::from(st.st_nlink),
+            },
+            SFlag::S_IFDIR => Kind::Directory,
+            SFlag::S_IFLNK => Kind::Symlink,
+            SFlag::S_IFIFO => Kind::Fifo,
+            SFlag::S_IFSOCK => Kind::Socket,
+            _ => Kind::Device,
+        }
+    }
+
+    /// "a FIFO", ... (for messages).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Regular { .. } => "a regular file",
+            Kind::Directory => "a directory",
+            Kind::Symlink => "a symbolic link",
+            Kind::Fifo => "a FIFO",
+            Kind::Socket => "a socket",
+            Kind::Device => "a device",
+        }
+    }
+}
+
+/// What is at `dir/name` (not following a symlink), or `None`.
+pub fn kind(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Kind>> {
+    match nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(Kind::of(&st))),
+        Err(nix::Error::ENOENT) => Ok(None),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// A log file open for appending ([`open_log`]).
+#[derive(Debug)]
+pub struct LogFile {
+    pub file: File,
+    /// Its size when opened.
+    pub size: u64,
+    /// Why what was at the name was replaced by a new file, if it was.
+    pub replaced: Option<String>,
+}
+
+/// Opens the log file `dir/name` for appending, creating it (with `mode`)
+/// if needed, as a root-run log writer must.
+///
+/// Appending to whatever is at the name would be appending to someone
+/// else's file: a hard link to a file of another user, or a FIFO or device
+/// planted there. So what is opened must be a regular file with one link;
+/// anything else that can be opened is unlinked and a new file created in
+/// its place (`O_EXCL`), and [`LogFile::replaced`] says why; the other
+/// name's content is never touched. A symbolic link (`ELOOP`) or a
+/// directory (`EISDIR`) at the name is an error, not replaced.
+pub fn open_log(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<LogFile> {
+    let mode = Mode::from_bits_truncate(mode);
+    let flags = OFlag::O_WRONLY
+        | OFlag::O_APPEND
+        | OFlag::O_CLOEXEC
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NOCTTY
+        // A FIFO must not hang the open (ENXIO without a reader).
+        | OFlag::O_NONBLOCK;
+    let why = match openat(dir, name, flags | OFlag::O_CREAT, mode) {
+        Ok(fd) => {
+            let st = fstat(fd.as_fd()).map_err(io_err)?;
+            match Kind::of(&st) {
+                Kind::Regular { size, links: 1 } => {
+                    // O_NONBLOCK means nothing to a regular file.
+                    return Ok(LogFile {
+                        file: File::from(fd),
+                        size,
+                        replaced: None,
+                    });
+                }
+                Kind::Regular { links, .. } => {
+                    format!("had {links} links (another name for the same file exists)")
+                }
+                k => format!("was {}, not a regular file", k.describe()),
+            }
+        }
+        Err(nix::Error::ENXIO) => match kind(dir, name)? {
+            Some(k) => format!("was {}, not a regular file", k.describe()),
+            None => return Err(io_err(nix::Error::ENXIO)),
+        },
+        Err(e) => return Err(io_err(e)),
+    };
+    unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).map_err(io_err)?;
+    let fd = openat(dir, name, flags | OFlag::O_CREAT | OFlag::O_EXCL, mode).map_err(io_err)?;
+    Ok(LogFile {
+        file: File::from(fd),
+        size: 0,
+        replaced: Some(why),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +394,35 @@ mod tests {
         let long = OsString::from("x".repeat(300));
         assert!(temp_name(&long).len() < 255);
         assert!(is_temp_of(temp_name(&long).as_bytes(), &long));
+    }
+
+    #[test]
+    fn a_log_file_that_is_not_ours_is_replaced_never_written_through() {
+        let p = tmp("log");
+        let d = open_dir(&p).expect("dir");
+        let victim = p.join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        std::fs::hard_link(&victim, p.join("svc.log")).expect("link");
+        let mut lf = open_log(d.as_fd(), OsStr::new("svc.log"), 0o644).expect("open");
+        assert!(
+            lf.replaced
+                .as_deref()
+                .is_some_and(|w| w.contains("2 links")),
+            "{lf:?}"
+        );
+        lf.file.write_all(b"ours\n").expect("write");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        assert_eq!(std::fs::read(p.join("svc.log")).expect("read"), b"ours\n");
+        // Ours now: opened as it is, appended to.
+        let lf = open_log(d.as_fd(), OsStr::new("svc.log"), 0o644).expect("open");
+        assert_eq!((lf.replaced, lf.size), (None, 5));
+        // A symlink or a directory is an error, never followed.
+        std::os::unix::fs::symlink(&victim, p.join("l.log")).expect("symlink");
+        assert!(open_log(d.as_fd(), OsStr::new("l.log"), 0o644).is_err());
+        std::fs::create_dir(p.join("d.log")).expect("mkdir");
+        assert!(open_log(d.as_fd(), OsStr::new("d.log"), 0o644).is_err());
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        let _ = std::fs::remove_dir_all(&p);
     }
 
     #[test]
