@@ -224,19 +224,19 @@ impl Files {
     /// The first open: puts the rotated files right, loads the state, and
     /// without a usable one starts matching against the files.
     fn start(&mut self, dir: &Dir) -> io::Result<()> {
-        let rec = rotate::recover(dir, self.cfg.compress).map_err(|e| {
+        let rec = rotate::recover(dir).map_err(|e| {
             ctx(
                 e,
                 format!("checking the rotated files in {}", self.cfg.dir.display()),
             )
         })?;
-        if rec.twins + rec.temps + rec.compressed > 0 {
+        if rec.twins + rec.temps > 0 {
             say(
                 "files",
                 &format!(
                     "finished what a stopped logwrite left: removed {} rotated files whose .gz was complete \
-                     and {} compression temporaries, compressed {} rotated files",
-                    rec.twins, rec.temps, rec.compressed
+                     and {} compression temporaries",
+                    rec.twins, rec.temps
                 ),
             );
         }

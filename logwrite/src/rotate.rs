@@ -14,10 +14,13 @@
 //! the directory and only then removes the plain file. A crash in between
 //! leaves both, with the same content; [`recover`] (at start) then removes
 //! the plain one, since the `.gz` is complete (it was renamed into place
-//! after its fsync), removes leftover compression temporaries, and with
-//! `-compress` compresses any rotated file whose compression never
-//! happened. Only a regular file with one link is compressed: a rotated
-//! name that is a link to a file of someone else is never read.
+//! after its fsync), and removes leftover compression temporaries: cheap
+//! work, one failure said and passed over, so that start-up never waits on
+//! a backlog nor stops on one bad file. A plain `STEM.log.0` whose
+//! compression never happened is compressed at that source's next
+//! rotation, with `-compress` (one file, then shifted as `.1.gz`). Only a
+//! regular file with one link is compressed: a rotated name that is a link
+//! to a file of someone else is never read.
 
 use crate::dir::{Dir, Fault, Kind};
 use crate::report::say;
@@ -83,6 +86,13 @@ pub fn rotate(dir: &Dir, stem: &str, p: &Policy) -> Result<(), Fault> {
             .map_err(|e| Fault::Output(e).context("fsync of the log directory"));
     }
     let n = p.max_files as usize;
+    if p.compress {
+        // A .0 left plain by an interrupted compression goes first.
+        let (plain0, gz0) = (rotated(stem, 0, false), rotated(stem, 0, true));
+        if dir.kind(&plain0).ok().flatten().is_some() && dir.kind(&gz0).ok().flatten().is_none() {
+            compress_or_say(dir, stem, 0)?;
+        }
+    }
     let mut run: Vec<Slot> = Vec::new();
     while run.len() < n {
         let i = run.len() as u32;
@@ -120,21 +130,8 @@ pub fn rotate(dir: &Dir, stem: &str, p: &Policy) -> Result<(), Fault> {
     dir.rename(&name, &rotated(stem, 0, false))
         .map_err(|e| at(e, &format!("renaming {name} to {stem}.log.0")))?;
     let mut first: Slot = (dir.kind(&rotated(stem, 0, false)).ok().flatten(), None);
-    if p.compress {
-        match compress(dir, stem, 0) {
-            Ok(true) => first = (None, dir.kind(&rotated(stem, 0, true)).ok().flatten()),
-            Ok(false) => {}
-            Err(e) if is_disk_error(&e) => {
-                return Err(Fault::Output(e).context(format!("compressing {stem}.log.0")))
-            }
-            Err(e) => say(
-                "files",
-                &format!(
-                    "cannot compress {}: {e}; left as it is",
-                    dir.path().join(rotated(stem, 0, false)).display()
-                ),
-            ),
-        }
+    if p.compress && compress_or_say(dir, stem, 0)? {
+        first = (None, dir.kind(&rotated(stem, 0, true)).ok().flatten());
     }
     if let Some(cap) = p.cap {
         // What is kept now: .0, then the run shifted up by one.
@@ -156,6 +153,27 @@ pub fn rotate(dir: &Dir, stem: &str, p: &Policy) -> Result<(), Fault> {
     }
     dir.sync()
         .map_err(|e| Fault::Output(e).context("fsync of the log directory"))
+}
+
+/// [`compress`], with a failure that is not the disk's said and passed
+/// over (the file stays plain). True if it was compressed.
+fn compress_or_say(dir: &Dir, stem: &str, i: u32) -> Result<bool, Fault> {
+    match compress(dir, stem, i) {
+        Ok(done) => Ok(done),
+        Err(e) if is_disk_error(&e) => {
+            Err(Fault::Output(e).context(format!("compressing {}", rotated(stem, i, false))))
+        }
+        Err(e) => {
+            say(
+                "files",
+                &format!(
+                    "cannot compress {}: {e}; left as it is",
+                    dir.path().join(rotated(stem, i, false)).display()
+                ),
+            );
+            Ok(false)
+        }
+    }
 }
 
 /// `STEM.log.I` -> `STEM.log.I.gz` (see the module documentation).
@@ -241,27 +259,39 @@ pub struct Recovered {
     pub twins: u64,
     /// Compression temporaries removed.
     pub temps: u64,
-    /// Rotated files compressed now.
-    pub compressed: u64,
 }
 
 /// Puts the rotated files right after a crash (see the module
 /// documentation). Compression temporaries are removed whatever their age:
 /// the file output is the only writer of its sources' files (two on one
 /// directory would already spoil each other's files), so at its start any
-/// is a leftover.
-pub fn recover(dir: &Dir, compress_plain: bool) -> io::Result<Recovered> {
+/// is a leftover. Only reading the directory can fail this; a name that
+/// cannot be removed is said and passed over.
+pub fn recover(dir: &Dir) -> io::Result<Recovered> {
     let mut out = Recovered::default();
+    let remove = |name: &str| match dir.remove(name) {
+        Ok(done) => done,
+        Err(e) => {
+            say(
+                "files",
+                &format!(
+                    "cannot remove {}: {e}; left as it is",
+                    dir.path().join(name).display()
+                ),
+            );
+            false
+        }
+    };
     // (stem, index) -> (plain, gz) are regular files.
     let mut slots: BTreeMap<(String, u32), (bool, bool)> = BTreeMap::new();
     for e in std::fs::read_dir(dir.path())? {
-        let e = e?;
+        let Ok(e) = e else { continue };
         let Ok(name) = e.file_name().into_string() else {
             continue;
         };
         let regular = e.file_type().is_ok_and(|t| t.is_file());
         if is_compress_temp(&name) {
-            if dir.remove(&name)? {
+            if remove(&name) {
                 out.temps += 1;
             }
         } else if !name.starts_with('.') && name.ends_with(".log") {
@@ -278,16 +308,12 @@ pub fn recover(dir: &Dir, compress_plain: bool) -> io::Result<Recovered> {
         }
     }
     for ((stem, i), (plain, gz)) in slots {
-        if plain && gz {
-            if dir.remove(&rotated(&stem, i, false))? {
-                out.twins += 1;
-            }
-        } else if plain && compress_plain && compress(dir, &stem, i)? {
-            out.compressed += 1;
+        if plain && gz && remove(&rotated(&stem, i, false)) {
+            out.twins += 1;
         }
     }
-    if out.twins + out.compressed > 0 {
-        dir.sync()?;
+    if out.twins > 0 {
+        let _ = dir.sync();
     }
     Ok(out)
 }
@@ -443,18 +469,18 @@ mod tests {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut enc, b"zero\n").expect("gzip");
         std::fs::write(p.join("s.log.0.gz"), enc.finish().expect("gzip")).expect("write");
-        // Killed while writing a temporary; and a rotated file never compressed.
+        // Killed while writing a temporary; and a rotated file of a run
+        // without -compress.
         std::fs::write(p.join(".s.log.1.gz.0123456789abcdef.tmp"), "half").expect("write");
         std::fs::write(p.join("s.log.1"), "one\n").expect("write");
         std::fs::write(p.join("s.log"), "current\n").expect("write");
-        let r = recover(&d, true).expect("recover");
+        let r = recover(&d).expect("recover");
         assert_eq!(
             r,
             Recovered {
                 has_logs: true,
                 twins: 1,
                 temps: 1,
-                compressed: 1,
             }
         );
         let mut names: Vec<String> = std::fs::read_dir(&p)
@@ -462,13 +488,28 @@ mod tests {
             .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
             .collect();
         names.sort();
-        assert_eq!(names, ["s.log", "s.log.0.gz", "s.log.1.gz"]);
+        // Start-up compresses nothing: no backlog before the first record.
+        assert_eq!(names, ["s.log", "s.log.0.gz", "s.log.1"]);
         assert_eq!(gunzip(&p.join("s.log.0.gz")), "zero\n");
-        assert_eq!(gunzip(&p.join("s.log.1.gz")), "one\n");
-        // Without -compress the plain rotated files stay.
-        std::fs::write(p.join("s.log.2"), "two\n").expect("write");
-        assert_eq!(recover(&d, false).expect("recover").compressed, 0);
-        assert!(p.join("s.log.2").exists());
+        let _ = std::fs::remove_dir_all(&p);
+    }
+
+    #[test]
+    fn a_plain_dot_0_left_by_a_crash_is_compressed_at_the_next_rotation() {
+        let p = tmp("lazy");
+        let d = Dir::open(&p).expect("dir");
+        // Killed after SOURCE.log became .0, before its compression.
+        std::fs::write(p.join("s.log.0"), "older\n").expect("write");
+        std::fs::write(p.join("s.log"), "newer\n").expect("write");
+        rotate(&d, "s", &policy(5, true)).expect("rotate");
+        let mut names: Vec<String> = std::fs::read_dir(&p)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
+            .collect();
+        names.sort();
+        assert_eq!(names, ["s.log.0.gz", "s.log.1.gz"]);
+        assert_eq!(gunzip(&p.join("s.log.0.gz")), "newer\n");
+        assert_eq!(gunzip(&p.join("s.log.1.gz")), "older\n");
         let _ = std::fs::remove_dir_all(&p);
     }
 }
