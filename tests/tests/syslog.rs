@@ -445,7 +445,8 @@ impl Drop for HeldAs {
 }
 
 /// The same from an unprivileged user: uid 65534 holding 1100 idle
-/// connections cannot stop the init system either.
+/// connections cannot stop the init system either, and gets only a
+/// quarter of the connections: other users can still connect.
 #[test]
 fn an_unprivileged_user_holding_idle_connections_cannot_take_input_slots() {
     if !nix::unistd::geteuid().is_root() {
@@ -458,8 +459,13 @@ fn an_unprivileged_user_holding_idle_connections_cannot_take_input_slots() {
         .expect("chmod");
     let held = HeldAs::connect(65534, &stream, 1100);
     memlog_tests::wait_until("every connection accepted or refused", || {
-        m.stat("syslog_conns_refused") == 1100 - 64
+        m.stat("syslog_conns_refused") == 1100 - 16
     });
+    assert_eq!(m.stat("syslog_conns"), 16);
+    // Another user (root here) still gets in and logs.
+    let mut other = std::os::unix::net::UnixStream::connect(&stream).expect("connect");
+    std::io::Write::write_all(&mut other, b"<13>other: still served\n").expect("write");
+    m.wait_msg("other", "still served");
     let mut svc = m.writer("svc");
     std::io::Write::write_all(
         &mut svc,
@@ -469,8 +475,8 @@ fn an_unprivileged_user_holding_idle_connections_cannot_take_input_slots() {
     .expect("write");
     m.wait_msg("svc", "logged despite uid 65534");
     let r = m.wait_self_record(&["syslog stream connection from uid 65534"]);
-    assert!(r.msg.contains("-max-syslog-conns 64"), "{r:?}");
-    drop(held);
+    assert!(r.msg.contains("a quarter of -max-syslog-conns 64"), "{r:?}");
+    drop((held, other));
     memlog_tests::wait_until("the connections to close", || m.stat("syslog_conns") == 0);
 }
 
@@ -488,4 +494,30 @@ fn an_idle_stream_connection_is_closed_and_its_unfinished_frame_stored() {
     m.wait_msg("idle", "an unfinished frame");
     assert_eq!(m.stat("syslog_conns_idle_closed"), 1);
     assert_eq!(m.stat("syslog_conns"), 0);
+}
+
+/// A sender that trickles one byte of a frame now and then is never idle,
+/// but its frame must end within `-syslog-idle-timeout` too: it is closed,
+/// and what it sent is stored.
+#[test]
+fn a_frame_trickled_forever_is_closed_after_the_timeout() {
+    let (m, _, stream) = with_syslog(&["-syslog-idle-timeout", "2s"]);
+    let mut c = std::os::unix::net::UnixStream::connect(&stream).expect("connect");
+    std::io::Write::write_all(&mut c, b"<13>trickle: a").expect("write");
+    c.set_nonblocking(true).expect("nonblocking");
+    let mut closed = false;
+    // 10 s of one byte every 200 ms: far more than the 2 s allowed.
+    for _ in 0..50 {
+        if std::io::Write::write_all(&mut c, b"a").is_err()
+            || matches!(std::io::Read::read(&mut c, &mut [0u8; 8]), Ok(0))
+        {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(closed, "a trickled frame held its connection");
+    let r = m.wait_record("the trickled frame", |r| r.source == "trickle");
+    assert!(r.msg.starts_with("aa"), "{r:?}");
+    assert_eq!(m.stat("syslog_conns_idle_closed"), 1);
 }

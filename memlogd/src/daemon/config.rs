@@ -126,10 +126,10 @@ pub struct Args {
     /// take syslog messages on this SOCK_STREAM socket (repeatable; for C libraries that fall back to a stream)
     #[argh(option)]
     pub syslog_stream: Vec<String>,
-    /// most -syslog-stream connections at once (default 64), apart from -max-inputs: those sockets are open to every local user (mode 0666), so their connections must not take the slots the init system needs; more are accepted and closed at once
+    /// most -syslog-stream connections at once (default 64), apart from -max-inputs: those sockets are open to every local user (mode 0666), so their connections must not take the slots the init system needs; more are accepted and closed at once; a non-root uid may hold a quarter of them
     #[argh(option, default = "64")]
     pub max_syslog_conns: usize,
-    /// close a -syslog-stream connection that sent nothing for this long (default 60s; 0 never), e.g. -syslog-idle-timeout 5m; its unfinished frame is stored
+    /// close a -syslog-stream connection that sent nothing, or kept a frame unfinished, for this long (default 60s; 0 never), e.g. -syslog-idle-timeout 5m; its unfinished frame is stored
     #[argh(option, default = "Duration::from_secs(60)", from_str_fn(duration))]
     pub syslog_idle_timeout: Duration,
     /// read the kernel log from /dev/kmsg (source kmsg)

@@ -46,6 +46,11 @@ pub struct SyslogConn {
     pub creds: Option<sys::Creds>,
     /// When a byte last came (for `-syslog-idle-timeout`).
     pub last_read: Instant,
+    /// Since when a frame has been unfinished (its start, or the rest of a
+    /// cut one to skip, arrived): a frame must end within
+    /// `-syslog-idle-timeout` too, or a sender trickling one byte now and
+    /// then would hold the connection for ever.
+    pub frame_since: Option<Instant>,
 }
 
 impl SyslogConn {
@@ -55,8 +60,15 @@ impl SyslogConn {
             skip: syslog::Skip::default(),
             creds,
             last_read: Instant::now(),
+            frame_since: None,
         }
     }
+}
+
+/// Whose stream syslog connection this is, for the per-uid limit
+/// (`u32::MAX` when the kernel did not say).
+pub(super) fn conn_uid(creds: Option<sys::Creds>) -> u32 {
+    creds.map_or(u32::MAX, |c| c.uid)
 }
 
 /// The rate-limit key of a syslog record (see [`super::ratelimit`]): root's tags
@@ -407,6 +419,12 @@ impl Daemon {
                 if conn.buf.len() > self.cfg.max_line_len + 64 * 1024 {
                     conn.buf.clear();
                 }
+                let in_frame = !conn.buf.is_empty() || !matches!(conn.skip, syslog::Skip::Nothing);
+                conn.frame_since = match (in_frame, conn.frame_since) {
+                    (false, _) => None,
+                    (true, Some(t)) => Some(t),
+                    (true, None) => Some(conn.last_read),
+                };
             }
             Kind::Kmsg {
                 parser, per_read, ..
@@ -441,6 +459,13 @@ impl Daemon {
             }
             Kind::Syslog(conn) => {
                 self.syslog_conns -= 1;
+                let uid = conn_uid(conn.creds);
+                if let Some(n) = self.syslog_uids.get_mut(&uid) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.syslog_uids.remove(&uid);
+                    }
+                }
                 if !conn.buf.is_empty() {
                     let rest = std::mem::take(&mut conn.buf);
                     self.store_syslog(now, &rest, false, &input.meta, conn.creds);

@@ -117,6 +117,8 @@ pub struct Daemon {
     /// Open stream syslog connections (at most `-max-syslog-conns`; they
     /// are inputs, but not counted against `-max-inputs`).
     syslog_conns: usize,
+    /// Stream syslog connections held, by uid (`inputs::conn_uid`).
+    syslog_uids: std::collections::HashMap<u32, u32>,
     /// Set when some reader has more to send than one turn allowed.
     busy: bool,
     syslog: syslog_in::SyslogSockets,
@@ -272,6 +274,7 @@ impl Daemon {
             reader_keys: Vec::new(),
             streaming: 0,
             syslog_conns: 0,
+            syslog_uids: std::collections::HashMap::new(),
             busy: false,
             syslog,
             rate,

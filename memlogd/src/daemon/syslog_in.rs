@@ -1,7 +1,7 @@
 //! `/dev/log`-style syslog sockets (datagram and stream) and the kernel
 //! log: opened at start as the flags ask, read by the loop like any input.
 
-use super::inputs::{Kind, ReadHow, SyslogConn, KMSG_SOURCE};
+use super::inputs::{conn_uid, Kind, ReadHow, SyslogConn, KMSG_SOURCE};
 use super::slab::Key;
 use super::sockets::{bind_path, Access, PathGuard, SocketError};
 use super::{Daemon, KIND_INPUT};
@@ -71,6 +71,12 @@ pub fn bind(
     Ok(out)
 }
 
+/// Most stream syslog connections one non-root uid may hold: a quarter of
+/// `-max-syslog-conns` (at least 1), so that one user cannot take them all.
+pub(super) fn per_uid_conns(max: usize) -> usize {
+    (max / 4).max(1)
+}
+
 impl Daemon {
     /// Datagrams on syslog socket `i`.
     pub(super) fn on_syslog_dgram(&mut self, i: usize) {
@@ -110,6 +116,17 @@ impl Daemon {
             match l.accept() {
                 Ok((s, _)) => {
                     let creds = sys::peer_creds(s.as_fd());
+                    let uid = conn_uid(creds);
+                    let per_uid = self.syslog_uids.get(&uid).copied().unwrap_or(0);
+                    let cap = per_uid_conns(self.cfg.max_syslog_conns);
+                    if uid != 0 && per_uid as usize >= cap {
+                        self.counters.syslog_conns_refused += 1;
+                        self.note(format!(
+                            "refused a syslog stream connection from uid {uid}: it holds {per_uid}, a quarter of -max-syslog-conns {}",
+                            self.cfg.max_syslog_conns
+                        ));
+                        continue;
+                    }
                     if self.syslog_conns >= self.cfg.max_syslog_conns {
                         // Accepted and closed at once (dropped): the
                         // listener never stays readable for it.
@@ -125,13 +142,15 @@ impl Daemon {
                     if let Some(c) = creds {
                         m.creds(c);
                     }
-                    self.add_input(
+                    if self.add_input(
                         b"syslog",
                         OwnedFd::from(s),
                         Kind::Syslog(SyslogConn::new(creds)),
                         m,
                         ReadHow::Recv,
-                    );
+                    ) {
+                        *self.syslog_uids.entry(uid).or_default() += 1;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -161,7 +180,8 @@ impl Daemon {
             .into_iter()
             .filter(|&k| {
                 matches!(self.inputs.get_mut(k), Some(i)
-                    if matches!(&i.kind, Kind::Syslog(c) if now.duration_since(c.last_read) >= timeout))
+                    if matches!(&i.kind, Kind::Syslog(c) if now.duration_since(c.last_read) >= timeout
+                        || c.frame_since.is_some_and(|t| now.duration_since(t) >= timeout)))
             })
             .collect();
         if idle.is_empty() {
@@ -172,7 +192,7 @@ impl Daemon {
         }
         self.counters.syslog_conns_idle_closed += idle.len() as u64;
         self.note(format!(
-            "closed {} syslog stream connection(s) idle for -syslog-idle-timeout {} s",
+            "closed {} syslog stream connection(s) idle, or holding an unfinished frame, for -syslog-idle-timeout {} s",
             idle.len(),
             timeout.as_secs_f64()
         ));
