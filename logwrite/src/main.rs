@@ -75,7 +75,7 @@ const SPEC: Spec = Spec {
 /// each file (nothing written twice). A -compress interrupted by a kill is
 /// finished at the next start.
 ///
-/// SIGTERM and SIGINT: write and fsync what was taken, save every position,
+/// SIGTERM, SIGINT and SIGQUIT: write and fsync what was taken, save every position,
 /// exit 0. SIGHUP, SIGUSR1 and SIGUSR2 are ignored.
 #[derive(FromArgs, Debug)]
 struct Args {
@@ -171,7 +171,7 @@ fn main() -> ExitCode {
     // A dead TCP peer is an error on write, not a signal (ignore_signals).
     // A file past RLIMIT_FSIZE is an error (EFBIG) for that file, not the
     // end of every output; a stray ALRM, IO or real-time signal is nothing.
-    // (SIGTERM and SIGINT stop it cleanly: see run.)
+    // (SIGTERM, SIGINT and SIGQUIT stop it cleanly: see run.)
     let _ = memlog::sys::ignore_signals();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let args: Args = goflags::parse_or_exit("logwrite", &argv, &SPEC);
@@ -224,7 +224,7 @@ fn run(args: Args) -> Result<(), String> {
     let socket = goflags::path(&args.socket);
     let max_backoff = args.max_backoff.max(Duration::from_millis(100));
     // Signals are blocked here, before any output thread exists (each
-    // inherits the mask), and taken by sigwait below: SIGTERM and SIGINT
+    // inherits the mask), and taken by sigwait below: SIGTERM, SIGINT and SIGQUIT
     // stop every output cleanly; SIGHUP, SIGUSR1 and SIGUSR2 are ignored
     // (for now).
     let mut mask = SigSet::empty();
@@ -260,7 +260,7 @@ fn run(args: Args) -> Result<(), String> {
 
 /// Signals that make logwrite write what it took, save its positions and
 /// exit 0.
-const STOP_SIGNALS: &[Signal] = &[Signal::SIGTERM, Signal::SIGINT];
+const STOP_SIGNALS: &[Signal] = &[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT];
 /// Signals that do nothing (yet), rather than kill logwrite.
 const IGNORED_SIGNALS: &[Signal] = &[Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2];
 

@@ -1,4 +1,4 @@
-//! logwrite and signals: SIGTERM and SIGINT make it write what it took,
+//! logwrite and signals: SIGTERM, SIGINT and SIGQUIT make it write what it took,
 //! save its positions and exit 0 (files and forwarding to a real rsyslogd,
 //! when installed); a restart then writes nothing twice. SIGHUP, SIGUSR1
 //! and SIGUSR2 leave it running.
@@ -104,6 +104,12 @@ fn sigterm_writes_what_was_taken_and_exits_0() {
 #[test]
 fn sigint_writes_what_was_taken_and_exits_0() {
     stop_mid_stream(libc::SIGINT);
+}
+
+#[test]
+fn sigquit_writes_what_was_taken_and_exits_0() {
+    // Ctrl-\ stops memlogd cleanly too; its default would dump core.
+    stop_mid_stream(libc::SIGQUIT);
 }
 
 #[test]

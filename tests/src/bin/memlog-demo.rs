@@ -78,7 +78,11 @@ fn term(c: &mut Child) {
 impl Demo {
     fn stop(&mut self) {
         for s in &mut self.services {
-            let _ = s.kill();
+            // The whole group: the shell and what it runs (its `sleep`).
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(s.id() as i32),
+                Signal::SIGKILL,
+            );
             let _ = s.wait();
         }
         self.services.clear();
