@@ -73,6 +73,40 @@ pub fn skip(why: &str) {
     }
 }
 
+/// A `sockaddr_un` for `path`, and its length: made before a `fork`, for a
+/// child that may only make system calls afterwards.
+pub fn sockaddr_un(path: &Path) -> (libc::sockaddr_un, libc::socklen_t) {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: sockaddr_un is plain data; zeroed is a valid initial value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let p = path.as_os_str().as_bytes();
+    assert!(
+        p.len() < addr.sun_path.len(),
+        "{} is too long",
+        path.display()
+    );
+    for (d, s) in addr.sun_path.iter_mut().zip(p) {
+        *d = *s as libc::c_char;
+    }
+    (
+        addr,
+        std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+    )
+}
+
+/// In a forked child: becomes `uid` (gid `uid`, no supplementary groups),
+/// with async-signal-safe system calls only. False if it could not.
+pub fn become_uid_in_child(uid: u32) -> bool {
+    // SAFETY: setgroups with no groups, setgid and setuid read no memory of
+    // ours beyond their arguments.
+    unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(uid) == 0
+            && libc::setuid(uid) == 0
+    }
+}
+
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (children
 /// started afterwards inherit it). Returns the new soft limit.
 pub fn raise_fd_limit() -> libc::rlim_t {
@@ -980,10 +1014,21 @@ pub fn limit_fds(cmd: &mut Command, n: libc::rlim_t) {
 
 /// Resident memory of `pid` in KiB (`VmRSS` in `/proc/PID/status`).
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS")
+}
+
+/// Peak resident memory of `pid` in KiB (`VmHWM`): a peak between two
+/// looks counts too.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM")
+}
+
+/// A `KEY:   N kB` line of `/proc/PID/status`, in KiB.
+fn status_kib(pid: u32, key: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
     s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
 }

@@ -456,15 +456,7 @@ pub fn pause(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
-/// Peak resident memory of `pid` in KiB (`VmHWM` in `/proc/PID/status`).
-pub fn peak_rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
-}
+pub use crate::peak_rss_kib;
 
 /// A TCP server on 127.0.0.1 that takes any number of connections and
 /// keeps every byte it reads (a stand-in for a syslog server when only the

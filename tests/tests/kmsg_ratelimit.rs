@@ -257,18 +257,9 @@ fn a_flood_cannot_push_other_sources_out_of_the_ring() {
 /// running as `uid` (and gid `uid`, no supplementary groups), so that the
 /// kernel reports that uid with them (SCM_CREDENTIALS).
 fn send_as(uid: u32, path: &std::path::Path, msgs: &[Vec<u8>]) {
-    use std::os::unix::ffi::OsStrExt;
     // Everything the child needs is made before the fork: after it, the
     // child only makes system calls (this process has other threads).
-    // SAFETY: sockaddr_un is plain data; zeroed is a valid initial value.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let p = path.as_os_str().as_bytes();
-    assert!(p.len() < addr.sun_path.len());
-    for (d, s) in addr.sun_path.iter_mut().zip(p) {
-        *d = *s as libc::c_char;
-    }
-    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    let (addr, len) = memlog_tests::sockaddr_un(path);
     // SAFETY: the child calls only async-signal-safe functions (setgroups,
     // setgid, setuid, socket, sendto, _exit) on memory made before the
     // fork, and never returns into Rust code.
@@ -277,10 +268,7 @@ fn send_as(uid: u32, path: &std::path::Path, msgs: &[Vec<u8>]) {
     if pid == 0 {
         // SAFETY: see above.
         unsafe {
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(uid) != 0
-                || libc::setuid(uid) != 0
-            {
+            if !memlog_tests::become_uid_in_child(uid) {
                 libc::_exit(2);
             }
             let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);

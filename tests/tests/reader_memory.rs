@@ -15,13 +15,7 @@ const SLACK: u64 = 32 << 10;
 /// The most memory `pid` ever had resident, in bytes (`VmHWM`): a peak
 /// between two looks counts too.
 fn peak_rss(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let kib: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kib << 10
+    memlog_tests::peak_rss_kib(pid) << 10
 }
 
 /// One line of exactly `len` bytes whose JSON is up to 6 times as long:

@@ -379,16 +379,7 @@ impl HeldAs {
     /// Forks the child and waits until it holds its connections (or failed).
     fn connect(uid: u32, path: &Path, n: usize) -> HeldAs {
         use std::os::fd::AsRawFd;
-        use std::os::unix::ffi::OsStrExt;
-        // SAFETY: sockaddr_un is plain data; zeroed is a valid initial value.
-        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        let p = path.as_os_str().as_bytes();
-        assert!(p.len() < addr.sun_path.len());
-        for (d, s) in addr.sun_path.iter_mut().zip(p) {
-            *d = *s as libc::c_char;
-        }
-        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        let (addr, len) = memlog_tests::sockaddr_un(path);
         let (ready_r, ready_w) = nix::unistd::pipe().expect("pipe");
         let (release_r, release_w) = nix::unistd::pipe().expect("pipe");
         let (rw, rr) = (ready_w.as_raw_fd(), release_r.as_raw_fd());
@@ -402,10 +393,7 @@ impl HeldAs {
             unsafe {
                 libc::close(release_w.as_raw_fd());
                 libc::close(ready_r.as_raw_fd());
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(uid) != 0
-                    || libc::setuid(uid) != 0
-                {
+                if !memlog_tests::become_uid_in_child(uid) {
                     libc::_exit(2);
                 }
                 let sa = (&addr as *const libc::sockaddr_un).cast::<libc::sockaddr>();
