@@ -204,7 +204,19 @@ fn log_directory_removed_while_running() {
     // logwrite may be saving its state right then: retry until gone.
     let gone = wait_for(|| std::fs::remove_dir_all(&logs).is_ok(), TIMEOUT);
     assert!(gone, "cannot remove {}", logs.display());
-    lw.wait_stderr("removed");
+    // Noticed by the periodic check ("was removed") or by the next save
+    // of the state (ENOENT), whichever comes first.
+    assert!(
+        memlog_tests::wait_for(
+            || {
+                let e = lw.stderr();
+                e.contains("was removed") || e.contains("No such file or directory")
+            },
+            memlog_tests::TIMEOUT
+        ),
+        "logwrite did not notice: {}",
+        lw.stderr()
+    );
     let b = numbered("after", 0..20, 0);
     write_lines(&m, "svc", &b);
     // The directory comes back with what came after, each line once.
