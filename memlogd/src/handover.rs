@@ -173,15 +173,31 @@ mod tests {
         assert!(matches!(parse(b"memlog/1 what\n", 1), Outcome::Refused(_)));
     }
 
-    #[test]
-    fn a_server_that_never_answers_is_unconfirmed_quickly() {
-        let dir = std::env::temp_dir().join(format!("memlog-handover-{}", std::process::id()));
+    /// A server socket in a fresh directory, a sender connected to it, and
+    /// a socketpair whose end `.3` is handed over.
+    fn setup(
+        tag: &str,
+    ) -> (
+        std::path::PathBuf,
+        UnixDatagram,
+        LogSocket,
+        UnixStream,
+        UnixStream,
+    ) {
+        let dir =
+            std::env::temp_dir().join(format!("memlog-handover-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mkdir");
         let path = dir.join("log.sock");
         let server = UnixDatagram::bind(&path).expect("bind");
-        let mut c = LogSocket::connect(&path).expect("connect");
-        let (_a, b) = UnixStream::pair().expect("pair");
+        let c = LogSocket::connect(&path).expect("connect");
+        let (a, b) = UnixStream::pair().expect("pair");
+        (dir, server, c, a, b)
+    }
+
+    #[test]
+    fn a_server_that_never_answers_is_unconfirmed_quickly() {
+        let (dir, server, mut c, _a, b) = setup("silent");
         // A reader that takes the datagram and says nothing (LinuxKit's).
         let t = std::thread::spawn(move || {
             let mut buf = [0u8; 64];
@@ -209,13 +225,7 @@ mod tests {
 
     #[test]
     fn a_slow_answer_is_still_read_because_it_comes_before_the_read() {
-        let dir = std::env::temp_dir().join(format!("memlog-handover3-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let path = dir.join("log.sock");
-        let server = UnixDatagram::bind(&path).expect("bind");
-        let mut c = LogSocket::connect(&path).expect("connect");
-        let (_a, b) = UnixStream::pair().expect("pair");
+        let (dir, server, mut c, _a, b) = setup("slow");
         // As memlogd: peek, think for much longer than LATE, answer, read.
         let t = std::thread::spawn(move || {
             let mut buf = [0u8; 64];
@@ -242,13 +252,7 @@ mod tests {
 
     #[test]
     fn a_server_that_reads_nothing_is_an_error() {
-        let dir = std::env::temp_dir().join(format!("memlog-handover2-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let path = dir.join("log.sock");
-        let _server = UnixDatagram::bind(&path).expect("bind");
-        let mut c = LogSocket::connect(&path).expect("connect");
-        let (_a, b) = UnixStream::pair().expect("pair");
+        let (dir, _server, mut c, _a, b) = setup("deaf");
         let e = c.hand_over(b"svc", &[b.as_fd()]).expect_err("nobody reads");
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         let _ = std::fs::remove_dir_all(&dir);

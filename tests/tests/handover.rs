@@ -21,6 +21,18 @@ fn shim(args: &[&std::ffi::OsStr]) -> Output {
     run_with_timeout(Command::new(bin("init-shim")).args(args), TIMEOUT)
 }
 
+/// `init-shim run -socket SOCK -log-dir LOGS -n NAME -- sh -c SCRIPT`.
+fn run_sh(sock: &Path, logs: &Path, name: &str, script: &str) -> Output {
+    let mut c = Command::new(bin("init-shim"));
+    c.arg("run")
+        .arg("-socket")
+        .arg(sock)
+        .arg("-log-dir")
+        .arg(logs)
+        .args(["-n", name, "--", "sh", "-c", script]);
+    run_with_timeout(&mut c, TIMEOUT)
+}
+
 #[test]
 fn memlogd_tells_a_bound_sender_what_it_took() {
     let m = Memlogd::start(&["-max-inputs", "2", "-max-name-len", "16"]);
@@ -83,19 +95,12 @@ fn full() -> (Memlogd, UnixStream) {
 fn run_falls_back_to_files_when_memlogd_refuses_the_output() {
     let (m, _hold) = full();
     let logs = TempDir::new("handover-run");
-    let out = shim(&[
-        "run".as_ref(),
-        "-socket".as_ref(),
-        m.log_socket().as_os_str(),
-        "-log-dir".as_ref(),
-        logs.path().as_os_str(),
-        "-n".as_ref(),
-        "svc".as_ref(),
-        "--".as_ref(),
-        "sh".as_ref(),
-        "-c".as_ref(),
-        "echo out; echo err >&2; echo more".as_ref(),
-    ]);
+    let out = run_sh(
+        m.log_socket(),
+        logs.path(),
+        "svc",
+        "echo out; echo err >&2; echo more",
+    );
     // Not killed by SIGPIPE (141): it ran to the end and lost nothing.
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
@@ -119,19 +124,12 @@ fn run_keeps_what_memlogd_took_and_falls_back_for_the_rest() {
     let _hold = m.writer("holder");
     assert!(wait_for(|| m.stat("inputs") == 1, TIMEOUT));
     let logs = TempDir::new("handover-half");
-    let out = shim(&[
-        "run".as_ref(),
-        "-socket".as_ref(),
-        m.log_socket().as_os_str(),
-        "-log-dir".as_ref(),
-        logs.path().as_os_str(),
-        "-n".as_ref(),
-        "half".as_ref(),
-        "--".as_ref(),
-        "sh".as_ref(),
-        "-c".as_ref(),
-        "echo to-memlogd; echo to-file >&2".as_ref(),
-    ]);
+    let out = run_sh(
+        m.log_socket(),
+        logs.path(),
+        "half",
+        "echo to-memlogd; echo to-file >&2",
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     m.wait_msg("half.out", "to-memlogd");
     assert_eq!(
@@ -201,18 +199,7 @@ fn run_against_a_memlogd_that_never_answers_logs_there_as_before() {
         out
     });
     let logs = TempDir::new("handover-lk-logs");
-    let out = shim(&[
-        "run".as_ref(),
-        "-socket".as_ref(),
-        path.as_os_str(),
-        "-log-dir".as_ref(),
-        logs.path().as_os_str(),
-        "-n".as_ref(),
-        "lk".as_ref(),
-        "--".as_ref(),
-        "echo".as_ref(),
-        "to linuxkit".as_ref(),
-    ]);
+    let out = run_sh(&path, logs.path(), "lk", "echo to linuxkit");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(reader.join().expect("reader"), "to linuxkit\n");
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
