@@ -15,17 +15,23 @@ pub struct Logwrite {
     args: Vec<String>,
 }
 
+/// `-socket SOCKET -log-dir LOGDIR EXTRA...`.
+fn base_args(socket: &Path, log_dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "-socket".to_string(),
+        socket.display().to_string(),
+        "-log-dir".to_string(),
+        log_dir.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 impl Logwrite {
     /// Starts `logwrite -socket SOCKET -log-dir LOGDIR EXTRA...`; stderr goes
     /// to `err_dir/logwrite-N.err`.
     pub fn start(socket: &Path, log_dir: &Path, err_dir: &TempDir, extra: &[&str]) -> Logwrite {
-        let mut args = vec![
-            "-socket".to_string(),
-            socket.display().to_string(),
-            "-log-dir".to_string(),
-            log_dir.display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let args = base_args(socket, log_dir, extra);
         Self::start_args(err_dir, args)
     }
 
@@ -52,13 +58,7 @@ impl Logwrite {
         err_dir: &TempDir,
         extra: &[&str],
     ) -> Logwrite {
-        let mut args = vec![
-            "-socket".to_string(),
-            socket.display().to_string(),
-            "-log-dir".to_string(),
-            log_dir.display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let args = base_args(socket, log_dir, extra);
         Self::start_program(program, err_dir, args, |_| {})
     }
 

@@ -22,22 +22,29 @@ fn socketpair_lines_become_records_with_the_name() {
     );
 }
 
+/// A new FIFO at `path`: its read end (opened without blocking) and its
+/// write end.
+fn fifo(path: &std::path::Path) -> (std::fs::File, std::fs::File) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let rd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .expect("open fifo read end");
+    let wr = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open fifo write end");
+    (rd, wr)
+}
+
 #[test]
 fn fifo_read_end_is_an_input() {
     let m = Memlogd::start(&[]);
     let path = m.dir().join("svc.fifo");
-    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
     // As LinuxKit init does for containerd services: open the read end
     // without blocking, then the write end, and hand memlogd the read end.
-    let rd = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&path)
-        .expect("open fifo read end");
-    let mut wr = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("open fifo write end");
+    let (rd, mut wr) = fifo(&path);
     m.send_fds(b"svc.out", &[rd.as_fd()]).expect("send fifo");
     drop(rd);
     wr.write_all(b"from a fifo\nsecond line\n").expect("write");
@@ -281,16 +288,7 @@ fn received_fds_keep_the_senders_file_status_flags() {
 fn fifo_whose_writer_left_before_the_handover_is_read_to_its_end() {
     let m = Memlogd::start(&[]);
     let path = m.dir().join("gone.fifo");
-    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
-    let rd = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&path)
-        .expect("open fifo read end");
-    let mut wr = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("open fifo write end");
+    let (rd, mut wr) = fifo(&path);
     wr.write_all(b"written early\nunfinished").expect("write");
     drop(wr);
     m.send_fds(b"early", &[rd.as_fd()]).expect("send fifo");
