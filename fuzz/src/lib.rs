@@ -721,7 +721,7 @@ fn differential_object(data: &[u8]) {
         )
     });
     // serde_json keeps the last of duplicate keys.
-    let mut keys: Vec<&String> = got.iter().map(|(k, _)| k).collect();
+    let mut keys: Vec<&str> = got.iter().map(|(k, _)| k.as_ref()).collect();
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), want.len());

@@ -8,10 +8,13 @@
 //! instead, with the same code memlogd runs, so the records are the same.
 
 use crate::filter::Filter;
-use crate::proto::{self, Line, Request};
+use crate::proto::{self, Line, LineRef, Reply, Request};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+
+/// Bytes asked of the socket per read (at least).
+const READ: usize = 128 * 1024;
 
 /// Which daemon answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +31,9 @@ pub enum Server {
 pub struct Client {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// Unread bytes are `buf[pos..end]`.
     pos: usize,
+    end: usize,
     server: Server,
     filter: Filter,
     /// Apply `filter` here whatever the server (it was not sent).
@@ -78,8 +83,9 @@ impl Client {
         }
         Ok(Client {
             stream,
-            buf: Vec::with_capacity(64 * 1024),
+            buf: vec![0; READ],
             pos: 0,
+            end: 0,
             server: Server::Unknown,
             filter: Filter::from_request(req),
             local,
@@ -96,18 +102,35 @@ impl Client {
     /// line is buffered, or the stream ended). Callers flush their output
     /// before a call that may block.
     pub fn ready(&self) -> bool {
-        self.eof || memchr::memchr(b'\n', &self.buf[self.pos..]).is_some()
+        self.eof || memchr::memchr(b'\n', &self.buf[self.pos..self.end]).is_some()
+    }
+
+    /// True when more of the reply is already waiting in the socket (a
+    /// read would not block): a caller may go on reading before it
+    /// flushes, to write larger batches.
+    pub fn more_waiting(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
     fn fill(&mut self) -> io::Result<bool> {
+        // `buf[pos..end]` is unread; the rest of `buf` is room, zeroed once
+        // when it was allocated (not at every read).
         if self.pos > 0 {
-            self.buf.drain(..self.pos);
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
-        let len = self.buf.len();
-        self.buf.resize(len + 64 * 1024, 0);
+        if self.buf.len() - self.end < READ / 2 {
+            // A line longer than the buffer: room for more of it.
+            let grow = self.buf.len().max(READ);
+            self.buf.resize(self.buf.len() + grow, 0);
+        }
+        let end = self.end;
         let r = loop {
-            match self.stream.read(&mut self.buf[len..]) {
+            match self.stream.read(&mut self.buf[end..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // LinuxKit's memlogd closes with our extension bytes unread,
                 // which the kernel reports as a reset after the data.
@@ -120,64 +143,83 @@ impl Client {
                 other => break other,
             }
         };
-        match r {
-            Ok(n) => {
-                self.buf.truncate(len + n);
-                Ok(n > 0)
+        let n = r?;
+        self.end += n;
+        Ok(n > 0)
+    }
+
+    /// Where the next line is in `buf` (reading more as needed); `None` at
+    /// the end of the stream.
+    fn next_range(&mut self) -> io::Result<Option<std::ops::Range<usize>>> {
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..self.end]) {
+                let r = self.pos..self.pos + i;
+                self.pos += i + 1;
+                return Ok(Some(r));
             }
-            Err(e) => {
-                self.buf.truncate(len);
-                Err(e)
+            if self.eof || !self.fill()? {
+                self.eof = true;
+                if self.pos < self.end {
+                    let r = self.pos..self.end;
+                    self.pos = self.end;
+                    return Ok(Some(r));
+                }
+                return Ok(None);
             }
         }
     }
 
-    fn next_raw(&mut self) -> io::Result<Option<Line>> {
+    /// Where the next line to hand out is: the hello line noted (see
+    /// [`Client::server`]) and, where the selection is applied here,
+    /// records it does not take skipped. Lines are decoded here only while
+    /// the server is unknown or when filtering; otherwise the caller
+    /// decodes them once.
+    fn next_wanted(&mut self) -> io::Result<Option<std::ops::Range<usize>>> {
         loop {
-            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..]) {
-                let line = &self.buf[self.pos..self.pos + i];
-                self.pos += i + 1;
-                return proto::decode_line(line).map(Some).map_err(bad);
-            }
-            if self.eof || !self.fill()? {
-                self.eof = true;
-                if self.pos < self.buf.len() {
-                    let line = self.buf[self.pos..].to_vec();
-                    self.pos = self.buf.len();
-                    return proto::decode_line(&line).map(Some).map_err(bad);
+            let Some(r) = self.next_range()? else {
+                if self.server == Server::Unknown {
+                    self.server = Server::LinuxKit;
                 }
                 return Ok(None);
+            };
+            let filtering = self.local || self.server == Server::LinuxKit;
+            if self.server != Server::Unknown && !filtering {
+                return Ok(Some(r));
             }
+            let line = proto::decode_ref(&self.buf[r.clone()]).map_err(bad)?;
+            match (&line, self.server) {
+                (Reply::Hello { instance, .. }, Server::Unknown) => {
+                    self.server = Server::Memlog {
+                        instance: *instance,
+                    };
+                    return Ok(Some(r));
+                }
+                (_, Server::Unknown) => self.server = Server::LinuxKit,
+                _ => {}
+            }
+            if let Reply::Record(rec) = &line {
+                if (self.local || self.server == Server::LinuxKit) && !self.filter.matches_ref(rec)
+                {
+                    continue;
+                }
+            }
+            return Ok(Some(r));
         }
     }
 
     /// The next line of the reply; `None` when the server closed the stream.
     /// A hello line is consumed here (see [`Client::server`]).
     pub fn next_line(&mut self) -> io::Result<Option<Line>> {
-        loop {
-            let Some(line) = self.next_raw()? else {
-                if self.server == Server::Unknown {
-                    self.server = Server::LinuxKit;
-                }
-                return Ok(None);
-            };
-            match (&line, self.server) {
-                (Line::Hello { instance, .. }, Server::Unknown) => {
-                    self.server = Server::Memlog {
-                        instance: *instance,
-                    };
-                    return Ok(Some(line));
-                }
-                (_, Server::Unknown) => self.server = Server::LinuxKit,
-                _ => {}
-            }
-            if let Line::Record(r) = &line {
-                if (self.local || self.server == Server::LinuxKit) && !self.filter.matches_record(r)
-                {
-                    continue;
-                }
-            }
-            return Ok(Some(line));
+        Ok(self.next_ref()?.map(|l| l.to_owned()))
+    }
+
+    /// [`Client::next_line`] without copying: the record borrows the
+    /// client's read buffer (valid until the next call). This is the
+    /// decoding every reader shares; an owned copy is `to_owned()` away.
+    pub fn next_ref(&mut self) -> io::Result<Option<LineRef<'_>>> {
+        match self.next_wanted()? {
+            Some(r) => proto::decode_ref(&self.buf[r]).map(Some).map_err(bad),
+            None => Ok(None),
         }
     }
 }

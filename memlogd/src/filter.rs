@@ -183,6 +183,16 @@ impl<'a> View<'a> {
             severity: r.severity_or_default(),
         }
     }
+
+    /// [`View::of_record`] for a borrowed record.
+    pub fn of_ref(r: &'a proto::RecordRef<'_>, need_time: bool) -> View<'a> {
+        View {
+            source: r.source_bytes(),
+            msg: r.msg_bytes(),
+            time_ns: if need_time { r.time_ns() } else { None },
+            severity: r.severity_or_default(),
+        }
+    }
 }
 
 /// A selection of records. Within one kind, any entry may match (sources,
@@ -246,6 +256,11 @@ impl Filter {
     /// [`Filter::matches`] for a decoded record (client side).
     pub fn matches_record(&self, r: &proto::Record) -> bool {
         self.matches(&View::of_record(r, self.needs_time()))
+    }
+
+    /// [`Filter::matches_record`] for a borrowed record.
+    pub fn matches_ref(&self, r: &proto::RecordRef<'_>) -> bool {
+        self.matches(&View::of_ref(r, self.needs_time()))
     }
 
     /// The filter a request carries (its `source=`, `source-glob=`,

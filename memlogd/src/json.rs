@@ -6,6 +6,7 @@
 //! should stay a few hundred KiB. Nested values are parsed and skipped, so a
 //! newer server may add them without breaking older clients.
 
+use std::borrow::Cow;
 use std::fmt;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -233,19 +234,21 @@ pub fn write_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// A scalar value of a flat JSON object. Nested values are reported as `Other`.
+/// A scalar value of a flat JSON object. Nested values are reported as
+/// `Other`. Strings and numbers borrow the parsed line where they can (a
+/// string without escapes is a slice of it).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Str(String),
+pub enum Value<'a> {
+    Str(Cow<'a, str>),
     /// A number, as its JSON text.
-    Num(String),
+    Num(&'a str),
     Bool(bool),
     Null,
     /// An object or array (skipped, not kept).
     Other,
 }
 
-impl Value {
+impl<'a> Value<'a> {
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -288,19 +291,22 @@ impl fmt::Display for JsonError {
 impl std::error::Error for JsonError {}
 
 /// A parsed flat JSON object: its keys and values in order.
-pub type Object = Vec<(String, Value)>;
+pub type Object<'a> = Vec<(Cow<'a, str>, Value<'a>)>;
 
 /// Looks up `key` in a parsed object.
-pub fn get<'a>(obj: &'a Object, key: &str) -> Option<&'a Value> {
+pub fn get<'o, 'a>(obj: &'o Object<'a>, key: &str) -> Option<&'o Value<'a>> {
     obj.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 struct Parser<'a> {
     b: &'a [u8],
+    /// The whole line as text, when it is valid UTF-8 (memlogd's always
+    /// are): strings without escapes are then slices of it, validated once.
+    text: Option<&'a str>,
     i: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn err<T>(&self, what: &'static str) -> Result<T, JsonError> {
         Err(JsonError {
             offset: self.i,
@@ -337,8 +343,25 @@ impl Parser<'_> {
         self.i += 4;
         Ok(v)
     }
-    fn string(&mut self) -> Result<String, JsonError> {
+    fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         self.eat(b'"')?;
+        // The common case: no escape before the closing quote, and valid
+        // UTF-8 (what memlogd writes): a slice of the line, no copy.
+        let b: &'a [u8] = self.b;
+        let start = self.i;
+        if let Some(n) = memchr::memchr2(b'"', b'\\', &b[start..]) {
+            if b[start + n] == b'"' {
+                // Both ends are next to an ASCII quote: char boundaries.
+                let s = match self.text {
+                    Some(t) => t.get(start..start + n),
+                    None => std::str::from_utf8(&b[start..start + n]).ok(),
+                };
+                if let Some(s) = s {
+                    self.i = start + n + 1;
+                    return Ok(Cow::Borrowed(s));
+                }
+            }
+        }
         let mut out = Vec::new();
         loop {
             let start = self.i;
@@ -394,12 +417,12 @@ impl Parser<'_> {
                 }
             }
         }
-        Ok(match String::from_utf8(out) {
+        Ok(Cow::Owned(match String::from_utf8(out) {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        })
+        }))
     }
-    fn value(&mut self, depth: u32) -> Result<Value, JsonError> {
+    fn value(&mut self, depth: u32) -> Result<Value<'a>, JsonError> {
         if depth > 64 {
             return self.err("nested too deep");
         }
@@ -471,11 +494,16 @@ impl Parser<'_> {
                 {
                     self.i += 1;
                 }
-                let text = std::str::from_utf8(&self.b[start..self.i]).unwrap_or("0");
-                if text.parse::<f64>().is_err() {
+                let b: &'a [u8] = self.b;
+                let text = std::str::from_utf8(&b[start..self.i]).unwrap_or("0");
+                // Plain integers (every number memlogd writes) need no
+                // float parse to be known valid.
+                let digits = text.strip_prefix('-').unwrap_or(text);
+                let plain = !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit());
+                if !plain && text.parse::<f64>().is_err() {
                     return self.err("bad number");
                 }
-                Ok(Value::Num(text.to_owned()))
+                Ok(Value::Num(text))
             }
             _ => self.err("expected a value"),
         }
@@ -484,10 +512,25 @@ impl Parser<'_> {
 
 /// Parses one JSON object (one line of the query socket). Keys of nested
 /// values are kept with `Value::Other`.
-pub fn parse_object(line: &[u8]) -> Result<Object, JsonError> {
-    let mut p = Parser { b: line, i: 0 };
-    p.eat(b'{')?;
+pub fn parse_object(line: &[u8]) -> Result<Object<'_>, JsonError> {
     let mut obj = Vec::new();
+    for_each_field(line, |k, v| obj.push((k, v)))?;
+    Ok(obj)
+}
+
+/// Parses one JSON object as [`parse_object`] does, handing each key and
+/// value to `f` in order instead of collecting them (no allocation for a
+/// line without escapes). On an error, `f` may have seen some fields.
+pub fn for_each_field<'a>(
+    line: &'a [u8],
+    mut f: impl FnMut(Cow<'a, str>, Value<'a>),
+) -> Result<(), JsonError> {
+    let mut p = Parser {
+        b: line,
+        text: std::str::from_utf8(line).ok(),
+        i: 0,
+    };
+    p.eat(b'{')?;
     p.ws();
     if p.b.get(p.i) == Some(&b'}') {
         p.i += 1;
@@ -496,7 +539,7 @@ pub fn parse_object(line: &[u8]) -> Result<Object, JsonError> {
             let k = p.string()?;
             p.eat(b':')?;
             let v = p.value(0)?;
-            obj.push((k, v));
+            f(k, v);
             p.ws();
             match p.b.get(p.i) {
                 Some(b',') => p.i += 1,
@@ -512,7 +555,7 @@ pub fn parse_object(line: &[u8]) -> Result<Object, JsonError> {
     if p.i != p.b.len() {
         return p.err("trailing bytes after object");
     }
-    Ok(obj)
+    Ok(())
 }
 
 #[cfg(test)]

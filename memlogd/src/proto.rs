@@ -7,6 +7,7 @@ use crate::json::{self, Value};
 use crate::meta;
 use crate::ring::{self, FLAG_TRUNCATED};
 use crate::timefmt;
+use std::borrow::Cow;
 use std::fmt;
 
 /// LinuxKit's default log socket (writers pass fds here).
@@ -659,6 +660,36 @@ pub struct Record {
     pub kv: Vec<String>,
 }
 
+/// A record as [`Client::next_ref`](crate::client::Client::next_ref)
+/// decodes it: its text borrowed from the reply line (owned only where the
+/// JSON string had escapes), so reading a record allocates nothing. The
+/// fields are those of [`Record`]; [`RecordRef::to_owned`] and
+/// [`Record::as_ref`] go between the two.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub seq: Option<u64>,
+    pub time: Cow<'a, str>,
+    pub source: Cow<'a, str>,
+    pub msg: Cow<'a, str>,
+    pub source_raw: Option<Cow<'a, [u8]>>,
+    pub msg_raw: Option<Cow<'a, [u8]>>,
+    pub truncated: bool,
+    pub facility: Option<u8>,
+    pub severity: Option<u8>,
+    pub pid: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub app: Option<Cow<'a, str>>,
+    pub procid: Option<Cow<'a, str>>,
+    pub msgid: Option<Cow<'a, str>>,
+    pub sd: Option<Cow<'a, str>>,
+    pub stime: Option<Cow<'a, str>>,
+    pub host: Option<Cow<'a, str>>,
+    pub kseq: Option<u64>,
+    pub ktime_us: Option<u64>,
+    pub kv: Cow<'a, [String]>,
+}
+
 /// Syslog severity names, by number (RFC 5424 section 6.2.1).
 pub const SEVERITIES: [&str; 8] = [
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
@@ -723,7 +754,7 @@ pub fn parse_facility(s: &str) -> Option<u8> {
     FACILITIES.iter().position(|&n| n == l).map(|p| p as u8)
 }
 
-impl Record {
+impl<'a> RecordRef<'a> {
     /// The source's exact bytes (its name as the writer gave it).
     pub fn source_bytes(&self) -> &[u8] {
         self.source_raw.as_deref().unwrap_or(self.source.as_bytes())
@@ -759,20 +790,115 @@ impl Record {
         escape::write(out, self.msg_bytes());
         out.push(b'\n');
     }
+
+    /// The same record, owning its text.
+    pub fn to_owned(&self) -> Record {
+        let s = |c: &Option<Cow<'a, str>>| c.as_ref().map(|v| v.clone().into_owned());
+        Record {
+            seq: self.seq,
+            time: self.time.clone().into_owned(),
+            source: self.source.clone().into_owned(),
+            msg: self.msg.clone().into_owned(),
+            source_raw: self.source_raw.as_ref().map(|v| v.clone().into_owned()),
+            msg_raw: self.msg_raw.as_ref().map(|v| v.clone().into_owned()),
+            truncated: self.truncated,
+            facility: self.facility,
+            severity: self.severity,
+            pid: self.pid,
+            uid: self.uid,
+            gid: self.gid,
+            app: s(&self.app),
+            procid: s(&self.procid),
+            msgid: s(&self.msgid),
+            sd: s(&self.sd),
+            stime: s(&self.stime),
+            host: s(&self.host),
+            kseq: self.kseq,
+            ktime_us: self.ktime_us,
+            kv: self.kv.clone().into_owned(),
+        }
+    }
+}
+
+impl Record {
+    /// A borrowed view of this record (no copy), for code written against
+    /// [`RecordRef`].
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        fn s(c: &Option<String>) -> Option<Cow<'_, str>> {
+            c.as_deref().map(Cow::Borrowed)
+        }
+        RecordRef {
+            seq: self.seq,
+            time: Cow::Borrowed(&self.time),
+            source: Cow::Borrowed(&self.source),
+            msg: Cow::Borrowed(&self.msg),
+            source_raw: self.source_raw.as_deref().map(Cow::Borrowed),
+            msg_raw: self.msg_raw.as_deref().map(Cow::Borrowed),
+            truncated: self.truncated,
+            facility: self.facility,
+            severity: self.severity,
+            pid: self.pid,
+            uid: self.uid,
+            gid: self.gid,
+            app: s(&self.app),
+            procid: s(&self.procid),
+            msgid: s(&self.msgid),
+            sd: s(&self.sd),
+            stime: s(&self.stime),
+            host: s(&self.host),
+            kseq: self.kseq,
+            ktime_us: self.ktime_us,
+            kv: Cow::Borrowed(&self.kv),
+        }
+    }
+
+    /// The source's exact bytes (its name as the writer gave it).
+    pub fn source_bytes(&self) -> &[u8] {
+        self.source_raw.as_deref().unwrap_or(self.source.as_bytes())
+    }
+
+    /// The message's exact bytes.
+    pub fn msg_bytes(&self) -> &[u8] {
+        self.msg_raw.as_deref().unwrap_or(self.msg.as_bytes())
+    }
+
+    /// The record's severity, or [`DEFAULT_SEVERITY`].
+    pub fn severity_or_default(&self) -> u8 {
+        self.severity.unwrap_or(DEFAULT_SEVERITY)
+    }
+    /// The record's facility, or [`DEFAULT_FACILITY`].
+    pub fn facility_or_default(&self) -> u8 {
+        self.facility.unwrap_or(DEFAULT_FACILITY)
+    }
+
+    /// The time in nanoseconds since the epoch, if it parses.
+    pub fn time_ns(&self) -> Option<i64> {
+        timefmt::parse_rfc3339(&self.time)
+    }
+
+    /// [`RecordRef::write_text`].
+    pub fn write_text(&self, out: &mut Vec<u8>) {
+        self.as_ref().write_text(out)
+    }
+
+    /// [`RecordRef::write_json`].
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.as_ref().write_json(out)
+    }
 }
 
 /// One line of a reply, decoded.
 // Records are nearly every line; boxing them would allocate for each.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
-pub enum Line {
+pub enum Reply<R> {
     /// First line of an extended reply.
     Hello {
         instance: u64,
         first: u64,
         next: u64,
     },
-    Record(Record),
+    Record(R),
     /// `count` records were lost; the stream goes on at `next` (if known).
     Lost {
         count: u64,
@@ -782,6 +908,35 @@ pub enum Line {
     Stats(Vec<(String, u64)>),
     /// The server refused the request.
     Error(String),
+}
+
+/// A reply line owning its record.
+pub type Line = Reply<Record>;
+/// A reply line whose record borrows the line it was decoded from.
+pub type LineRef<'a> = Reply<RecordRef<'a>>;
+
+impl LineRef<'_> {
+    /// The same line, owning its record.
+    pub fn to_owned(&self) -> Line {
+        match self {
+            Reply::Hello {
+                instance,
+                first,
+                next,
+            } => Reply::Hello {
+                instance: *instance,
+                first: *first,
+                next: *next,
+            },
+            Reply::Record(r) => Reply::Record(r.to_owned()),
+            Reply::Lost { count, next } => Reply::Lost {
+                count: *count,
+                next: *next,
+            },
+            Reply::Stats(s) => Reply::Stats(s.clone()),
+            Reply::Error(e) => Reply::Error(e.clone()),
+        }
+    }
 }
 
 /// Why a reply line could not be decoded.
@@ -798,89 +953,96 @@ impl std::error::Error for DecodeError {}
 
 /// Decodes one reply line (without its `\n`).
 pub fn decode_line(line: &[u8]) -> Result<Line, DecodeError> {
-    let obj = json::parse_object(line).map_err(|e| DecodeError(e.to_string()))?;
-    let get = |k: &str| json::get(&obj, k);
-    if get("memlog").is_some() {
-        if let Some(e) = get("error") {
-            return Ok(Line::Error(
-                e.as_str().unwrap_or("unknown error").to_owned(),
-            ));
+    decode_ref(line).map(|l| l.to_owned())
+}
+
+/// Decodes one reply line (without its `\n`), its record borrowing `line`.
+/// One pass over the object's keys; unknown keys are skipped.
+pub fn decode_ref(line: &[u8]) -> Result<LineRef<'_>, DecodeError> {
+    let mut r = RecordRef::default();
+    let (mut time, mut source, mut msg) = (None, None, None);
+    let (mut memlog, mut error, mut stats) = (false, None, false);
+    let (mut instance, mut first, mut next, mut lost) = (None, None, None, None);
+    let small = |v: &Value, max: u64| v.as_u64().filter(|&n| n <= max);
+    json::for_each_field(line, |k, v| {
+        let v = &v;
+        let text = || match v {
+            Value::Str(s) => Some(s.clone()),
+            _ => None,
+        };
+        match k.as_ref() {
+            "time" => time = text(),
+            "source" => source = text(),
+            "msg" => msg = text(),
+            "seq" => r.seq = v.as_u64(),
+            "source_raw" => r.source_raw = v.as_str().and_then(json::decode_raw).map(Cow::Owned),
+            "msg_raw" => r.msg_raw = v.as_str().and_then(json::decode_raw).map(Cow::Owned),
+            "truncated" => r.truncated = v.as_bool().unwrap_or(false),
+            "facility" => r.facility = small(v, 23).map(|n| n as u8),
+            "severity" => r.severity = small(v, 7).map(|n| n as u8),
+            "pid" => r.pid = small(v, u32::MAX.into()).map(|n| n as u32),
+            "uid" => r.uid = small(v, u32::MAX.into()).map(|n| n as u32),
+            "gid" => r.gid = small(v, u32::MAX.into()).map(|n| n as u32),
+            "app" => r.app = text(),
+            "procid" => r.procid = text(),
+            "msgid" => r.msgid = text(),
+            "sd" => r.sd = text(),
+            "stime" => r.stime = text(),
+            "host" => r.host = text(),
+            "kseq" => r.kseq = v.as_u64(),
+            "ktime_us" => r.ktime_us = v.as_u64(),
+            "kv" => {
+                if let Some(kv) = v.as_str() {
+                    r.kv = Cow::Owned(kv.split('\n').map(str::to_owned).collect());
+                }
+            }
+            "memlog" => memlog = true,
+            "error" => error = Some(v.as_str().unwrap_or("unknown error").to_owned()),
+            "stats" => stats = true,
+            "instance" => instance = v.as_str().and_then(|s| u64::from_str_radix(s, 16).ok()),
+            "first" => first = v.as_u64(),
+            "next" => next = v.as_u64(),
+            "lost" => lost = v.as_u64(),
+            _ => {}
         }
-        if get("stats").is_some() {
+    })
+    .map_err(|e| DecodeError(e.to_string()))?;
+    if memlog {
+        if let Some(e) = error {
+            return Ok(Reply::Error(e));
+        }
+        if stats {
+            // Rare: parsed again, whole.
+            let obj = json::parse_object(line).map_err(|e| DecodeError(e.to_string()))?;
             let stats = obj
                 .iter()
                 .filter(|(k, _)| k != "memlog" && k != "stats")
-                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                .filter_map(|(k, v)| Some((k.clone().into_owned(), v.as_u64()?)))
                 .collect();
-            return Ok(Line::Stats(stats));
+            return Ok(Reply::Stats(stats));
         }
-        let instance = get("instance")
-            .and_then(Value::as_str)
-            .and_then(|s| u64::from_str_radix(s, 16).ok());
-        let (Some(instance), Some(first), Some(next)) = (
-            instance,
-            get("first").and_then(Value::as_u64),
-            get("next").and_then(Value::as_u64),
-        ) else {
+        let (Some(instance), Some(first), Some(next)) = (instance, first, next) else {
             return Err(DecodeError("malformed memlog hello line".into()));
         };
-        return Ok(Line::Hello {
+        return Ok(Reply::Hello {
             instance,
             first,
             next,
         });
     }
-    if let (Some(count), None) = (get("lost").and_then(Value::as_u64), get("msg")) {
-        return Ok(Line::Lost {
-            count,
-            next: get("next").and_then(Value::as_u64),
-        });
+    if let (Some(count), None) = (lost, &msg) {
+        return Ok(Reply::Lost { count, next });
     }
-    let s = |k: &str| get(k).and_then(Value::as_str).map(str::to_owned);
-    let (Some(time), Some(source), Some(msg)) = (s("time"), s("source"), s("msg")) else {
+    let (Some(time), Some(source), Some(msg)) = (time, source, msg) else {
         return Err(DecodeError("record without time, source or msg".into()));
     };
-    let raw = |k: &str| get(k).and_then(Value::as_str).and_then(json::decode_raw);
-    Ok(Line::Record(Record {
-        seq: get("seq").and_then(Value::as_u64),
-        time,
-        source,
-        msg,
-        source_raw: raw("source_raw"),
-        msg_raw: raw("msg_raw"),
-        truncated: get("truncated").and_then(Value::as_bool).unwrap_or(false),
-        facility: get("facility")
-            .and_then(Value::as_u64)
-            .and_then(|v| u8::try_from(v).ok())
-            .filter(|&v| v <= 23),
-        severity: get("severity")
-            .and_then(Value::as_u64)
-            .and_then(|v| u8::try_from(v).ok())
-            .filter(|&v| v <= 7),
-        pid: get("pid")
-            .and_then(Value::as_u64)
-            .and_then(|v| u32::try_from(v).ok()),
-        uid: get("uid")
-            .and_then(Value::as_u64)
-            .and_then(|v| u32::try_from(v).ok()),
-        gid: get("gid")
-            .and_then(Value::as_u64)
-            .and_then(|v| u32::try_from(v).ok()),
-        app: s("app"),
-        procid: s("procid"),
-        msgid: s("msgid"),
-        sd: s("sd"),
-        stime: s("stime"),
-        host: s("host"),
-        kseq: get("kseq").and_then(Value::as_u64),
-        ktime_us: get("ktime_us").and_then(Value::as_u64),
-        kv: s("kv")
-            .map(|k| k.split('\n').map(str::to_owned).collect())
-            .unwrap_or_default(),
-    }))
+    r.time = time;
+    r.source = source;
+    r.msg = msg;
+    Ok(Reply::Record(r))
 }
 
-impl Record {
+impl RecordRef<'_> {
     /// Appends the record as one JSON object and `\n`, with the keys of an
     /// extended record line (`seq` and the optional keys only when known),
     /// whichever server it came from.

@@ -17,7 +17,7 @@ use std::time::Duration;
 fn legacy_record(line: &[u8]) -> Record {
     let obj = json::parse_object(line)
         .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(line)));
-    let mut keys: Vec<&str> = obj.iter().map(|(k, _)| k.as_str()).collect();
+    let mut keys: Vec<&str> = obj.iter().map(|(k, _)| k.as_ref()).collect();
     keys.sort_unstable();
     assert_eq!(
         keys,
