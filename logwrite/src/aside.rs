@@ -80,6 +80,9 @@ impl Asides {
     /// True if `stem` is put aside and not due to be tried again: its
     /// record is skipped (and counted).
     pub fn skip(&mut self, stem: &str) -> bool {
+        if self.map.is_empty() {
+            return false;
+        }
         let Some(a) = self.map.get_mut(stem) else {
             return false;
         };
@@ -119,6 +122,9 @@ impl Asides {
 
     /// A line of `stem` was written (buffered).
     pub fn written(&mut self, stem: &str) {
+        if self.map.is_empty() {
+            return;
+        }
         if let Some(a) = self.map.remove(stem) {
             self.resumed.push((stem.to_owned(), a));
         }

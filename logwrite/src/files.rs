@@ -30,9 +30,8 @@ use crate::reconcile::Reconcile;
 use crate::report::{say, LostCounter};
 use crate::rotate::{self, Policy};
 use crate::select::Selector;
-use memlog::proto::{Position, Record};
+use memlog::proto::{Position, Record, RecordRef, Request};
 use memlog::{escape, timefmt};
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -113,7 +112,9 @@ pub struct Files {
     policy: Policy,
     dir: Option<Dir>,
     loaded: bool,
-    open: HashMap<String, Open>,
+    open: names::StemMap<Open>,
+    /// The last source written and its stem (records come in runs).
+    last_stem: (Vec<u8>, String),
     committed: Option<Position>,
     taken: Option<Position>,
     sync_due: bool,
@@ -143,7 +144,8 @@ impl Files {
             policy,
             dir: None,
             loaded: false,
-            open: HashMap::new(),
+            open: names::StemMap::default(),
+            last_stem: (Vec::new(), String::new()),
             committed: None,
             taken: None,
             sync_due: false,
@@ -520,7 +522,7 @@ impl Files {
     /// are their exact bytes with control characters and invalid UTF-8
     /// escaped ([`memlog::escape`]): a message cannot end its line and
     /// forge another, nor carry terminal escapes into the file.
-    fn format_line(&mut self, r: &Record) {
+    fn format_line(&mut self, r: &RecordRef<'_>) {
         self.line.clear();
         line_of(&mut self.line, r);
     }
@@ -551,7 +553,7 @@ impl Files {
 /// with control characters and invalid UTF-8 escaped ([`memlog::escape`]):
 /// a message cannot end its line and forge another, nor carry terminal
 /// escapes into the file.
-pub fn line_of(out: &mut Vec<u8>, r: &Record) {
+pub fn line_of(out: &mut Vec<u8>, r: &RecordRef<'_>) {
     match r.time_ns() {
         Some(ns) => timefmt::write_rfc3339_secs(out, ns),
         None => escape::write(out, r.time.as_bytes()),
@@ -601,13 +603,17 @@ impl Sink for Files {
         self.committed
     }
 
+    fn narrow(&self, req: &mut Request) {
+        self.cfg.select.narrow(req);
+    }
+
     fn hello(&mut self, server: Option<(u64, u64, u64)>) {
         let state = self.where_(STATE_FILE);
         match (server, &mut self.reconcile) {
             (Some((instance, first, next)), Some(rc)) => {
                 let Some(dir) = &self.dir else { return };
                 let select = &self.cfg.select;
-                let mut line = |r: &Record| {
+                let mut line = |r: &RecordRef<'_>| {
                     if is_own(r.source_bytes()) || !select.matches(r) {
                         return None;
                     }
@@ -645,7 +651,7 @@ impl Sink for Files {
         )));
     }
 
-    fn record(&mut self, r: &Record, pos: Option<Position>) -> io::Result<()> {
+    fn record(&mut self, r: &RecordRef<'_>, pos: Option<Position>) -> io::Result<()> {
         if !is_own(r.source_bytes()) && self.cfg.select.matches(r) {
             if self
                 .cfg
@@ -655,7 +661,14 @@ impl Sink for Files {
                 self.sync_due = true;
             }
             self.format_line(r);
-            self.take_line(&names::stem(r.source_bytes()), pos.map(|p| p.seq))?;
+            let src = r.source_bytes();
+            if self.last_stem.0 != src || self.last_stem.1.is_empty() {
+                self.last_stem = (src.to_vec(), names::stem(src));
+            }
+            let stem = std::mem::take(&mut self.last_stem.1);
+            let res = self.take_line(&stem, pos.map(|p| p.seq));
+            self.last_stem.1 = stem;
+            res?;
         }
         self.took(pos);
         Ok(())
@@ -674,7 +687,7 @@ impl Sink for Files {
             msg,
             ..Record::default()
         };
-        self.format_line(&note);
+        self.format_line(&note.as_ref());
         self.write_line(&names::stem(b"memlogd"))?;
         self.took(pos);
         Ok(())

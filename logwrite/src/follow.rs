@@ -13,8 +13,8 @@
 //! took ([`Sink::finish`]) and the loop returns.
 
 use crate::report::{say, Episode};
-use memlog::client::{Client, Server};
-use memlog::proto::{Line, Mode, Position, Record, Request};
+use memlog::client::Client;
+use memlog::proto::{Mode, Position, RecordRef, Reply, Request};
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 /// How often an idle output gets a [`Sink::tick`].
 pub const TICK: Duration = Duration::from_secs(1);
+/// Longest time between commits while memlogd sends without a pause.
+pub const COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 /// An output: the file tree or one remote server.
 pub trait Sink {
@@ -33,9 +35,12 @@ pub trait Sink {
     fn open(&mut self) -> io::Result<()>;
     /// Where to resume: the last committed position.
     fn resume(&self) -> Option<Position>;
+    /// Narrows the request to what this output takes (see
+    /// [`crate::select::Selector::narrow`]); by default it asks for everything.
+    fn narrow(&self, _req: &mut Request) {}
     /// Takes one record at position `pos` (`None` from a server without
     /// sequence numbers). May buffer.
-    fn record(&mut self, r: &Record, pos: Option<Position>) -> io::Result<()>;
+    fn record(&mut self, r: &RecordRef<'_>, pos: Option<Position>) -> io::Result<()>;
     /// `count` records were lost before this output got them; `pos` is the
     /// position just before the next record.
     fn lost(&mut self, count: u64, pos: Option<Position>) -> io::Result<()>;
@@ -167,6 +172,7 @@ pub fn run(sink: &mut dyn Sink, socket: &Path, max_backoff: Duration, stop: &Sto
         }
         let mut req = Request::new(Mode::DumpFollow);
         req.after = sink.resume();
+        sink.narrow(&mut req);
         let client = UnixStream::connect(socket).and_then(|s| {
             s.set_read_timeout(Some(TICK))?;
             Client::start(s, &req)
@@ -225,12 +231,19 @@ fn pump(
 ) -> Ended {
     let mut instance = None;
     let mut last_tick = Instant::now();
+    let mut last_commit = Instant::now();
     let mut memlogd_ok = false;
     loop {
         if stop.is_set() {
             return Ended::Stopped;
         }
-        if !client.ready() {
+        // Commit before a read that may block; while memlogd keeps the
+        // socket full, at most every COMMIT_EVERY (one state save and one
+        // large write per batch, not per 64 KiB read).
+        let pause =
+            !client.ready() && (last_commit.elapsed() >= COMMIT_EVERY || !client.more_waiting());
+        if pause {
+            last_commit = Instant::now();
             match sink.commit() {
                 // "Writing again" only once something was written and
                 // committed after the trouble.
@@ -248,7 +261,7 @@ fn pump(
                 return Ended::Sink(e);
             }
         }
-        let line = match client.next_line() {
+        let line = match client.next_ref() {
             Ok(Some(l)) => l,
             Ok(None) => return Ended::Memlogd("memlogd closed the connection".into()),
             Err(e)
@@ -265,10 +278,14 @@ fn pump(
         if !memlogd_ok {
             memlogd_ok = true;
             ctx.memlogd_trouble.recover("connected to memlogd");
-            if client.server() == Server::LinuxKit {
+            // The client takes a first line that is not a hello for
+            // LinuxKit's memlogd (the record borrows the client, so its
+            // `server()` cannot be asked here).
+            let linuxkit = !matches!(line, Reply::Hello { .. });
+            if linuxkit {
                 sink.hello(None);
             }
-            if client.server() == Server::LinuxKit && !ctx.said_linuxkit {
+            if linuxkit && !ctx.said_linuxkit {
                 ctx.said_linuxkit = true;
                 say(
                     sink.name(),
@@ -279,7 +296,7 @@ fn pump(
             }
         }
         let res = match line {
-            Line::Hello {
+            Reply::Hello {
                 instance: i,
                 first,
                 next,
@@ -320,14 +337,14 @@ fn pump(
                 instance = Some(i);
                 res
             }
-            Line::Record(r) => {
+            Reply::Record(r) => {
                 let pos = match (instance, r.seq) {
                     (Some(i), Some(seq)) => Some(Position { instance: i, seq }),
                     _ => None,
                 };
                 sink.record(&r, pos)
             }
-            Line::Lost { count, next } => {
+            Reply::Lost { count, next } => {
                 let pos = match (instance, next) {
                     (Some(i), Some(n)) if n > 0 => Some(Position {
                         instance: i,
@@ -337,8 +354,8 @@ fn pump(
                 };
                 sink.lost(count, pos)
             }
-            Line::Error(e) => return Ended::Memlogd(format!("memlogd refused the request: {e}")),
-            Line::Stats(_) => Ok(()),
+            Reply::Error(e) => return Ended::Memlogd(format!("memlogd refused the request: {e}")),
+            Reply::Stats(_) => Ok(()),
         };
         if let Err(e) = res {
             return Ended::Sink(e);

@@ -40,6 +40,8 @@ const SPEC: Spec = Spec {
         "include",
         "exclude",
         "min-severity",
+        "match",
+        "exclude-match",
         "remote",
         "hostname",
         "max-backoff",
@@ -56,14 +58,17 @@ const SPEC: Spec = Spec {
 /// Sources starting with `logwrite` (its own output) are never written to
 /// files. Selection: -include and -exclude take a source name or a glob
 /// (`*`, `?`, `[a-z]`) and may be repeated; a record is taken if it matches
-/// an -include (or none is given), matches no -exclude, and is at least as
-/// severe as -min-severity (records without a severity count as info).
+/// an -include (or none is given), matches no -exclude, is at least as
+/// severe as -min-severity (records without a severity count as info), and
+/// its message matches a -match (or none is given) and no -exclude-match
+/// (regular expressions as logread -e's, run in logwrite, never in memlogd).
 ///
 /// -remote URL (repeatable): tcp://HOST:PORT (RFC 5424, RFC 6587 octet
 /// counting) or udp://HOST:PORT (one datagram per message), with options
 /// after `?`, joined by `&`: format=rfc5424|rfc3164, framing=octet|lf (TCP;
-/// rfc3164 defaults to lf), include=GLOB, exclude=GLOB (repeatable),
-/// min-severity=LEVEL; values may use %XX escapes. Example:
+/// rfc3164 defaults to lf), include=GLOB, exclude=GLOB, match=REGEX,
+/// exclude-match=REGEX (repeatable), min-severity=LEVEL; values may use %XX
+/// escapes (write & as %26). Example:
 /// -remote 'tcp://10.0.0.1:514?min-severity=warning&exclude=debug.*'
 ///
 /// Lines escape control characters and invalid UTF-8 (\n, \r, \xNN). Only
@@ -116,6 +121,13 @@ struct Args {
     /// write only records at least this severe (emerg .. debug)
     #[argh(option, from_str_fn(severity))]
     min_severity: Option<u8>,
+    /// write only messages matching this regular expression (logread -e's
+    /// syntax; repeatable, any may match)
+    #[argh(option, long = "match")]
+    match_: Vec<String>,
+    /// do not write messages matching this regular expression (repeatable)
+    #[argh(option)]
+    exclude_match: Vec<String>,
     /// write no files (only forward); positions are still kept in -log-dir
     #[argh(switch)]
     no_files: bool,
@@ -129,6 +141,10 @@ struct Args {
     /// longest wait between retries when memlogd or an output is down (default 5s)
     #[argh(option, default = "Duration::from_secs(5)", from_str_fn(duration))]
     max_backoff: Duration,
+}
+
+fn regexes(res: &[String], what: &str) -> Result<Vec<select::Regex>, String> {
+    res.iter().map(|r| Selector::regex(r, what)).collect()
 }
 
 fn size(s: &str) -> Result<u64, String> {
@@ -200,6 +216,8 @@ fn run(args: Args) -> Result<(), String> {
                 include: args.include.clone(),
                 exclude: args.exclude.clone(),
                 min_severity: args.min_severity,
+                matching: regexes(&args.match_, "-match")?,
+                not_matching: regexes(&args.exclude_match, "-exclude-match")?,
             },
             socket: goflags::path(&args.socket),
         })));

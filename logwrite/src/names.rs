@@ -27,6 +27,33 @@ pub const MAX_STEM: usize = 200;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// FNV-1a: the hash of the file output's small maps keyed by stem, looked
+/// up several times per record. Not keyed, so only for maps whose size is
+/// bounded (the open files: at most 256), where colliding names cost at
+/// most a scan of that bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// A map keyed by stem with [`Fnv`].
+pub type StemMap<V> = std::collections::HashMap<String, V, std::hash::BuildHasherDefault<Fnv>>;
+
 fn keep(b: u8) -> bool {
     b.is_ascii_graphic() && b != b'/' && b != b'%'
 }

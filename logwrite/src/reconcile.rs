@@ -27,7 +27,7 @@
 use crate::dir::Dir;
 use crate::rotate::rotated;
 use memlog::client::Client;
-use memlog::proto::{Line, Mode, Position, Record, Request};
+use memlog::proto::{Line, Mode, Position, RecordRef, Request};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -58,7 +58,7 @@ type Tail = Vec<Hash>;
 
 /// How the file output writes a record: its file's stem and its line, or
 /// `None` for a record that gets no file.
-pub type LineOf<'a> = dyn FnMut(&Record) -> Option<(String, Vec<u8>)> + 'a;
+pub type LineOf<'a> = dyn FnMut(&RecordRef<'_>) -> Option<(String, Vec<u8>)> + 'a;
 
 /// The end of `buf`, the last bytes of a file; `whole` if `buf` starts at
 /// the start of the file (else its first line may be cut and is skipped).
@@ -241,7 +241,7 @@ impl Reconcile {
                     return Ok(());
                 }
                 Line::Record(r) => {
-                    let (Some(seq), Some((stem, text))) = (r.seq, line(&r)) else {
+                    let (Some(seq), Some((stem, text))) = (r.seq, line(&r.as_ref())) else {
                         continue;
                     };
                     self.feed(dir, &stem, seq, &text)?;
@@ -476,7 +476,7 @@ mod tests {
         let d = Dir::open(&p).expect("dir");
         std::fs::write(p.join("s.log"), format!("{T2} s b\n")).expect("write");
         let mut r = rc(&d, &[("s", 5, format!("{T2} s b\n"))]);
-        let mut none = |_: &Record| None;
+        let mut none = |_: &RecordRef<'_>| None;
         r.hello(2, 0, 5, Path::new("/nonexistent"), &d, &mut none);
         assert!(!r.written("s", Some(5)));
         assert!(r.commit());

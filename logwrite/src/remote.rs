@@ -22,7 +22,7 @@ use crate::names;
 use crate::report::{Episode, LostCounter};
 use crate::select::Selector;
 use crate::syslog::{Format, Formatter, Framing};
-use memlog::proto::{Position, Record};
+use memlog::proto::{Position, RecordRef, Request};
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
@@ -52,7 +52,9 @@ pub struct RemoteConfig {
     pub state_dir: PathBuf,
 }
 
-fn pct_decode(s: &str) -> Result<String, String> {
+/// `%XX` escapes decoded; `+` is a space where `plus_is_space` (not in a
+/// regular expression, where it is a repetition).
+fn pct_decode(s: &str, plus_is_space: bool) -> Result<String, String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -66,7 +68,7 @@ fn pct_decode(s: &str) -> Result<String, String> {
                 out.push(h);
                 i += 3;
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -82,7 +84,8 @@ fn pct_decode(s: &str) -> Result<String, String> {
 impl RemoteConfig {
     /// Parses `tcp://HOST:PORT[?OPTION&...]` or `udp://...`. Options:
     /// `format=rfc5424|rfc3164`, `framing=octet|lf` (TCP), `include=GLOB`,
-    /// `exclude=GLOB` (both repeatable), `min-severity=LEVEL`.
+    /// `exclude=GLOB`, `match=REGEX`, `exclude-match=REGEX` (all
+    /// repeatable), `min-severity=LEVEL`.
     pub fn parse(url: &str, state_dir: PathBuf) -> Result<RemoteConfig, String> {
         let (scheme, rest) = url
             .split_once("://")
@@ -119,7 +122,8 @@ impl RemoteConfig {
         let mut framing = None;
         for kv in query.split('&').filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let v = pct_decode(v).map_err(|e| format!("remote {url:?}: {e}"))?;
+            let regex = matches!(k, "match" | "exclude-match");
+            let v = pct_decode(v, !regex).map_err(|e| format!("remote {url:?}: {e}"))?;
             match k {
                 "format" => {
                     cfg.format = match v.as_str() {
@@ -136,6 +140,13 @@ impl RemoteConfig {
                     })
                 }
                 "include" => cfg.select.include.push(v),
+                "match" => cfg.select.matching.push(
+                    Selector::regex(&v, "match=").map_err(|e| format!("remote {url:?}: {e}"))?,
+                ),
+                "exclude-match" => cfg.select.not_matching.push(
+                    Selector::regex(&v, "exclude-match=")
+                        .map_err(|e| format!("remote {url:?}: {e}"))?,
+                ),
                 "exclude" => cfg.select.exclude.push(v),
                 "min-severity" => {
                     cfg.select.min_severity = Some(
@@ -430,7 +441,11 @@ impl Sink for Remote {
         self.committed
     }
 
-    fn record(&mut self, r: &Record, pos: Option<Position>) -> io::Result<()> {
+    fn narrow(&self, req: &mut Request) {
+        self.cfg.select.narrow(req);
+    }
+
+    fn record(&mut self, r: &RecordRef<'_>, pos: Option<Position>) -> io::Result<()> {
         if self.cfg.select.matches(r) {
             match &self.conn {
                 Some(Conn::Udp(s)) => {
@@ -552,6 +567,7 @@ impl Sink for Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use memlog::proto::Record;
 
     #[test]
     fn urls() {
@@ -573,7 +589,23 @@ mod tests {
         assert_eq!((o.format, o.framing), (Format::Rfc3164, Framing::Lf));
         let u = RemoteConfig::parse("udp://localhost:514", PathBuf::new()).expect("parses");
         assert_eq!((u.proto, u.framing), (Proto::Udp, Framing::None));
+        let m = RemoteConfig::parse(
+            r"tcp://h:1?match=HTTP/.{3,20}\s5\d\d\s&match=a+b%26c&exclude-match=health",
+            PathBuf::new(),
+        )
+        .expect("parses");
+        let msg = |t: &str| Record {
+            msg: t.into(),
+            ..Record::default()
+        };
+        let takes = |t: &str| m.select.matches(&msg(t).as_ref());
+        assert!(takes(r#"GET / HTTP/1.1" 503 12"#));
+        assert!(!takes(r#"GET / HTTP/1.1" 200 12"#));
+        // `+` is a repetition in a regex, not a space; `%26` is `&`.
+        assert!(takes("aab&c"));
+        assert!(!takes(r#"GET /health HTTP/1.1" 503 12"#));
         for bad in [
+            "tcp://h:1?match=(",
             "tcp://host",
             "http://h:1",
             "tcp://:1",

@@ -2,10 +2,15 @@
 //! (exact, or globs with `*`, `?` and `[...]`), and a minimum severity.
 
 use memlog::filter::glob_match;
-use memlog::proto::{self, Record};
+#[cfg(test)]
+use memlog::proto::Record;
+use memlog::proto::{self, RecordRef, Request};
 
-/// A selection of records for one output.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The regular expressions of `match=` and `-match`: logread `-e`'s engine.
+pub type Regex = regex_lite::Regex;
+
+/// A selection of records for one output. Every part must hold.
+#[derive(Debug, Clone, Default)]
 pub struct Selector {
     /// Source globs to take; empty means every source.
     pub include: Vec<String>,
@@ -13,13 +18,18 @@ pub struct Selector {
     pub exclude: Vec<String>,
     /// Least severe level taken (0 emerg ..= 7 debug); `None` takes all.
     pub min_severity: Option<u8>,
+    /// Messages to take: any of these matches (as `logread -e`, on the
+    /// message's text); empty means every message.
+    pub matching: Vec<Regex>,
+    /// Messages to leave out: any of these matches.
+    pub not_matching: Vec<Regex>,
 }
 
 impl Selector {
     /// Does this output take `r`? Globs match the source's exact bytes
     /// (`?` is one byte, even of a name that is not UTF-8). Records without
     /// a severity count as [`proto::DEFAULT_SEVERITY`].
-    pub fn matches(&self, r: &Record) -> bool {
+    pub fn matches(&self, r: &RecordRef<'_>) -> bool {
         let src = r.source_bytes();
         if let Some(min) = self.min_severity {
             if r.severity.unwrap_or(proto::DEFAULT_SEVERITY) > min {
@@ -29,7 +39,32 @@ impl Selector {
         if !self.include.is_empty() && !self.include.iter().any(|g| glob_match(g.as_bytes(), src)) {
             return false;
         }
-        !self.exclude.iter().any(|g| glob_match(g.as_bytes(), src))
+        if self.exclude.iter().any(|g| glob_match(g.as_bytes(), src)) {
+            return false;
+        }
+        if !self.matching.is_empty() && !self.matching.iter().any(|re| re.is_match(&r.msg)) {
+            return false;
+        }
+        !self.not_matching.iter().any(|re| re.is_match(&r.msg))
+    }
+
+    /// Compiles `re` for `what` (`match=`, `-exclude-match`...), with an
+    /// error that says which.
+    pub fn regex(re: &str, what: &str) -> Result<Regex, String> {
+        Regex::new(re).map_err(|e| {
+            let e = e.to_string().replace('\n', " ");
+            format!("invalid regular expression {re:?} for {what}: {e}")
+        })
+    }
+
+    /// Asks memlogd for only what this selects by source and severity (its
+    /// `source-glob=`, `exclude-glob=` and `min-severity=`), so an output
+    /// that takes a few sources does not decode the whole stream. The
+    /// regular expressions stay here: memlogd never runs a user's regex.
+    pub fn narrow(&self, req: &mut Request) {
+        req.source_globs = self.include.iter().map(|g| g.as_bytes().to_vec()).collect();
+        req.exclude_globs = self.exclude.iter().map(|g| g.as_bytes().to_vec()).collect();
+        req.min_severity = self.min_severity;
     }
 
     /// Parses a severity for `min-severity` (a name or 0..=7).
@@ -84,24 +119,25 @@ mod tests {
     #[test]
     fn selector() {
         let all = Selector::default();
-        assert!(all.matches(&rec("x", Some(7))));
+        assert!(all.matches(&rec("x", Some(7)).as_ref()));
         let s = Selector {
             include: vec!["onboot.*".into(), "sshd".into()],
             exclude: vec!["*.out".into()],
             min_severity: Some(4),
+            ..Selector::default()
         };
-        assert!(s.matches(&rec("sshd", Some(3))));
-        assert!(s.matches(&rec("onboot.net", Some(4))));
-        assert!(!s.matches(&rec("onboot.net.out", Some(0))));
-        assert!(!s.matches(&rec("other", Some(0))));
-        assert!(!s.matches(&rec("sshd", Some(6))));
+        assert!(s.matches(&rec("sshd", Some(3)).as_ref()));
+        assert!(s.matches(&rec("onboot.net", Some(4)).as_ref()));
+        assert!(!s.matches(&rec("onboot.net.out", Some(0)).as_ref()));
+        assert!(!s.matches(&rec("other", Some(0)).as_ref()));
+        assert!(!s.matches(&rec("sshd", Some(6)).as_ref()));
         // No severity counts as info.
-        assert!(!s.matches(&rec("sshd", None)));
+        assert!(!s.matches(&rec("sshd", None).as_ref()));
         let info = Selector {
             min_severity: Some(6),
             ..Selector::default()
         };
-        assert!(info.matches(&rec("x", None)));
+        assert!(info.matches(&rec("x", None).as_ref()));
         assert_eq!(Selector::parse_severity("warning"), Ok(4));
         assert!(Selector::parse_severity("loud").is_err());
     }
@@ -117,11 +153,11 @@ mod tests {
             include: vec!["??".into()],
             ..Selector::default()
         };
-        assert!(two.matches(&r));
+        assert!(two.matches(&r.as_ref()));
         let lossy = Selector {
             include: vec!["\u{fffd}*".into()],
             ..Selector::default()
         };
-        assert!(!lossy.matches(&r));
+        assert!(!lossy.matches(&r.as_ref()));
     }
 }

@@ -2,7 +2,9 @@
 //! for TCP with RFC 6587 octet counting (`LEN SP MSG`) or a trailing LF, or
 //! sent as one UDP datagram each (RFC 5426).
 
+#[cfg(test)]
 use memlog::proto::Record;
+use memlog::proto::RecordRef;
 use memlog::timefmt;
 
 /// Message format.
@@ -33,21 +35,23 @@ pub const HOSTNAME_MAX: usize = 255;
 /// `s` reduced to PRINTUSASCII (`!`..=`~`), other bytes replaced by `_`,
 /// minus the bytes in `also_bad`, at most `max` bytes; `-` (NILVALUE) if empty.
 pub fn sanitize(s: &str, max: usize, also_bad: &[u8]) -> String {
-    let out: String = s
-        .bytes()
-        .take(max)
-        .map(|b| {
-            if b.is_ascii_graphic() && !also_bad.contains(&b) {
-                char::from(b)
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() {
-        "-".into()
+    let mut out = Vec::with_capacity(s.len().min(max));
+    sanitize_into(&mut out, s, max, also_bad);
+    String::from_utf8(out).unwrap_or_else(|_| "-".into())
+}
+
+/// [`sanitize`], appended to `out` (no allocation).
+pub fn sanitize_into(out: &mut Vec<u8>, s: &str, max: usize, also_bad: &[u8]) {
+    let b = &s.as_bytes()[..s.len().min(max)];
+    if b.is_empty() {
+        out.push(b'-');
+        return;
+    }
+    let ok = |c: u8| c.is_ascii_graphic() && !also_bad.contains(&c);
+    if b.iter().all(|&c| ok(c)) {
+        out.extend_from_slice(b);
     } else {
-        out
+        out.extend(b.iter().map(|&c| if ok(c) { c } else { b'_' }));
     }
 }
 
@@ -60,8 +64,22 @@ pub struct Formatter {
     pub hostname: String,
 }
 
+/// `v` in decimal, in the tail of `digits`.
+fn decimal(digits: &mut [u8; 20], mut v: u64) -> &[u8] {
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &digits[i..]
+}
+
 fn push_num(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(decimal(&mut [0; 20], v));
 }
 
 const MONTHS: [&str; 12] = [
@@ -83,7 +101,7 @@ impl Formatter {
     }
 
     /// Appends `r` as one framed message.
-    pub fn write(&self, out: &mut Vec<u8>, r: &Record) {
+    pub fn write(&self, out: &mut Vec<u8>, r: &RecordRef<'_>) {
         let start = out.len();
         if self.framing == Framing::OctetCount {
             // Placeholder for the length; filled in below.
@@ -99,27 +117,28 @@ impl Formatter {
             Format::Rfc5424 => {
                 out.extend_from_slice(b"1 ");
                 // TIME-SECFRAC allows at most 6 digits: microseconds.
-                let mut t = Vec::with_capacity(32);
-                timefmt::write_rfc3339_secs(&mut t, ns);
-                t.pop(); // 'Z'
-                out.extend_from_slice(&t);
-                out.extend_from_slice(
-                    format!(".{:06}Z ", ns.rem_euclid(1_000_000_000) / 1000).as_bytes(),
-                );
+                timefmt::write_rfc3339_secs(out, ns);
+                out.pop(); // 'Z'
+                out.push(b'.');
+                let us = ns.rem_euclid(1_000_000_000) / 1000;
+                let at = out.len();
+                push_num(out, 1_000_000 + us as u64);
+                out.remove(at); // the leading 1 of 1uuuuuu: six digits
+                out.extend_from_slice(b"Z ");
                 out.extend_from_slice(self.hostname.as_bytes());
                 out.push(b' ');
-                out.extend_from_slice(sanitize(&r.source, APP_NAME_MAX, b"").as_bytes());
+                sanitize_into(out, &r.source, APP_NAME_MAX, b"");
                 out.push(b' ');
                 // PROCID, MSGID and STRUCTURED-DATA as the syslog client sent
                 // them. Not the kernel-reported pid: for a service's output
                 // that is whoever created its socketpair (init), not the service.
                 match r.procid.as_deref().filter(|p| !p.is_empty()) {
-                    Some(p) => out.extend_from_slice(sanitize(p, 128, b"").as_bytes()),
+                    Some(p) => sanitize_into(out, p, 128, b""),
                     None => out.push(b'-'),
                 }
                 out.push(b' ');
                 match r.msgid.as_deref().filter(|m| !m.is_empty()) {
-                    Some(m) => out.extend_from_slice(sanitize(m, 32, b"").as_bytes()),
+                    Some(m) => sanitize_into(out, m, 32, b""),
                     None => out.push(b'-'),
                 }
                 out.push(b' ');
@@ -151,10 +170,10 @@ impl Formatter {
                 out.push(b' ');
                 out.extend_from_slice(self.hostname.as_bytes());
                 out.push(b' ');
-                out.extend_from_slice(sanitize(&r.source, TAG_MAX, b":[]").as_bytes());
+                sanitize_into(out, &r.source, TAG_MAX, b":[]");
                 if let Some(p) = r.procid.as_deref().filter(|p| !p.is_empty()) {
                     out.push(b'[');
-                    out.extend_from_slice(sanitize(p, 32, b"[]").as_bytes());
+                    sanitize_into(out, p, 32, b"[]");
                     out.push(b']');
                 }
                 out.extend_from_slice(b": ");
@@ -163,9 +182,10 @@ impl Formatter {
         self.text(out, r.msg.as_bytes());
         match self.framing {
             Framing::OctetCount => {
-                let len = (out.len() - body).to_string();
-                let prefix = start + 10 - len.len();
-                out[prefix..start + 10].copy_from_slice(len.as_bytes());
+                let mut digits = [0u8; 20];
+                let n = decimal(&mut digits, (out.len() - body) as u64);
+                let prefix = start + 10 - n.len();
+                out[prefix..start + 10].copy_from_slice(n);
                 out.drain(start..prefix);
             }
             Framing::Lf => out.push(b'\n'),
@@ -214,7 +234,7 @@ mod tests {
             hostname: "box".into(),
         };
         let mut out = b"x".to_vec();
-        f.write(&mut out, &rec());
+        f.write(&mut out, &rec().as_ref());
         // PROCID, MSGID and SD as the client sent them; the kernel pid (42) is not a PROCID.
         let msg = "<28>1 2018-07-08T09:16:53.123456Z box onboot.001_dhcpcd 1234 ID7 [x@32473 a=\"b\"] eth0: up";
         assert_eq!(
@@ -237,7 +257,7 @@ mod tests {
             ..Record::default()
         };
         let mut out = Vec::new();
-        f.write(&mut out, &r);
+        f.write(&mut out, &r.as_ref());
         let want = format!(
             "<14>1 2020-01-01T00:00:00.000000Z h {} - - - m",
             "a".repeat(48)
@@ -255,7 +275,7 @@ mod tests {
         let mut out = Vec::new();
         let mut r = rec();
         r.source = "a:b[c]".into();
-        f.write(&mut out, &r);
+        f.write(&mut out, &r.as_ref());
         assert_eq!(out, b"<28>Jul  8 09:16:53 box a_b_c_[1234]: eth0: up\n");
     }
 
@@ -279,7 +299,7 @@ mod tests {
             ..rec()
         };
         let mut out = Vec::new();
-        f.write(&mut out, &r);
+        f.write(&mut out, &r.as_ref());
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         assert!(out.ends_with(b"ok\\n<38>Nov 21 12:00:00 h sshd[1]: Accepted password for root\n"));
         // RFC 5424 over LF framing: the structured data is escaped too.
@@ -288,7 +308,7 @@ mod tests {
             ..f.clone()
         };
         out.clear();
-        f5.write(&mut out, &r);
+        f5.write(&mut out, &r.as_ref());
         assert_eq!(
             out.iter().filter(|&&b| b == b'\n').count(),
             1,
@@ -301,7 +321,7 @@ mod tests {
             ..f5
         };
         out.clear();
-        oc.write(&mut out, &r);
+        oc.write(&mut out, &r.as_ref());
         assert!(out.windows(5).any(|w| w == b"ok\n<3"));
     }
 }

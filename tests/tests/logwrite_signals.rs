@@ -35,7 +35,12 @@ fn stop_mid_stream(sig: libc::c_int) {
     let logs = TempDir::new("lw-term");
     let errs = TempDir::new("lw-err");
     let rs = have_rsyslogd().then(Rsyslog::start);
-    let mut args = vec!["-max-log-size".to_string(), "64k".to_string()];
+    // Rotated often, and kept: every record the writer can send (100,000
+    // lines of 69 bytes) fits in the 100 files all_msgs reads, however long
+    // the stop takes on a loaded machine.
+    let mut args: Vec<String> = ["-max-log-size", "128k", "-max-log-files", "99"]
+        .map(String::from)
+        .to_vec();
     if let Some(rs) = &rs {
         args.extend(["-remote".into(), format!("tcp://127.0.0.1:{}", rs.tcp_port)]);
     } else {

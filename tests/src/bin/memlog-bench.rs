@@ -13,7 +13,7 @@
 //! `PR_SET_PDEATHSIG`), and its temporary directories are removed.
 
 use memlog::client::Client;
-use memlog::proto::{self, Line, Mode, Request};
+use memlog::proto::{self, Line, Mode, Reply, Request};
 use memlog::{ring, sys, timefmt};
 use memlog_tests::bench::{flag_value, git_commit, read_first, split_flag};
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
@@ -1117,9 +1117,9 @@ fn dump_raw(d: &Daemon, ext: bool, head: &mut Vec<u8>) -> Res<DumpRun> {
 /// Counts records through [`Client`], which decodes every line.
 fn count_decoded(mut c: Client) -> Res<u64> {
     let mut n = 0u64;
-    while let Some(l) = c.next_line().io_ctx("dump client")? {
+    while let Some(l) = c.next_ref().io_ctx("dump client")? {
         match l {
-            Line::Record(r) => {
+            Reply::Record(r) => {
                 n += 1;
                 if r.source != "memlogd" && r.msg.len() != LINE_LEN - 1 {
                     return Err(format!(
@@ -1131,7 +1131,7 @@ fn count_decoded(mut c: Client) -> Res<u64> {
                     ));
                 }
             }
-            Line::Error(e) => return Err(format!("dump refused: {e}")),
+            Reply::Error(e) => return Err(format!("dump refused: {e}")),
             _ => {}
         }
     }

@@ -6,6 +6,10 @@
 //!   fsync on rotation) against (a) an in-process reader of the same memlogd
 //!   that formats the same `TIME SOURCE MSG` lines into one 64 KiB-buffered
 //!   file, and (b) plain buffered writes of those same bytes from memory;
+//! - many sources: the same number of records from 200 sources, written in
+//!   rounds of 8 lines each so the ring holds them interleaved (a boot's
+//!   shape), written by logwrite to one file per source, against the
+//!   one-source rate;
 //! - TCP: logwrite forwarding RFC 5424 octet-counted frames to a local sink
 //!   against plain 64 KiB writes of the very same frames to the same sink.
 //!
@@ -23,7 +27,7 @@
 //! Every wait is bounded; the processes are killed at the end.
 
 use memlog::client::Client;
-use memlog::proto::{Line, Mode, Request};
+use memlog::proto::{Mode, Reply, Request};
 use memlog::timefmt;
 use memlog_tests::bench::{flag_value, median, split_flag};
 use memlog_tests::logwrite::{saved_position, Logwrite};
@@ -34,6 +38,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
+/// Sources of the many-sources case.
+const SOURCES: usize = 200;
 
 const USAGE: &str = "usage: memlog-logwrite-bench [--json FILE] [--compare LOGWRITE] [RECORDS REPS [LOGWRITE FLAGS...]]
 
@@ -206,6 +212,80 @@ fn main() {
             );
         }
     }
+    // Files: 200 sources interleaved (the shape of a boot), one file each,
+    // the same number of records, in a memlogd of their own.
+    let many = Memlogd::start(&[
+        "-max-lines",
+        &(n + 1000).to_string(),
+        "-buffer-size",
+        "512M",
+        "-rate-limit-burst",
+        "0",
+    ]);
+    let many_last_seq = {
+        let before = many.stat("next");
+        let mut ws: Vec<_> = (0..SOURCES)
+            .map(|s| many.writer(&format!("svc{s:03}")))
+            .collect();
+        // Rounds of a few lines per source, so the ring holds them
+        // interleaved (as memlogd reads them), not source after source.
+        let per_round = 8;
+        let mut i = 0;
+        let mut chunk = Vec::with_capacity(4096);
+        while i < n {
+            for w in ws.iter_mut() {
+                chunk.clear();
+                for _ in 0..per_round.min(n - i) {
+                    chunk.extend_from_slice(format!("{i:09} ").as_bytes());
+                    chunk.resize(chunk.len() + 89, b'x');
+                    chunk.push(b'\n');
+                    i += 1;
+                }
+                w.write_all(&chunk).expect("write");
+                if i == n {
+                    break;
+                }
+            }
+        }
+        drop(ws);
+        let want = before + n as u64;
+        assert!(
+            wait_for(|| many.stat("next") >= want, TIMEOUT),
+            "memlogd did not store the {n} records of {SOURCES} sources"
+        );
+        many.stat("next") - 1
+    };
+    let mut lw_many = Vec::new();
+    for r in 0..reps {
+        let logs = TempDir::new("bench-many");
+        let t0 = Instant::now();
+        let mut lw = Logwrite::start(many.query_socket(), logs.path(), &errs, &extra);
+        let ok = wait_for(
+            || {
+                saved_position(logs.path(), ".logwrite.state")
+                    .is_some_and(|(_, s)| s >= many_last_seq)
+            },
+            TIMEOUT,
+        );
+        let dt = t0.elapsed().as_secs_f64();
+        assert!(ok, "logwrite did not finish: {}", lw.stderr());
+        lw.kill9();
+        let files = std::fs::read_dir(logs.path())
+            .expect("log dir")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("svc"))
+            })
+            .count();
+        assert!(files >= SOURCES, "{files} files for {SOURCES} sources");
+        lw_many.push(n as f64 / dt);
+        eprintln!(
+            "files rep {r}: logwrite, {SOURCES} sources, {:.0} records/s",
+            lw_many[r]
+        );
+    }
+    drop(many);
+
     // Files: baseline (a), read the same memlogd and write the same lines.
     let mut base_read = Vec::new();
     let mut bytes = Vec::new();
@@ -218,8 +298,8 @@ fn main() {
         let mut line = Vec::with_capacity(256);
         let mut count = 0;
         bytes.clear();
-        while let Some(l) = c.next_line().expect("read") {
-            if let Line::Record(r) = l {
+        while let Some(l) = c.next_ref().expect("read") {
+            if let Reply::Record(r) = l {
                 if r.source != "bench" {
                     continue;
                 }
@@ -295,6 +375,11 @@ fn main() {
         let mut rows = vec![
             json_row("files_logwrite", "files: logwrite", &lw_files),
             json_row(
+                "files_logwrite_many",
+                &format!("files: logwrite, {SOURCES} sources interleaved, one file each"),
+                &lw_many,
+            ),
+            json_row(
                 "files_base_read",
                 "files: baseline, read memlogd + buffered write, one file",
                 &base_read,
@@ -348,6 +433,11 @@ fn main() {
             a / x
         );
     }
+    let m = median(&lw_many);
+    println!(
+        "| files: logwrite, {SOURCES} sources interleaved, one file each | {m:.0} | {SOURCES} sources / one source: {:.2} |",
+        m / a
+    );
     println!(
         "| files: baseline, read memlogd + buffered write, one file | {b:.0} | {:.2} |",
         a / b
