@@ -30,6 +30,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Frames are handed to the kernel in writes of about this size (and
+/// whatever is buffered when memlogd's stream pauses).
+const BATCH: usize = 256 * 1024;
+
 /// Transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -243,7 +247,7 @@ impl Remote {
             loaded: false,
             committed: None,
             taken: None,
-            out: Vec::with_capacity(128 * 1024),
+            out: Vec::with_capacity(BATCH + 64 * 1024),
             accepted: 0,
             inflight: VecDeque::new(),
             acked: None,
@@ -472,8 +476,16 @@ impl Sink for Remote {
             Some(Conn::Tcp(_)) => {
                 let end = self.accepted + self.out.len() as u64;
                 self.inflight.push_back((end, pos));
-                if self.out.len() >= 64 * 1024 {
+                if self.out.len() >= BATCH {
+                    // What the kernel took is the position saved at once,
+                    // batch by batch (not only at the end of memlogd's
+                    // burst): a kill -9 resends nothing it took.
                     self.send_out()?;
+                    self.trim();
+                    if self.committed != self.taken {
+                        self.committed = self.taken;
+                        self.save();
+                    }
                 }
             }
             _ => self.acked = self.taken,
