@@ -228,7 +228,10 @@ fn recv_msg_flags(
 /// A slot's datagram is cut to `slot_len` bytes exactly as [`recv_msg`]
 /// into a buffer of that size cuts it (`payload_truncated`, `full_len`).
 pub struct DgramBatch {
+    /// The slots, from byte `first` on (the first page boundary, so that a
+    /// short datagram touches one page of its slot).
     bufs: Vec<u8>,
+    first: usize,
     slot_len: usize,
     /// `count` control buffers of `ctrl_words` u64s (aligned for cmsghdr).
     ctrl: Vec<u64>,
@@ -239,7 +242,24 @@ pub struct DgramBatch {
     hdrs: Vec<libc::mmsghdr>,
     /// Datagrams the last [`DgramBatch::recv`] delivered.
     got: usize,
+    /// Per slot, the most bytes a datagram wrote there since the last
+    /// [`DgramBatch::trim`] (only counted beyond [`TRIM_KEEP`]).
+    written: Vec<usize>,
+    /// Some slot has pages to give back.
+    dirty: bool,
 }
+
+/// The memory page size (4096 if the kernel does not say).
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as usize,
+        _ => 4096,
+    }
+}
+
+/// Bytes at the start of each slot that [`DgramBatch::trim`] keeps.
+const TRIM_KEEP: usize = 4096;
 
 impl std::fmt::Debug for DgramBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -258,8 +278,12 @@ impl DgramBatch {
     pub fn new(count: usize, slot_len: usize) -> DgramBatch {
         let (count, slot_len) = (count.max(1), slot_len.max(1));
         let ctrl_words = cmsg_space_bytes(std::mem::size_of::<libc::ucred>()).div_ceil(8);
+        let page = page_size();
+        let bufs = vec![0u8; count * slot_len + page];
+        let first = (bufs.as_ptr() as usize).next_multiple_of(page) - bufs.as_ptr() as usize;
         DgramBatch {
-            bufs: vec![0u8; count * slot_len],
+            bufs,
+            first,
             slot_len,
             ctrl: vec![0u64; count * ctrl_words],
             ctrl_words,
@@ -273,6 +297,47 @@ impl DgramBatch {
             // zeroed is a valid value, and every pointer is set before use.
             hdrs: (0..count).map(|_| unsafe { std::mem::zeroed() }).collect(),
             got: 0,
+            written: vec![0; count],
+            dirty: false,
+        }
+    }
+
+    /// Gives the pages that long datagrams touched back to the kernel
+    /// (`madvise(MADV_DONTNEED)`), all but the first [`TRIM_KEEP`] bytes of
+    /// each slot: the slots' resident memory stays about a page each
+    /// however long the datagrams that came were. Does nothing (no system
+    /// call) when no datagram reached that far since the last trim.
+    pub fn trim(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let page = page_size();
+        let base = self.bufs.as_mut_ptr() as usize + self.first;
+        for (i, w) in self.written.iter_mut().enumerate() {
+            let n = std::mem::take(w);
+            if n <= TRIM_KEEP {
+                continue;
+            }
+            // Whole pages only, from past the kept bytes to past the
+            // written ones, never beyond the slot (what a slot holds past
+            // its datagram is not read).
+            let slot = base + i * self.slot_len;
+            let start = (slot + TRIM_KEEP).next_multiple_of(page);
+            let end = (slot + n)
+                .next_multiple_of(page)
+                .min((slot + self.slot_len) / page * page);
+            if end > start {
+                // SAFETY: [start, end) is a page-aligned range inside slot i
+                // of `bufs`, which this struct owns and nothing borrows
+                // (`&mut self`).
+                // MADV_DONTNEED on this private anonymous memory makes the
+                // pages read as zeros again, a valid value for u8; no other
+                // allocation shares a page wholly inside the range.
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+                }
+            }
         }
     }
 
@@ -292,9 +357,10 @@ impl DgramBatch {
         let bufs = self.bufs.as_mut_ptr();
         let ctrl = self.ctrl.as_mut_ptr();
         for (i, (h, iov)) in self.hdrs.iter_mut().zip(self.iovs.iter_mut()).enumerate() {
-            // SAFETY: slot i is bytes i*slot_len..(i+1)*slot_len of
-            // `bufs`, in bounds for i < count.
-            iov.iov_base = unsafe { bufs.add(i * self.slot_len) }.cast();
+            // SAFETY: slot i is bytes first+i*slot_len..first+(i+1)*slot_len
+            // of `bufs`, in bounds for i < count (`first` < one page, which
+            // `bufs` has in excess).
+            iov.iov_base = unsafe { bufs.add(self.first + i * self.slot_len) }.cast();
             iov.iov_len = self.slot_len;
             h.msg_hdr.msg_name = std::ptr::null_mut();
             h.msg_hdr.msg_namelen = 0;
@@ -330,6 +396,13 @@ impl DgramBatch {
             return Err(io::Error::last_os_error());
         }
         self.got = (n as usize).min(self.hdrs.len());
+        for (h, w) in self.hdrs[..self.got].iter().zip(self.written.iter_mut()) {
+            let n = (h.msg_len as usize).min(self.slot_len);
+            if n > TRIM_KEEP && n > *w {
+                *w = n;
+                self.dirty = true;
+            }
+        }
         Ok(self.got)
     }
 
@@ -342,7 +415,7 @@ impl DgramBatch {
         let h = &self.hdrs[i];
         let full_len = h.msg_len as usize;
         let len = full_len.min(self.slot_len);
-        let start = i * self.slot_len;
+        let start = self.first + i * self.slot_len;
         let mut out = Received {
             len,
             payload_truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0
@@ -867,6 +940,37 @@ mod tests {
             (d, r.payload_truncated, r.full_len),
             (&b"short"[..], false, 5)
         );
+    }
+
+    #[test]
+    fn batch_trim_gives_back_what_long_datagrams_touched_and_keeps_the_first_page() {
+        let (a, b) = UnixDatagram::pair().expect("pair");
+        set_passcred(b.as_fd()).expect("passcred");
+        let long: Vec<u8> = (0..60_000u32).map(|i| (i % 255) as u8 + 1).collect();
+        a.send(&long).expect("send");
+        a.send(b"<13>short").expect("send");
+        let mut batch = DgramBatch::new(2, 64 * 1024);
+        assert_eq!(batch.recv(b.as_fd(), false).expect("batch"), 2);
+        assert!(batch.dirty);
+        assert_eq!(batch.get(0).expect("slot").0, &long[..]);
+        batch.trim();
+        assert!(!batch.dirty);
+        let (d, _) = batch.get(0).expect("slot");
+        assert_eq!(
+            &d[..TRIM_KEEP],
+            &long[..TRIM_KEEP],
+            "the first page is kept"
+        );
+        assert!(
+            d[16 * 1024..48 * 1024].iter().all(|&x| x == 0),
+            "the pages beyond it were given back (they read as zeros)"
+        );
+        assert_eq!(batch.get(1).expect("slot").0, b"<13>short");
+        // Short datagrams leave nothing to trim.
+        a.send(b"<13>again").expect("send");
+        assert_eq!(batch.recv(b.as_fd(), false).expect("batch"), 1);
+        assert!(!batch.dirty);
+        assert_eq!(batch.get(0).expect("slot").0, b"<13>again");
     }
 
     #[test]

@@ -229,3 +229,52 @@ fn a_flood_on_dev_log_stalls_neither_a_follower_nor_an_fd_writer() {
     );
     m.assert_serves();
 }
+
+/// Long datagrams, batch after batch: each is stored whole up to 64 KiB and
+/// cut (marked) beyond, with its own bytes: the slots a batch reuses after
+/// their pages were given back hold the new datagram, never zeros or an
+/// older one.
+#[test]
+fn long_datagrams_in_a_row_are_each_stored_whole_or_cut_at_64_kib() {
+    let dir = memlog_tests::TempDir::new("syslog-long");
+    let dgram = dir.join("devlog");
+    let m = Memlogd::start_in(
+        dir,
+        &[
+            "-syslog",
+            dgram.to_str().expect("utf8"),
+            "-max-line-len",
+            "1048576",
+            "-buffer-size",
+            "32M",
+            "-rate-limit-burst",
+            "0",
+        ],
+    );
+    let s = UnixDatagram::unbound().expect("socket");
+    s.connect(&dgram).expect("connect");
+    let head = |k: usize| format!("<14>long{k}: ");
+    let sizes = [60_000usize, 70_000, 5_000, 65_536, 100, 64_000];
+    let mut want = Vec::new();
+    for round in 0..4 {
+        for (j, &size) in sizes.iter().enumerate() {
+            let k = round * sizes.len() + j;
+            let mut d = head(k).into_bytes();
+            let fill = b'a' + (k % 26) as u8;
+            d.resize(size.max(d.len() + 1), fill);
+            s.send(&d).expect("send");
+            let kept = d.len().min(64 * 1024) - head(k).len();
+            want.push((format!("long{k}"), fill, kept, d.len() > 64 * 1024));
+        }
+    }
+    for (source, fill, kept, cut) in want {
+        let r = m.wait_record(&source, |r| r.source == source);
+        assert_eq!(r.msg.len(), kept, "{source}");
+        assert!(
+            r.msg.bytes().all(|b| b == fill),
+            "{source}: not its own bytes"
+        );
+        assert_eq!(r.truncated, cut, "{source}");
+    }
+    m.assert_serves();
+}

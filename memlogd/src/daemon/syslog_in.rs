@@ -41,8 +41,9 @@ pub(super) const BATCH: usize = 16;
 
 /// Longest datagram kept whole; the rest of a longer one is cut off and the
 /// record marked truncated. Each of the [`BATCH`] slots has this size, but
-/// only the pages that long datagrams reach are ever touched: 100-byte
-/// messages keep one page of each slot resident.
+/// only the pages that long datagrams reach are ever touched, and those are
+/// given back at the end of the turn (`DgramBatch::trim`): about a page of
+/// each slot stays resident.
 pub(super) const DATAGRAM_MAX: usize = 64 * 1024;
 
 /// The syslog sockets memlogd bound, and their paths (removed on exit).
@@ -138,6 +139,8 @@ impl Daemon {
                 }
             }
         }
+        // Long datagrams do not leave their pages resident.
+        batch.trim();
         self.syslog.batch = Some(batch);
     }
 
