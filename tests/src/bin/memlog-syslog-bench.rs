@@ -1646,9 +1646,8 @@ fn times(a: f64, b: f64) -> String {
     }
 }
 
-/// The table of one transport's receivers (`kinds`, in the order they ran).
+/// The table of one transport's receivers, in the order they ran.
 fn table(o: &Opts, entries: &[Entry], stream: bool, m: &mut String) {
-    let n = o.messages;
     let base = figures_of(
         o,
         entries,
@@ -1718,7 +1717,6 @@ fn table(o: &Opts, entries: &[Entry], stream: bool, m: &mut String) {
             times(f.cpu_us, b_cpu),
         );
     }
-    let _ = n;
 }
 
 fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> String {
