@@ -216,6 +216,241 @@ fn recv_msg_flags(
     Ok(out)
 }
 
+/// Datagrams received together with one `recvmmsg(2)`: `count` slots of
+/// `slot_len` bytes, preallocated once, each with a control buffer with
+/// room for the sender's credentials (`SCM_CREDENTIALS`) and nothing
+/// more. Fds a sender attaches are never installed: the kernel finds no
+/// room for them, drops them and flags the datagram `MSG_CTRUNC`
+/// ([`Received::fds_truncated`]). The slots are one allocation, so the
+/// pages a slot's tail would use stay untouched (not resident) until a
+/// datagram that long arrives.
+///
+/// A slot's datagram is cut to `slot_len` bytes exactly as [`recv_msg`]
+/// into a buffer of that size cuts it (`payload_truncated`, `full_len`).
+pub struct DgramBatch {
+    /// The slots, from byte `first` on (the first page boundary, so that a
+    /// short datagram touches one page of its slot).
+    bufs: Vec<u8>,
+    first: usize,
+    slot_len: usize,
+    /// `count` control buffers of `ctrl_words` u64s (aligned for cmsghdr).
+    ctrl: Vec<u64>,
+    ctrl_words: usize,
+    iovs: Vec<libc::iovec>,
+    /// Pointers into `bufs`, `ctrl` and `iovs`, set again before every
+    /// call (so moving the struct never leaves one dangling).
+    hdrs: Vec<libc::mmsghdr>,
+    /// Datagrams the last [`DgramBatch::recv`] delivered.
+    got: usize,
+    /// Per slot, the most bytes a datagram wrote there since the last
+    /// [`DgramBatch::trim`] (only counted beyond [`TRIM_KEEP`]).
+    written: Vec<usize>,
+    /// Some slot has pages to give back.
+    dirty: bool,
+}
+
+/// The memory page size (4096 if the kernel does not say).
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as usize,
+        _ => 4096,
+    }
+}
+
+/// Bytes at the start of each slot that [`DgramBatch::trim`] keeps.
+const TRIM_KEEP: usize = 4096;
+
+impl std::fmt::Debug for DgramBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "DgramBatch({} slots of {} bytes, {} received)",
+            self.hdrs.len(),
+            self.slot_len,
+            self.got
+        )
+    }
+}
+
+impl DgramBatch {
+    /// `count` slots (at least 1) of `slot_len` bytes (at least 1).
+    pub fn new(count: usize, slot_len: usize) -> DgramBatch {
+        let (count, slot_len) = (count.max(1), slot_len.max(1));
+        let ctrl_words = cmsg_space_bytes(std::mem::size_of::<libc::ucred>()).div_ceil(8);
+        let page = page_size();
+        let bufs = vec![0u8; count * slot_len + page];
+        let first = (bufs.as_ptr() as usize).next_multiple_of(page) - bufs.as_ptr() as usize;
+        DgramBatch {
+            bufs,
+            first,
+            slot_len,
+            ctrl: vec![0u64; count * ctrl_words],
+            ctrl_words,
+            iovs: (0..count)
+                .map(|_| libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+                .collect(),
+            // SAFETY: mmsghdr is plain data (pointers, lengths, flags);
+            // zeroed is a valid value, and every pointer is set before use.
+            hdrs: (0..count).map(|_| unsafe { std::mem::zeroed() }).collect(),
+            got: 0,
+            written: vec![0; count],
+            dirty: false,
+        }
+    }
+
+    /// Gives the pages that long datagrams touched back to the kernel
+    /// (`madvise(MADV_DONTNEED)`), all but the first [`TRIM_KEEP`] bytes of
+    /// each slot: the slots' resident memory stays about a page each
+    /// however long the datagrams that came were. Does nothing (no system
+    /// call) when no datagram reached that far since the last trim.
+    pub fn trim(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let page = page_size();
+        let base = self.bufs.as_mut_ptr() as usize + self.first;
+        for (i, w) in self.written.iter_mut().enumerate() {
+            let n = std::mem::take(w);
+            if n <= TRIM_KEEP {
+                continue;
+            }
+            // Whole pages only, from past the kept bytes to past the
+            // written ones, never beyond the slot (what a slot holds past
+            // its datagram is not read).
+            let slot = base + i * self.slot_len;
+            let start = (slot + TRIM_KEEP).next_multiple_of(page);
+            let end = (slot + n)
+                .next_multiple_of(page)
+                .min((slot + self.slot_len) / page * page);
+            if end > start {
+                // SAFETY: [start, end) is a page-aligned range inside slot i
+                // of `bufs`, which this struct owns and nothing borrows
+                // (`&mut self`).
+                // MADV_DONTNEED on this private anonymous memory makes the
+                // pages read as zeros again, a valid value for u8; no other
+                // allocation shares a page wholly inside the range.
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+                }
+            }
+        }
+    }
+
+    /// Slots: the most datagrams one [`DgramBatch::recv`] takes.
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// Takes up to [`DgramBatch::capacity`] datagrams off `sock` in one
+    /// call and returns how many (at least 1). Without `wait` it never
+    /// blocks (`MSG_DONTWAIT`: `WouldBlock` when the queue is empty); with
+    /// `wait` it blocks until the first datagram comes and takes what is
+    /// queued then (`MSG_WAITFORONE`). What it received replaces what the
+    /// previous call did ([`DgramBatch::get`]).
+    pub fn recv(&mut self, sock: BorrowedFd<'_>, wait: bool) -> io::Result<usize> {
+        self.got = 0;
+        let bufs = self.bufs.as_mut_ptr();
+        let ctrl = self.ctrl.as_mut_ptr();
+        for (i, (h, iov)) in self.hdrs.iter_mut().zip(self.iovs.iter_mut()).enumerate() {
+            // SAFETY: slot i is bytes first+i*slot_len..first+(i+1)*slot_len
+            // of `bufs`, in bounds for i < count (`first` < one page, which
+            // `bufs` has in excess).
+            iov.iov_base = unsafe { bufs.add(self.first + i * self.slot_len) }.cast();
+            iov.iov_len = self.slot_len;
+            h.msg_hdr.msg_name = std::ptr::null_mut();
+            h.msg_hdr.msg_namelen = 0;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            // SAFETY: control buffer i is words i*ctrl_words.. of `ctrl`,
+            // in bounds for i < count.
+            h.msg_hdr.msg_control = unsafe { ctrl.add(i * self.ctrl_words) }.cast();
+            h.msg_hdr.msg_controllen = self.ctrl_words * 8;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+        let flags = libc::MSG_CMSG_CLOEXEC
+            | libc::MSG_TRUNC
+            | if wait {
+                libc::MSG_WAITFORONE
+            } else {
+                libc::MSG_DONTWAIT
+            };
+        // SAFETY: every header points at a live iovec, slot and control
+        // buffer of this struct, which outlive the call; vlen is the number
+        // of headers; a null timeout waits as the flags say.
+        let n = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                self.hdrs.len() as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.got = (n as usize).min(self.hdrs.len());
+        for (h, w) in self.hdrs[..self.got].iter().zip(self.written.iter_mut()) {
+            let n = (h.msg_len as usize).min(self.slot_len);
+            if n > TRIM_KEEP && n > *w {
+                *w = n;
+                self.dirty = true;
+            }
+        }
+        Ok(self.got)
+    }
+
+    /// Datagram `i` of the last [`DgramBatch::recv`]: its bytes (cut to
+    /// the slot) and what came with it (`peer` is always `None`).
+    pub fn get(&self, i: usize) -> Option<(&[u8], Received)> {
+        if i >= self.got {
+            return None;
+        }
+        let h = &self.hdrs[i];
+        let full_len = h.msg_len as usize;
+        let len = full_len.min(self.slot_len);
+        let start = self.first + i * self.slot_len;
+        let mut out = Received {
+            len,
+            payload_truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0
+                || full_len > self.slot_len,
+            full_len,
+            fds_truncated: h.msg_hdr.msg_flags & libc::MSG_CTRUNC != 0,
+            creds: None,
+            peer: None,
+        };
+        // SAFETY: the CMSG_* macros walk control buffer i, which the
+        // kernel filled, bounded by the msg_controllen it set (at most the
+        // buffer's size); only an SCM_CREDENTIALS payload (a ucred) is read.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+            while !c.is_null() {
+                let data = libc::CMSG_DATA(c);
+                let bytes = ((*c).cmsg_len as usize).saturating_sub(data as usize - c as usize);
+                if (*c).cmsg_level == libc::SOL_SOCKET
+                    && (*c).cmsg_type == libc::SCM_CREDENTIALS
+                    && bytes >= std::mem::size_of::<libc::ucred>()
+                {
+                    let u: libc::ucred = std::ptr::read_unaligned(data.cast());
+                    out.creds = Some(Creds {
+                        pid: u.pid as u32,
+                        uid: u.uid,
+                        gid: u.gid,
+                    });
+                }
+                c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
+            }
+        }
+        Some((&self.bufs[start..start + len], out))
+    }
+}
+
 /// Sends one datagram carrying `payload` and `fds` as `SCM_RIGHTS`. The fds
 /// stay owned by the caller (the kernel duplicates them into the receiver).
 pub fn send_with_fds(
@@ -633,6 +868,147 @@ mod tests {
         assert_eq!(flags(b.as_fd()), 0);
         drop(a);
         assert_eq!(recv_dontwait(b.as_fd(), &mut buf).expect("eof"), 0);
+    }
+
+    fn me() -> Creds {
+        Creds {
+            pid: std::process::id(),
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        }
+    }
+
+    #[test]
+    fn batch_takes_what_is_queued_with_credentials_in_slot_sized_calls() {
+        let (a, b) = UnixDatagram::pair().expect("pair");
+        set_passcred(b.as_fd()).expect("passcred");
+        b.set_nonblocking(true).expect("nonblocking");
+        for m in [&b"<13>one"[..], b"<13>two", b"", b"<13>four", b"<13>five"] {
+            a.send(m).expect("send");
+        }
+        let mut batch = DgramBatch::new(2, 64);
+        assert_eq!(batch.capacity(), 2);
+        let mut got = Vec::new();
+        let mut calls = Vec::new();
+        loop {
+            match batch.recv(b.as_fd(), false) {
+                Ok(n) => {
+                    calls.push(n);
+                    for i in 0..n {
+                        let (d, r) = batch.get(i).expect("slot");
+                        assert_eq!(r.creds, Some(me()));
+                        assert!(!r.payload_truncated && !r.fds_truncated && r.peer.is_none());
+                        assert_eq!((r.len, r.full_len), (d.len(), d.len()));
+                        got.push(d.to_vec());
+                    }
+                    assert!(batch.get(n).is_none());
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+                    break;
+                }
+            }
+        }
+        assert_eq!(calls, [2, 2, 1]);
+        let want: Vec<&[u8]> = vec![b"<13>one", b"<13>two", b"", b"<13>four", b"<13>five"];
+        assert_eq!(got, want);
+        assert!(batch.get(0).is_none(), "a failed call leaves nothing");
+    }
+
+    #[test]
+    fn batch_cuts_a_long_datagram_at_the_slot_as_recv_msg_does() {
+        let (a, b) = UnixDatagram::pair().expect("pair");
+        set_passcred(b.as_fd()).expect("passcred");
+        let big: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        a.send(&big).expect("send");
+        a.send(&big).expect("send");
+        a.send(b"short").expect("send");
+        let mut one = [0u8; 100];
+        let r1 = recv_msg(b.as_fd(), &mut one, &mut Vec::new()).expect("recv");
+        let mut batch = DgramBatch::new(4, 100);
+        assert_eq!(batch.recv(b.as_fd(), false).expect("batch"), 2);
+        let (d, r2) = batch.get(0).expect("slot");
+        assert_eq!(d, &one[..]);
+        assert_eq!(d, &big[..100]);
+        assert_eq!(
+            (r2.len, r2.payload_truncated, r2.full_len, r2.creds),
+            (r1.len, r1.payload_truncated, r1.full_len, r1.creds)
+        );
+        assert!(r2.payload_truncated && r2.full_len == 10_000);
+        let (d, r) = batch.get(1).expect("slot");
+        assert_eq!(
+            (d, r.payload_truncated, r.full_len),
+            (&b"short"[..], false, 5)
+        );
+    }
+
+    #[test]
+    fn batch_trim_gives_back_what_long_datagrams_touched_and_keeps_the_first_page() {
+        let (a, b) = UnixDatagram::pair().expect("pair");
+        set_passcred(b.as_fd()).expect("passcred");
+        let long: Vec<u8> = (0..60_000u32).map(|i| (i % 255) as u8 + 1).collect();
+        a.send(&long).expect("send");
+        a.send(b"<13>short").expect("send");
+        let mut batch = DgramBatch::new(2, 64 * 1024);
+        assert_eq!(batch.recv(b.as_fd(), false).expect("batch"), 2);
+        assert!(batch.dirty);
+        assert_eq!(batch.get(0).expect("slot").0, &long[..]);
+        batch.trim();
+        assert!(!batch.dirty);
+        let (d, _) = batch.get(0).expect("slot");
+        assert_eq!(
+            &d[..TRIM_KEEP],
+            &long[..TRIM_KEEP],
+            "the first page is kept"
+        );
+        assert!(
+            d[16 * 1024..48 * 1024].iter().all(|&x| x == 0),
+            "the pages beyond it were given back (they read as zeros)"
+        );
+        assert_eq!(batch.get(1).expect("slot").0, b"<13>short");
+        // Short datagrams leave nothing to trim.
+        a.send(b"<13>again").expect("send");
+        assert_eq!(batch.recv(b.as_fd(), false).expect("batch"), 1);
+        assert!(!batch.dirty);
+        assert_eq!(batch.get(0).expect("slot").0, b"<13>again");
+    }
+
+    #[test]
+    fn batch_never_installs_fds_a_sender_attaches() {
+        let (a, b) = UnixDatagram::pair().expect("pair");
+        set_passcred(b.as_fd()).expect("passcred");
+        let (rd, wr) = nix::unistd::pipe().expect("pipe");
+        send_with_fds(a.as_fd(), b"<13>with an fd", &[wr.as_fd()]).expect("send");
+        drop(wr);
+        let mut batch = DgramBatch::new(4, 64);
+        assert_eq!(batch.recv(b.as_fd(), false).expect("batch"), 1);
+        let (d, r) = batch.get(0).expect("slot");
+        assert_eq!(d, b"<13>with an fd");
+        assert!(r.fds_truncated, "the kernel had no room for the fd");
+        assert_eq!(r.creds, Some(me()));
+        // No copy of the pipe's write end is open anywhere: its reader
+        // sees the end at once.
+        let mut buf = [0u8; 1];
+        assert_eq!(nix::unistd::read(&rd, &mut buf), Ok(0));
+    }
+
+    #[test]
+    fn batch_waits_for_the_first_datagram_when_asked() {
+        let (a, b) = UnixDatagram::pair().expect("pair");
+        set_passcred(b.as_fd()).expect("passcred");
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            a.send(b"late").expect("send");
+            a
+        });
+        let mut batch = DgramBatch::new(8, 64);
+        assert_eq!(batch.recv(b.as_fd(), true).expect("batch"), 1);
+        assert_eq!(batch.get(0).expect("slot").0, b"late");
+        let _a = t.join().expect("join");
+        assert_eq!(
+            batch.recv(b.as_fd(), false).map_err(|e| e.kind()),
+            Err(io::ErrorKind::WouldBlock)
+        );
     }
 
     #[test]

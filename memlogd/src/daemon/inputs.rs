@@ -503,11 +503,14 @@ impl Daemon {
         };
         let source = m.source();
         let key = syslog_key(creds, source);
-        if !self
-            .rate
-            .admit(key, m.pri.map(|p| p & 7), Instant::now(), |s, n| {
-                self.pending_reports.push((s, n))
-            })
+        // The clock is read only when the limiter is on (`admit` lets
+        // everything through when it is off).
+        if self.rate.enabled()
+            && !self
+                .rate
+                .admit(key, m.pri.map(|p| p & 7), Instant::now(), |s, n| {
+                    self.pending_reports.push((s, n))
+                })
         {
             self.counters.rate_limited += 1;
             return;

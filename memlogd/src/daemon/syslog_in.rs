@@ -30,14 +30,30 @@ fn reopen_fifo(path: &Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Datagrams taken from one syslog socket per loop turn.
+/// Most datagrams taken from one syslog socket per loop turn: then the
+/// loop serves every other ready input and reader before it reads on.
 const DATAGRAMS_PER_TURN: usize = 256;
+
+/// Datagrams one `recvmmsg` takes. The kernel queues at most
+/// `net.unix.max_dgram_qlen` + 1 datagrams per socket (11 by default), so
+/// more slots would rarely fill.
+pub(super) const BATCH: usize = 16;
+
+/// Longest datagram kept whole; the rest of a longer one is cut off and the
+/// record marked truncated. Each of the [`BATCH`] slots has this size, but
+/// only the pages that long datagrams reach are ever touched, and those are
+/// given back at the end of the turn (`DgramBatch::trim`): about a page of
+/// each slot stays resident.
+pub(super) const DATAGRAM_MAX: usize = 64 * 1024;
 
 /// The syslog sockets memlogd bound, and their paths (removed on exit).
 #[derive(Default)]
 pub struct SyslogSockets {
     pub dgram: Vec<(OwnedFd, PathGuard)>,
     pub stream: Vec<(UnixListener, PathGuard)>,
+    /// The receive slots the datagram sockets share (one is read at a
+    /// time); allocated only when there is a datagram socket.
+    pub batch: Option<sys::DgramBatch>,
 }
 
 /// Binds every `-syslog` and `-syslog-stream` path with `access` (by
@@ -60,6 +76,9 @@ pub fn bind(
         sys::set_passcred(fd.as_fd()).map_err(conf)?;
         out.dgram.push((fd, guard));
     }
+    if !out.dgram.is_empty() {
+        out.batch = Some(sys::DgramBatch::new(BATCH, DATAGRAM_MAX));
+    }
     for p in stream {
         let (fd, guard) = bind_path(p, access, true, |p| {
             UnixListener::bind(p).map(OwnedFd::from)
@@ -78,33 +97,51 @@ pub(super) fn per_uid_conns(max: usize) -> usize {
 }
 
 impl Daemon {
-    /// Datagrams on syslog socket `i`.
+    /// Datagrams on syslog socket `i`, taken [`BATCH`] at a time
+    /// (`recvmmsg`) and stored straight from the batch's slots. Returns to
+    /// the loop when the socket is empty (a short batch says so without
+    /// another call) or after [`DATAGRAMS_PER_TURN`], so that a flood on
+    /// one socket leaves every other input and reader its turn.
     pub(super) fn on_syslog_dgram(&mut self, i: usize) {
-        for _ in 0..DATAGRAMS_PER_TURN {
+        let Some(mut batch) = self.syslog.batch.take() else {
+            return;
+        };
+        let mut taken = 0;
+        while taken < DATAGRAMS_PER_TURN {
             let Some((fd, _)) = self.syslog.dgram.get(i) else {
-                return;
+                break;
             };
-            // Fds a sender attaches are not wanted here: dropping them closes them.
-            let r = sys::recv_msg(fd.as_fd(), &mut self.scratch, &mut Vec::new());
-            match r {
-                Ok(d) => {
-                    let mut base = meta::MetaBuf::default();
-                    if let Some(c) = d.creds {
-                        base.creds(c);
-                    }
-                    let raw = std::mem::take(&mut self.scratch);
+            match batch.recv(fd.as_fd(), false) {
+                Ok(n) => {
+                    // One receive time for what one call received.
                     let now = timefmt::now_ns();
-                    self.store_syslog(now, &raw[..d.len], d.payload_truncated, &base, d.creds);
-                    self.scratch = raw;
+                    let mut base = meta::MetaBuf::default();
+                    for k in 0..n {
+                        let Some((raw, d)) = batch.get(k) else {
+                            break;
+                        };
+                        base.clear();
+                        if let Some(c) = d.creds {
+                            base.creds(c);
+                        }
+                        self.store_syslog(now, raw, d.payload_truncated, &base, d.creds);
+                    }
+                    taken += n;
+                    if n < batch.capacity() {
+                        break;
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.note(format!("syslog socket: receive failed: {e}"));
-                    return;
+                    break;
                 }
             }
         }
+        // Long datagrams do not leave their pages resident.
+        batch.trim();
+        self.syslog.batch = Some(batch);
     }
 
     /// A connection on stream syslog socket `i`: it becomes an input.

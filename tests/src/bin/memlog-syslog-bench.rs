@@ -1,6 +1,11 @@
 //! `memlog-syslog-bench`: `/dev/log`-style datagrams per second into memlogd
 //! (`-syslog PATH`), BusyBox `syslogd` (shared-memory ring) and `rsyslogd`
-//! (one file action), side by side in one run with the same message mix.
+//! (one file action), side by side in one run with the same message mix,
+//! against a bare receiver: a process that only drains the same kind of
+//! socket (`SO_PASSCRED` on, `recvmmsg` into preallocated slots) and
+//! discards, the most the kernel and the senders allow. The stream
+//! `/dev/log` (`-syslog-stream`) is measured the same way against a bare
+//! stream receiver (large reads, discarded).
 //!
 //! ```text
 //! cargo build --release --workspace
@@ -24,7 +29,8 @@ use memlog_tests::TempDir;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write as _};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +65,13 @@ const BB_RING_KIB: usize = 256;
 /// `/proc/PID/stat` reports CPU times in USER_HZ ticks, 100 a second on Linux.
 const USER_HZ: u64 = 100;
 
+/// The bare receiver's slots: as many, and as large, as memlogd's
+/// (`daemon::syslog_in::BATCH` and `DATAGRAM_MAX`).
+const BARE_BATCH: usize = 16;
+const BARE_SLOT: usize = 64 * 1024;
+/// The bare stream receiver's read size: memlogd's read buffer.
+const BARE_READ: usize = 64 * 1024;
+
 /// memlogd's flags besides its sockets.
 const MEMLOGD_FLAGS: [&str; 6] = [
     "-rate-limit-burst",
@@ -72,7 +85,8 @@ const MEMLOGD_FLAGS: [&str; 6] = [
 type Res<T> = Result<T, String>;
 
 const USAGE: &str = "\
-memlog-syslog-bench: /dev/log datagrams per second into memlogd, BusyBox syslogd and rsyslogd
+memlog-syslog-bench: /dev/log datagrams per second into memlogd, BusyBox syslogd and rsyslogd,
+against a bare receiver; and the stream /dev/log into memlogd against a bare stream receiver
 
 usage: cargo run --release -p memlog-tests --bin memlog-syslog-bench -- [OPTIONS]
 
@@ -81,7 +95,10 @@ usage: cargo run --release -p memlog-tests --bin memlog-syslog-bench -- [OPTIONS
   --reps N          repetitions per daemon (default 5)
   --senders N       sender threads (default 2)
   --busybox-ring K  BusyBox syslogd -C ring size in KiB (default 256)
-  --only LIST       daemons to run, of memlogd,busybox,rsyslog (default all)
+  --send-to         datagram senders do not connect: send_to(PATH) for every message
+                    (default: connect once and send(), as glibc's and musl's syslog(3) do)
+  --only LIST       receivers to run, of bare,memlogd,busybox,rsyslog (datagrams) and
+                    bare-stream,memlogd-stream (stream /dev/log) (default all)
   --timeout SECS    longest wait for any one step (default 60)
   --json FILE       also write the results as JSON
   --quick           smoke run: 20000 messages, 1 repetition
@@ -90,27 +107,70 @@ usage: cargo run --release -p memlog-tests --bin memlog-syslog-bench -- [OPTIONS
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// The baseline: drains a datagram socket and discards.
+    Bare,
     Memlogd,
     Busybox,
     Rsyslog,
+    /// The stream baseline: drains stream connections and discards.
+    BareStream,
+    /// memlogd with `-syslog-stream`.
+    MemlogdStream,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Memlogd, Kind::Busybox, Kind::Rsyslog];
+    const ALL: [Kind; 6] = [
+        Kind::Bare,
+        Kind::Memlogd,
+        Kind::Busybox,
+        Kind::Rsyslog,
+        Kind::BareStream,
+        Kind::MemlogdStream,
+    ];
 
     fn name(self) -> &'static str {
         match self {
+            Kind::Bare => "bare receiver",
             Kind::Memlogd => "memlogd",
             Kind::Busybox => "BusyBox syslogd",
             Kind::Rsyslog => "rsyslogd",
+            Kind::BareStream => "bare stream receiver",
+            Kind::MemlogdStream => "memlogd -syslog-stream",
         }
     }
 
     fn key(self) -> &'static str {
         match self {
+            Kind::Bare => "bare",
             Kind::Memlogd => "memlogd",
             Kind::Busybox => "busybox",
             Kind::Rsyslog => "rsyslog",
+            Kind::BareStream => "bare-stream",
+            Kind::MemlogdStream => "memlogd-stream",
+        }
+    }
+
+    /// Sent to over a stream socket (else datagrams).
+    fn stream(self) -> bool {
+        matches!(self, Kind::BareStream | Kind::MemlogdStream)
+    }
+
+    /// memlogd, counted through its `stats`.
+    fn memlogd(self) -> bool {
+        matches!(self, Kind::Memlogd | Kind::MemlogdStream)
+    }
+
+    /// A bare receiver, counted through the lines it prints.
+    fn bare(self) -> bool {
+        matches!(self, Kind::Bare | Kind::BareStream)
+    }
+
+    /// The baseline of this kind's transport.
+    fn baseline(self) -> Kind {
+        if self.stream() {
+            Kind::BareStream
+        } else {
+            Kind::Bare
         }
     }
 }
@@ -125,6 +185,9 @@ struct Opts {
     /// Untimed messages sent to each daemon before the first repetition.
     warmup: usize,
     busybox_ring_kib: usize,
+    /// Datagram senders use `send_to` with the path for every message
+    /// instead of connecting once.
+    send_to: bool,
     json: Option<PathBuf>,
 }
 
@@ -147,6 +210,7 @@ fn parse_opts() -> Res<Opts> {
         timeout: Duration::from_secs(60),
         warmup: 0,
         busybox_ring_kib: BB_RING_KIB,
+        send_to: false,
         json: None,
     };
     let mut i = 0;
@@ -157,6 +221,10 @@ fn parse_opts() -> Res<Opts> {
 
         match flag {
             "quick" => continue,
+            "send-to" => {
+                o.send_to = true;
+                continue;
+            }
             "h" | "help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -179,7 +247,7 @@ fn parse_opts() -> Res<Opts> {
                         .into_iter()
                         .find(|c| c.key() == k)
                         .ok_or_else(|| {
-                            format!("--only: unknown daemon {k:?} (want memlogd,busybox,rsyslog)")
+                            format!("--only: unknown receiver {k:?} (want bare,memlogd,busybox,rsyslog,bare-stream,memlogd-stream)")
                         })?;
                     if !o.kinds.contains(&kind) {
                         o.kinds.push(kind);
@@ -198,7 +266,7 @@ fn parse_opts() -> Res<Opts> {
     if o.senders > 256 {
         return Err("--senders: at most 256".into());
     }
-    if o.kinds.contains(&Kind::Memlogd) && !o.memlogd.is_file() {
+    if o.kinds.iter().any(|k| k.memlogd()) && !o.memlogd.is_file() {
         return Err(format!(
             "memlogd binary not found at {}: run `cargo build --release --workspace` first, or pass --memlogd PATH",
             o.memlogd.display()
@@ -341,6 +409,17 @@ fn make_messages(count: usize, token: &str, stamp: &str) -> Vec<u8> {
     v
 }
 
+/// `msgs` ([`MSG_LEN`] each) as a stream client sends them: each followed
+/// by a NUL, as glibc's `syslog(3)` ends a message on a stream `/dev/log`.
+fn stream_frames(msgs: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(msgs.len() / MSG_LEN * (MSG_LEN + 1));
+    for m in msgs.chunks_exact(MSG_LEN) {
+        v.extend_from_slice(m);
+        v.push(0);
+    }
+    v
+}
+
 /// The marker sent after a repetition's messages.
 fn marker_message(token: &str, stamp: &str) -> Vec<u8> {
     format!(
@@ -445,10 +524,36 @@ fn send_one(sock: &UnixDatagram, msg: &[u8], path: &Path) -> io::Result<()> {
     }
 }
 
+/// Blocking `send` on a connected socket, retried on EINTR.
+fn send_connected(sock: &UnixDatagram, msg: &[u8]) -> io::Result<()> {
+    loop {
+        match sock.send(msg) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn sender_socket(timeout: Duration) -> io::Result<UnixDatagram> {
     let s = UnixDatagram::unbound()?;
     s.set_write_timeout(Some(timeout))?;
     Ok(s)
+}
+
+/// A connection to a stream syslog socket, with a bounded write wait.
+fn stream_sender(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    let s = UnixStream::connect(path)?;
+    s.set_write_timeout(Some(timeout))?;
+    Ok(s)
+}
+
+/// Sends `frame` on a new connection to the stream socket at `path`, then
+/// closes it.
+fn send_stream_once(path: &Path, frame: &[u8], timeout: Duration) -> io::Result<()> {
+    let mut s = stream_sender(path, timeout)?;
+    s.write_all(frame)?;
+    s.flush()
 }
 
 /// The range of message numbers that sender `t` of `senders` sends.
@@ -456,35 +561,63 @@ fn share(n: usize, senders: usize, t: usize) -> std::ops::Range<usize> {
     t * n / senders..(t + 1) * n / senders
 }
 
-/// Sends `msgs` (back to back, [`MSG_LEN`] each) to `path` from `senders`
-/// threads, each with its own unbound socket and a contiguous share.
+/// Sends `msgs` (back to back, `frame` bytes each) to `path` from
+/// `senders` threads, each with its own unbound datagram socket (one
+/// `send_to` per message) or, with `stream`, its own connection (one
+/// `write` per message, closed at the end), and a contiguous share.
 /// Returns when the first send started and when the last one returned.
 fn send_all(
     path: &Path,
     msgs: &[u8],
-    senders: usize,
-    timeout: Duration,
+    frame: usize,
+    stream: bool,
+    o: &Opts,
     who: &str,
 ) -> Res<(Instant, Instant)> {
-    let n = msgs.len() / MSG_LEN;
+    let (senders, timeout) = (o.senders, o.timeout);
+    let n = msgs.len() / frame;
     let barrier = Barrier::new(senders + 1);
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
         let handles: Vec<_> = (0..senders)
             .map(|t| {
                 let r = share(n, senders, t);
-                let share = &msgs[r.start * MSG_LEN..r.end * MSG_LEN];
+                let share = &msgs[r.start * frame..r.end * frame];
                 let (barrier, stop) = (&barrier, &stop);
                 s.spawn(move || -> Res<()> {
+                    if stream {
+                        let conn = stream_sender(path, timeout);
+                        barrier.wait();
+                        let mut conn = conn.map_err(|e| send_err(who, &e, timeout))?;
+                        for (k, m) in share.chunks_exact(frame).enumerate() {
+                            if k % 1024 == 0 && stop.load(Ordering::Relaxed) {
+                                return Ok(());
+                            }
+                            if let Err(e) = conn.write_all(m) {
+                                stop.store(true, Ordering::Relaxed);
+                                return Err(send_err(who, &e, timeout));
+                            }
+                        }
+                        return Ok(());
+                    }
                     let sock = sender_socket(timeout);
                     // Every thread reaches the barrier exactly once.
                     barrier.wait();
                     let sock = sock.map_err(|e| format!("creating a sender socket: {e}"))?;
-                    for (k, m) in share.chunks_exact(MSG_LEN).enumerate() {
+                    // As glibc's openlog(3): connect once, then send().
+                    if !o.send_to {
+                        sock.connect(path).map_err(|e| send_err(who, &e, timeout))?;
+                    }
+                    for (k, m) in share.chunks_exact(frame).enumerate() {
                         if k % 1024 == 0 && stop.load(Ordering::Relaxed) {
                             return Ok(());
                         }
-                        if let Err(e) = send_one(&sock, m, path) {
+                        let r = if o.send_to {
+                            send_one(&sock, m, path)
+                        } else {
+                            send_connected(&sock, m)
+                        };
+                        if let Err(e) = r {
                             stop.store(true, Ordering::Relaxed);
                             return Err(send_err(who, &e, timeout));
                         }
@@ -543,7 +676,11 @@ struct Pending {
     token: String,
     /// Messages plus the marker.
     expect: u64,
-    /// memlogd: `next` before the repetition.
+    /// What the counter of `base` must grow by: records (memlogd),
+    /// datagrams (bare receiver) or bytes (bare stream receiver).
+    units: u64,
+    /// memlogd: `next` before the repetition; a bare receiver: what it
+    /// last reported.
     base: u64,
     /// busybox, rsyslog: lines of this repetition seen, marker among them.
     count: u64,
@@ -628,11 +765,15 @@ impl Daemon {
         let deadline = Instant::now() + self.timeout;
         loop {
             self.check_alive()?;
-            let ready = self.sock.exists()
-                && UnixDatagram::unbound()
+            let connects = if self.kind.stream() {
+                UnixStream::connect(&self.sock).is_ok()
+            } else {
+                UnixDatagram::unbound()
                     .and_then(|d| d.connect(&self.sock))
                     .is_ok()
-                && (self.kind != Kind::Memlogd || self.stats().is_ok());
+            };
+            let ready =
+                self.sock.exists() && connects && (!self.kind.memlogd() || self.stats().is_ok());
             if ready {
                 eprintln!("started {name}, pid {}: {}", self.pid(), self.cmdline);
                 return Ok(());
@@ -649,9 +790,10 @@ impl Daemon {
         }
     }
 
-    fn start_memlogd(bin: &Path, dir: PathBuf, timeout: Duration) -> Res<Daemon> {
+    /// memlogd with `-syslog` (kind [`Kind::Memlogd`]) or `-syslog-stream`.
+    fn start_memlogd(kind: Kind, bin: &Path, dir: PathBuf, timeout: Duration) -> Res<Daemon> {
         let sock = dir.join("devlog");
-        let mut d = Daemon::new(Kind::Memlogd, dir.clone(), sock.clone(), timeout);
+        let mut d = Daemon::new(kind, dir.clone(), sock.clone(), timeout);
         d.query = dir.join("query.sock");
         let mut argv: Vec<String> = vec![
             bin.display().to_string(),
@@ -659,12 +801,56 @@ impl Daemon {
             dir.join("log.sock").display().to_string(),
             "-socket-query".into(),
             d.query.display().to_string(),
-            "-syslog".into(),
+            if kind.stream() {
+                "-syslog-stream".into()
+            } else {
+                "-syslog".into()
+            },
             sock.display().to_string(),
         ];
         argv.extend(MEMLOGD_FLAGS.iter().map(|s| s.to_string()));
         d.spawn(argv)?;
         Ok(d)
+    }
+
+    /// This program again, as a bare receiver of `kind`'s transport
+    /// (see [`bare_receiver`]).
+    fn start_bare(kind: Kind, dir: PathBuf, timeout: Duration) -> Res<Daemon> {
+        let sock = dir.join("devlog");
+        let mut d = Daemon::new(kind, dir, sock.clone(), timeout);
+        let me = std::env::current_exe().map_err(|e| format!("{}: {e}", kind.name()))?;
+        d.spawn(vec![
+            me.display().to_string(),
+            BARE_FLAG.into(),
+            if kind.stream() { "stream" } else { "dgram" }.into(),
+            sock.display().to_string(),
+        ])?;
+        Ok(d)
+    }
+
+    /// What a bare receiver last reported (the last complete line of its
+    /// output; 0 before the first).
+    fn bare_reported(&self) -> Res<u64> {
+        let p = self.dir.join("stdout.txt");
+        let out = fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let done = out
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(&out[..0], |e| &out[..e]);
+        let last = done.rsplit(|&b| b == b'\n').next().unwrap_or_default();
+        if last.is_empty() {
+            return Ok(0);
+        }
+        std::str::from_utf8(last)
+            .ok()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| {
+                format!(
+                    "{}: unexpected line {:?}",
+                    p.display(),
+                    String::from_utf8_lossy(last)
+                )
+            })
     }
 
     fn start_busybox(
@@ -863,9 +1049,10 @@ impl Daemon {
             .ok_or_else(|| format!("no VmHWM in {p}"))
     }
 
-    fn pending(&mut self, token: &str, n: usize, senders: usize) -> Res<Pending> {
+    fn pending(&mut self, token: &str, n: usize, senders: usize, units: u64) -> Res<Pending> {
         let base = match self.kind {
-            Kind::Memlogd => self.stat("next")?,
+            k if k.memlogd() => self.stat("next")?,
+            k if k.bare() => self.bare_reported()?,
             _ => 0,
         };
         if self.kind == Kind::Rsyslog {
@@ -875,6 +1062,7 @@ impl Daemon {
         Ok(Pending {
             token: token.to_string(),
             expect: n as u64 + 1,
+            units,
             base,
             count: 0,
             marker: false,
@@ -887,14 +1075,35 @@ impl Daemon {
     /// One look at whether everything of the repetition is visible.
     fn check(&mut self, p: &mut Pending) -> Res<Progress> {
         match self.kind {
-            Kind::Memlogd => match self.stat("next") {
+            Kind::Bare | Kind::BareStream => {
+                let now = self.bare_reported()?;
+                let at = Instant::now();
+                let got = now.saturating_sub(p.base);
+                // The datagram receiver reports once, at the marker: what
+                // it counted then is final. The stream one reports at
+                // every connection's end.
+                Ok(if self.kind == Kind::Bare && got > 0 {
+                    Progress::Done {
+                        at,
+                        stored: got.min(p.expect),
+                    }
+                } else if self.kind == Kind::BareStream && got >= p.units {
+                    Progress::Done {
+                        at,
+                        stored: p.expect,
+                    }
+                } else {
+                    Progress::NotYet(format!("{got} of {} bytes received", p.units))
+                })
+            }
+            Kind::Memlogd | Kind::MemlogdStream => match self.stat("next") {
                 Ok(next) => {
                     let at = Instant::now();
                     let stored = next.saturating_sub(p.base);
-                    Ok(if stored >= p.expect {
+                    Ok(if stored >= p.units {
                         Progress::Done { at, stored }
                     } else {
-                        Progress::NotYet(format!("{stored} of {} records stored", p.expect))
+                        Progress::NotYet(format!("{stored} of {} records stored", p.units))
                     })
                 }
                 Err(e) => Ok(Progress::NotYet(e)),
@@ -1049,15 +1258,34 @@ impl Daemon {
 
     fn measure_inner(&mut self, o: &Opts, n: usize, token: &str, stamp: &str) -> Res<Run> {
         let name = self.kind.name();
-        let msgs = make_messages(n, token, stamp);
+        let stream = self.kind.stream();
+        let mut msgs = make_messages(n, token, stamp);
+        let mut marker = marker_message(token, stamp);
+        // The bare datagram receiver tells the marker by its length.
+        assert_ne!(marker.len(), MSG_LEN);
+        let mut frame = MSG_LEN;
+        if stream {
+            msgs = stream_frames(&msgs);
+            marker.push(0);
+            frame += 1;
+        }
+        let units = if self.kind == Kind::BareStream {
+            (msgs.len() + marker.len()) as u64
+        } else {
+            n as u64 + 1
+        };
         let mut p = self
-            .pending(token, n, o.senders)
+            .pending(token, n, o.senders, units)
             .map_err(|e| format!("{name}: {e}"))?;
         let cpu0 = self.cpu_ticks()?;
-        let (t0, t_sent) = send_all(&self.sock, &msgs, o.senders, o.timeout, name)?;
-        let sock = sender_socket(o.timeout).map_err(|e| format!("socket: {e}"))?;
-        send_one(&sock, &marker_message(token, stamp), &self.sock)
-            .map_err(|e| send_err(name, &e, o.timeout))?;
+        let (t0, t_sent) = send_all(&self.sock, &msgs, frame, stream, o, name)?;
+        if stream {
+            send_stream_once(&self.sock, &marker, o.timeout)
+                .map_err(|e| send_err(name, &e, o.timeout))?;
+        } else {
+            let sock = sender_socket(o.timeout).map_err(|e| format!("socket: {e}"))?;
+            send_one(&sock, &marker, &self.sock).map_err(|e| send_err(name, &e, o.timeout))?;
+        }
         let (at, stored, checks, last_check) = self.wait_complete(&mut p)?;
         let cpu1 = self.cpu_ticks()?;
         if stored < p.expect {
@@ -1143,7 +1371,12 @@ fn start_daemon(o: &Opts, kind: Kind, root: &Path) -> Result<Daemon, (bool, Stri
     let dir = root.join(kind.key());
     fs::create_dir_all(&dir).map_err(|e| (false, format!("{}: {e}", dir.display())))?;
     match kind {
-        Kind::Memlogd => Daemon::start_memlogd(&o.memlogd, dir, o.timeout).map_err(|e| (false, e)),
+        Kind::Memlogd | Kind::MemlogdStream => {
+            Daemon::start_memlogd(kind, &o.memlogd, dir, o.timeout).map_err(|e| (false, e))
+        }
+        Kind::Bare | Kind::BareStream => {
+            Daemon::start_bare(kind, dir, o.timeout).map_err(|e| (false, e))
+        }
         Kind::Busybox => {
             let bb = find_program("busybox").ok_or((true, "not installed".to_string()))?;
             let list = run_capture(Command::new(&bb).arg("--list"), o.timeout)
@@ -1283,9 +1516,68 @@ fn run(o: &Opts) -> i32 {
     status
 }
 
-/// The results as one JSON object (`--json`): per daemon, messages/s of
-/// every repetition and their median, CPU per message, peak RSS, or why
-/// there is no result.
+/// One receiver's figures over its timed repetitions.
+struct Figures {
+    rates: Vec<f64>,
+    median: f64,
+    lo: f64,
+    hi: f64,
+    /// Daemon CPU per message, µs.
+    cpu_us: f64,
+    total: f64,
+    sent: f64,
+}
+
+fn figures(o: &Opts, e: &Entry) -> Option<Figures> {
+    if e.runs.is_empty() {
+        return None;
+    }
+    let n = o.messages;
+    let rates: Vec<f64> = e
+        .runs
+        .iter()
+        .map(|r| n as f64 / r.total.as_secs_f64())
+        .collect();
+    let (lo, hi) = min_max(&rates);
+    let ticks: u64 = e.runs.iter().map(|r| r.cpu_ticks).sum();
+    let med = |f: &dyn Fn(&Run) -> f64| median(&e.runs.iter().map(f).collect::<Vec<_>>());
+    Some(Figures {
+        median: median(&rates),
+        lo,
+        hi,
+        cpu_us: ticks as f64 * 1e6 / USER_HZ as f64 / (n * e.runs.len()) as f64,
+        total: med(&|r| r.total.as_secs_f64()),
+        sent: med(&|r| r.sent.as_secs_f64()),
+        rates,
+    })
+}
+
+/// The figures of `kind`, when it ran to the end.
+fn figures_of(o: &Opts, entries: &[Entry], kind: Kind) -> Option<Figures> {
+    entries
+        .iter()
+        .find(|e| e.kind == kind && e.failed.is_none())
+        .and_then(|e| figures(o, e))
+}
+
+fn version_of(o: &Opts, k: Kind) -> String {
+    match k {
+        Kind::Memlogd | Kind::MemlogdStream => o.memlogd.display().to_string(),
+        Kind::Bare | Kind::BareStream => std::env::current_exe()
+            .map(|p| format!("{} {BARE_FLAG}", p.display()))
+            .unwrap_or_default(),
+        Kind::Busybox => {
+            find_program("busybox").map_or(String::new(), |b| first_line(&mut Command::new(b)))
+        }
+        Kind::Rsyslog => find_program("rsyslogd")
+            .map_or(String::new(), |r| first_line(Command::new(r).arg("-v"))),
+    }
+}
+
+/// The results as one JSON object (`--json`): per receiver, messages/s of
+/// every repetition and their median, CPU per message, peak RSS, both as
+/// ratios to the bare receiver of the same transport, or why there is no
+/// result.
 fn json(o: &Opts, entries: &[Entry], load: &str) -> String {
     let s = |v: &str| {
         let mut b = Vec::new();
@@ -1302,41 +1594,39 @@ fn json(o: &Opts, entries: &[Entry], load: &str) -> String {
     let opt = |v: &Option<String>| v.as_deref().map_or("null".into(), s);
     let mut daemons = Vec::new();
     for e in entries {
-        let rates: Vec<f64> = e
-            .runs
-            .iter()
-            .map(|r| o.messages as f64 / r.total.as_secs_f64())
-            .collect();
-        let ticks: u64 = e.runs.iter().map(|r| r.cpu_ticks).sum();
-        let cpu_us = ticks as f64 * 1e6 / USER_HZ as f64 / (o.messages * e.runs.len()) as f64;
-        let (lo, hi) = min_max(&rates);
-        let version = match e.kind {
-            Kind::Memlogd => o.memlogd.display().to_string(),
-            Kind::Busybox => {
-                find_program("busybox").map_or(String::new(), |b| first_line(&mut Command::new(b)))
-            }
-            Kind::Rsyslog => find_program("rsyslogd")
-                .map_or(String::new(), |r| first_line(Command::new(r).arg("-v"))),
+        let f = figures(o, e);
+        let get = |g: fn(&Figures) -> f64| f.as_ref().map_or(f64::NAN, g);
+        let base = figures_of(o, entries, e.kind.baseline());
+        let vs = |g: fn(&Figures) -> f64| match (&f, &base) {
+            (Some(a), Some(b)) => g(a) / g(b),
+            _ => f64::NAN,
         };
         daemons.push(format!(
-            "{{\"key\":{},\"name\":{},\"version\":{},\"cmdline\":{},\"missing\":{},\"failed\":{},\"messages_per_s\":{{\"median\":{},\"min\":{},\"max\":{},\"runs\":[{}]}},\"cpu_us_per_message\":{},\"vm_hwm_kib\":{}}}",
+            "{{\"key\":{},\"name\":{},\"transport\":{},\"baseline\":{},\"version\":{},\"cmdline\":{},\"missing\":{},\"failed\":{},\"messages_per_s\":{{\"median\":{},\"min\":{},\"max\":{},\"runs\":[{}]}},\"cpu_us_per_message\":{},\"vs_baseline\":{{\"messages_per_s\":{},\"cpu_us_per_message\":{}}},\"vm_hwm_kib\":{}}}",
             s(e.kind.key()),
             s(e.kind.name()),
-            s(&version),
+            s(if e.kind.stream() { "stream" } else { "dgram" }),
+            s(e.kind.baseline().key()),
+            s(&version_of(o, e.kind)),
             s(&e.cmdline),
             opt(&e.missing),
             opt(&e.failed),
-            num(median(&rates)),
-            num(lo),
-            num(hi),
-            rates.iter().map(|&r| num(r)).collect::<Vec<_>>().join(","),
-            num(if e.runs.is_empty() { f64::NAN } else { cpu_us }),
+            num(get(|f| f.median)),
+            num(get(|f| f.lo)),
+            num(get(|f| f.hi)),
+            f.as_ref()
+                .map(|f| f.rates.iter().map(|&r| num(r)).collect::<Vec<_>>().join(","))
+                .unwrap_or_default(),
+            num(get(|f| f.cpu_us)),
+            num(vs(|f| f.median)),
+            num(vs(|f| f.cpu_us)),
             e.hwm_kib.map_or("null".into(), |k| k.to_string())
         ));
     }
     format!(
-        "{{\"command\":{},\"messages\":{},\"message_len\":{MSG_LEN},\"reps\":{},\"senders\":{},\"busybox_ring_kib\":{},\"load_average\":{},\"daemons\":[{}]}}\n",
+        "{{\"command\":{},\"send_to\":{},\"messages\":{},\"message_len\":{MSG_LEN},\"reps\":{},\"senders\":{},\"busybox_ring_kib\":{},\"bare_batch\":{BARE_BATCH},\"bare_slot\":{BARE_SLOT},\"bare_read\":{BARE_READ},\"load_average\":{},\"daemons\":[{}]}}\n",
         s(&std::env::args().collect::<Vec<_>>().join(" ")),
+        o.send_to,
         o.messages,
         o.reps,
         o.senders,
@@ -1344,6 +1634,89 @@ fn json(o: &Opts, entries: &[Entry], load: &str) -> String {
         s(load),
         daemons.join(",")
     )
+}
+
+/// `a / b` as `1.23×`, or `–`.
+fn times(a: f64, b: f64) -> String {
+    let r = a / b;
+    if r.is_finite() {
+        format!("{r:.2}×")
+    } else {
+        "–".into()
+    }
+}
+
+/// The table of one transport's receivers, in the order they ran.
+fn table(o: &Opts, entries: &[Entry], stream: bool, m: &mut String) {
+    let base = figures_of(
+        o,
+        entries,
+        if stream { Kind::BareStream } else { Kind::Bare },
+    );
+    let mem = figures_of(
+        o,
+        entries,
+        if stream {
+            Kind::MemlogdStream
+        } else {
+            Kind::Memlogd
+        },
+    );
+    let _ = writeln!(
+        m,
+        "| receiver | messages/s, median (min – max) | ÷ bare receiver | vs memlogd | time, median | senders done, median | CPU per message | CPU ÷ bare receiver | peak RSS (VmHWM) | keeps |"
+    );
+    let _ = writeln!(
+        m,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    for e in entries.iter().filter(|e| e.kind.stream() == stream) {
+        let name = e.kind.name();
+        if let Some(why) = &e.missing {
+            let _ = writeln!(m, "| {name} | {why} | | | | | | | | |");
+            continue;
+        }
+        let Some(f) = figures(o, e) else {
+            let _ = writeln!(m, "| {name} | failed (see below) | | | | | | | | |");
+            continue;
+        };
+        let hwm = e
+            .hwm_kib
+            .map_or("–".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        let partial = if e.failed.is_some() {
+            format!(
+                " (only {} of {} repetitions, then failed)",
+                e.runs.len(),
+                o.reps
+            )
+        } else {
+            String::new()
+        };
+        let keeps = match e.kind {
+            Kind::Memlogd | Kind::MemlogdStream => {
+                "in memory: all (up to 1,000,000 records / 256 MiB)".to_string()
+            }
+            Kind::Busybox => format!("in memory: the latest {} KiB of lines", o.busybox_ring_kib),
+            Kind::Rsyslog => "on disk: all (one file)".to_string(),
+            Kind::Bare | Kind::BareStream => "nothing (discards)".to_string(),
+        };
+        let (b_rate, b_cpu) = base
+            .as_ref()
+            .map_or((f64::NAN, f64::NAN), |b| (b.median, b.cpu_us));
+        let _ = writeln!(
+            m,
+            "| {name} | {} ({} – {}){partial} | {} | {} | {} | {} | {:.2} µs | {} | {hwm} | {keeps} |",
+            thousands(f.median),
+            thousands(f.lo),
+            thousands(f.hi),
+            times(f.median, b_rate),
+            times(f.median, mem.as_ref().map_or(f64::NAN, |x| x.median)),
+            secs(f.total),
+            secs(f.sent),
+            f.cpu_us,
+            times(f.cpu_us, b_cpu),
+        );
+    }
 }
 
 fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> String {
@@ -1358,8 +1731,8 @@ fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> St
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into());
     let args: Vec<String> = std::env::args().collect();
-    let version = |k: Kind| -> String {
-        match k {
+    let version = |k: Kind| -> Option<String> {
+        Some(match k {
             Kind::Memlogd => format!(
                 "memlogd `{}` (commit {})",
                 o.memlogd.display(),
@@ -1373,12 +1746,22 @@ fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> St
                 Some(r) => format!("`{}`", first_line(Command::new(r).arg("-v"))),
                 None => "rsyslogd not installed".into(),
             },
-        }
+            Kind::MemlogdStream if !o.kinds.contains(&Kind::Memlogd) => format!(
+                "memlogd `{}` (commit {})",
+                o.memlogd.display(),
+                git_commit().unwrap_or_else(|| "unknown".into())
+            ),
+            Kind::Bare => "bare receivers: this program (`--bare-receiver`)".into(),
+            Kind::BareStream if !o.kinds.contains(&Kind::Bare) => {
+                "bare receivers: this program (`--bare-receiver`)".into()
+            }
+            _ => return None,
+        })
     };
     let n = o.messages;
     let _ = writeln!(
         m,
-        "# Syslog ingest: memlogd vs BusyBox syslogd vs rsyslogd\n"
+        "# Syslog ingest: memlogd vs BusyBox syslogd vs rsyslogd, against a bare receiver\n"
     );
     let _ = writeln!(
         m,
@@ -1394,112 +1777,101 @@ fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> St
             String::new()
         }
     );
-    let versions: Vec<String> = o.kinds.iter().map(|&k| version(k)).collect();
+    let versions: Vec<String> = o.kinds.iter().filter_map(|&k| version(k)).collect();
     let _ = writeln!(m, "- Versions: {}", versions.join("; "));
     let sample = make_messages(4, &format!("{tag}.x.0"), stamp);
     let _ = writeln!(
         m,
-        "- Workload, per repetition and daemon: {} messages of {MSG_LEN} bytes in RFC 3164 as glibc `syslog(3)` sends them to `/dev/log`, e.g. `{}`, cycling through {} tags and facility.severity pairs, then one marker message; sent by {} threads, each with its own unbound `UnixDatagram` doing blocking `send_to` (a full receive queue blocks the sender, so the send rate follows the receiver; `net.unix.max_dgram_qlen` = {qlen}).",
+        "- Workload, per repetition and receiver: {} messages of {MSG_LEN} bytes in RFC 3164 as glibc `syslog(3)` sends them to `/dev/log`, e.g. `{}`, cycling through {} tags and facility.severity pairs, then one marker message; sent by {} threads. Datagrams: each thread has its own unbound `UnixDatagram` {} (a full receive queue blocks the sender, so the send rate follows the receiver; `net.unix.max_dgram_qlen` = {qlen}). Stream `/dev/log`: each thread connects once and writes every message followed by a NUL (as glibc does on a stream socket), one blocking `write` each; the marker comes on a connection of its own.",
         thousands(n as f64),
         String::from_utf8_lossy(&sample[3 * MSG_LEN..4 * MSG_LEN]),
         MIX.len(),
-        o.senders
+        o.senders,
+        if o.send_to {
+            "doing a blocking `send_to` with the socket's path for every message (`--send-to`)"
+        } else {
+            "connected once to the socket, then a blocking `send` per message, as glibc's and musl's `syslog(3)` do"
+        }
     );
     let _ = writeln!(
         m,
-        "- {} timed repetitions per daemon, interleaved (the order rotates each repetition), after an untimed warm-up of {} messages each. All daemons run for the whole benchmark; only one is sent to at a time.",
+        "- {} timed repetitions per receiver, interleaved (the order rotates each repetition), after an untimed warm-up of {} messages each. All receivers run for the whole benchmark; only one is sent to at a time.",
         o.reps,
         thousands(o.warmup as f64)
     );
     let _ = writeln!(
         m,
-        "- Time: from the first send until everything is visible to a reader: memlogd's `stats` counter `next` has grown by {} (messages + marker); the marker shows in `busybox logread` (and the ring's tail has no gaps); the marker line and all {} lines are in rsyslog's output file. A daemon that loses a message fails. Rate = messages / time.\n",
+        "- Time: from the first send until everything is visible to a reader: memlogd's `stats` counter `next` has grown by {} (messages + marker); the marker shows in `busybox logread` (and the ring's tail has no gaps); the marker line and all {} lines are in rsyslog's output file; the bare receiver has counted {} datagrams when the marker came, the bare stream receiver every byte sent when the last connection ended. A receiver that loses a message fails. Rate = messages / time.",
         thousands((n + 1) as f64),
-        thousands((n + 1) as f64)
+        thousands((n + 1) as f64),
+        thousands((n + 1) as f64),
     );
-
-    // Main table.
-    let rate = |e: &Entry| -> Vec<f64> {
-        e.runs
-            .iter()
-            .map(|r| n as f64 / r.total.as_secs_f64())
-            .collect()
-    };
-    let memlogd_median = entries
-        .iter()
-        .find(|e| e.kind == Kind::Memlogd && e.failed.is_none() && !e.runs.is_empty())
-        .map(|e| median(&rate(e)));
     let _ = writeln!(
         m,
-        "| daemon | messages/s, median (min – max) | vs memlogd | time, median | senders done, median | daemon CPU per message | peak RSS (VmHWM) | keeps |"
+        "- The bare receiver is the baseline: what the kernel and the senders allow when the receiving end does nothing with the messages (see below). `÷ bare receiver` is a receiver's median rate over the bare receiver's, `CPU ÷ bare receiver` its CPU per message over the bare receiver's, both of the same transport and the same run.\n"
     );
-    let _ = writeln!(m, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
-    for e in entries {
-        let name = e.kind.name();
-        if let Some(why) = &e.missing {
-            let _ = writeln!(m, "| {name} | {why} | | | | | | |");
-            continue;
+
+    let dgram = entries.iter().any(|e| !e.kind.stream());
+    let stream = entries.iter().any(|e| e.kind.stream());
+    if dgram {
+        let _ = writeln!(m, "## Datagram `/dev/log` (`-syslog`)\n");
+        table(o, entries, false, &mut m);
+    }
+    if stream {
+        let _ = writeln!(m, "\n## Stream `/dev/log` (`-syslog-stream`)\n");
+        table(o, entries, true, &mut m);
+    }
+
+    // The ratios that say how far from the limit memlogd is.
+    let get = |k: Kind| figures_of(o, entries, k);
+    let mut ratios = Vec::new();
+    if let (Some(mm), Some(b)) = (get(Kind::Memlogd), get(Kind::Bare)) {
+        ratios.push(format!(
+            "memlogd ÷ bare receiver, messages/s: {}; CPU per message: {}",
+            times(mm.median, b.median),
+            times(mm.cpu_us, b.cpu_us)
+        ));
+    }
+    if let (Some(mm), Some(bb)) = (get(Kind::Memlogd), get(Kind::Busybox)) {
+        ratios.push(format!(
+            "memlogd ÷ BusyBox syslogd, messages/s: {}; CPU per message: {} ({:.2} µs against {:.2} µs)",
+            times(mm.median, bb.median),
+            times(mm.cpu_us, bb.cpu_us),
+            mm.cpu_us,
+            bb.cpu_us
+        ));
+        if let Some(b) = get(Kind::Bare) {
+            ratios.push(format!(
+                "bare receiver ÷ BusyBox syslogd, messages/s: {} (the most any receiver could gain over BusyBox with these senders: where this is small, the senders are the bottleneck)",
+                times(b.median, bb.median)
+            ));
         }
-        if e.runs.is_empty() {
-            let _ = writeln!(m, "| {name} | failed (see below) | | | | | | |");
-            continue;
+    }
+    if let (Some(mm), Some(b)) = (get(Kind::MemlogdStream), get(Kind::BareStream)) {
+        ratios.push(format!(
+            "memlogd -syslog-stream ÷ bare stream receiver, messages/s: {}; CPU per message: {}",
+            times(mm.median, b.median),
+            times(mm.cpu_us, b.cpu_us)
+        ));
+    }
+    if !ratios.is_empty() {
+        let _ = writeln!(m, "\nRatios (medians, same run):\n");
+        for r in ratios {
+            let _ = writeln!(m, "- {r}");
         }
-        let r = rate(e);
-        let med = median(&r);
-        let (lo, hi) = min_max(&r);
-        let ratio = match memlogd_median {
-            Some(b) => format!("{:.2}×", med / b),
-            None => "–".into(),
-        };
-        let total = median(
-            &e.runs
-                .iter()
-                .map(|r| r.total.as_secs_f64())
-                .collect::<Vec<_>>(),
-        );
-        let sent = median(
-            &e.runs
-                .iter()
-                .map(|r| r.sent.as_secs_f64())
-                .collect::<Vec<_>>(),
-        );
-        let ticks: u64 = e.runs.iter().map(|r| r.cpu_ticks).sum();
-        let cpu_us = ticks as f64 * 1e6 / USER_HZ as f64 / (n * e.runs.len()) as f64;
-        let hwm = e
-            .hwm_kib
-            .map_or("–".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
-        let partial = if e.failed.is_some() {
-            format!(
-                " (only {} of {} repetitions, then failed)",
-                e.runs.len(),
-                o.reps
-            )
-        } else {
-            String::new()
-        };
-        let keeps = match e.kind {
-            Kind::Memlogd => "in memory: all (up to 1,000,000 records / 256 MiB)".to_string(),
-            Kind::Busybox => format!("in memory: the latest {} KiB of lines", o.busybox_ring_kib),
-            Kind::Rsyslog => "on disk: all (one file)".to_string(),
-        };
-        let _ = writeln!(
-            m,
-            "| {name} | {} ({} – {}){partial} | {ratio} | {} | {} | {cpu_us:.2} µs | {hwm} | {keeps} |",
-            thousands(med),
-            thousands(lo),
-            thousands(hi),
-            secs(total),
-            secs(sent)
-        );
     }
 
     // Every repetition.
     let _ = writeln!(m, "\nEvery repetition, messages/s:\n");
     let head: Vec<String> = (1..=o.reps).map(|r| format!("rep {r}")).collect();
-    let _ = writeln!(m, "| daemon | {} |", head.join(" | "));
+    let _ = writeln!(m, "| receiver | {} |", head.join(" | "));
     let _ = writeln!(m, "| --- |{}", " ---: |".repeat(o.reps));
     for e in entries.iter().filter(|e| !e.runs.is_empty()) {
-        let mut cells: Vec<String> = rate(e).iter().map(|&r| thousands(r)).collect();
+        let mut cells: Vec<String> = e
+            .runs
+            .iter()
+            .map(|r| thousands(n as f64 / r.total.as_secs_f64()))
+            .collect();
         cells.resize(o.reps, "–".into());
         let _ = writeln!(m, "| {} | {} |", e.kind.name(), cells.join(" | "));
     }
@@ -1507,7 +1879,7 @@ fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> St
     // Setup.
     let _ = writeln!(
         m,
-        "\n## Daemons\n\nEach runs {}in the foreground, its output in files in its own temporary directory (removed at the end).\n",
+        "\n## Receivers\n\nEach runs {}in the foreground, its output in files in its own temporary directory (removed at the end).\n",
         if find_program("setpriv").is_some() {
             "under `setpriv --pdeathsig KILL --` (killed if the benchmark dies), "
         } else {
@@ -1525,11 +1897,28 @@ fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> St
             continue;
         }
         match e.kind {
-            Kind::Memlogd => {
+            Kind::Bare => {
                 let _ = writeln!(
                     m,
-                    "- memlogd: `{}`. **Rate limit off** (`-rate-limit-burst 0`) for a throughput comparison: by default memlogd stores at most 10,000 records per source per 30 s, and the benchmark's 8 tags would be cut off after 80,000 messages. Keeps up to 1,000,000 records in a 256 MiB ring, with the sender's pid/uid/gid (SO_PASSCRED) and the parsed syslog fields.",
-                    e.cmdline
+                    "- bare receiver: `{}`. This program again, in a process of its own: it binds a `SOCK_DGRAM` Unix socket with `SO_PASSCRED` on (as memlogd's: the kernel attaches every sender's credentials), and loops on blocking `recvmmsg` (`MSG_WAITFORONE`: it sleeps until a datagram comes, then takes what is queued, up to {BARE_BATCH}) into {BARE_BATCH} preallocated slots of {} KiB with a credentials control buffer each, the same receive code (`memlog::sys::DgramBatch`) and sizes as memlogd's. It looks at each datagram's length (a marker is not {MSG_LEN} bytes long: then it prints its count) and discards it. No epoll: nothing else to wait for, so one system call per batch.",
+                    e.cmdline,
+                    BARE_SLOT / 1024
+                );
+            }
+            Kind::BareStream => {
+                let _ = writeln!(
+                    m,
+                    "- bare stream receiver: `{}`. This program again: a stream listener; `poll` on it and every connection, each readable connection read with {} KiB reads (memlogd's read size) until it would block, the bytes discarded; at each connection's end it prints the bytes received so far.",
+                    e.cmdline,
+                    BARE_READ / 1024
+                );
+            }
+            Kind::Memlogd | Kind::MemlogdStream => {
+                let _ = writeln!(
+                    m,
+                    "- {name}: `{}`. **Rate limit off** (`-rate-limit-burst 0`) for a throughput comparison: by default memlogd stores at most 10,000 records per source per 30 s, and the benchmark's 8 tags would be cut off after 80,000 messages. Keeps up to 1,000,000 records in a 256 MiB ring, with the sender's pid/uid/gid ({}) and the parsed syslog fields.",
+                    e.cmdline,
+                    if e.kind.stream() { "SO_PEERCRED" } else { "SO_PASSCRED" }
                 );
             }
             Kind::Busybox => {
@@ -1550,6 +1939,12 @@ fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> St
             }
         }
     }
+    if stream {
+        let _ = writeln!(
+            m,
+            "- Neither BusyBox syslogd nor rsyslogd's imuxsock takes a stream `/dev/log`, so the stream table has memlogd and its baseline only."
+        );
+    }
 
     // Notes.
     let _ = writeln!(m, "\n## Notes\n");
@@ -1562,9 +1957,10 @@ fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> St
         );
         let checks = median(&e.runs.iter().map(|r| r.checks as f64).collect::<Vec<_>>());
         let how = match e.kind {
-            Kind::Memlogd => "a `stats` request",
+            Kind::Memlogd | Kind::MemlogdStream => "a `stats` request",
             Kind::Busybox => "`nsenter … busybox logread`, which prints the whole ring",
             Kind::Rsyslog => "reading the last 64 KiB of the output file (then counting every line of the repetition, untimed)",
+            Kind::Bare | Kind::BareStream => "reading what it printed",
         };
         let _ = writeln!(
             m,
@@ -1575,11 +1971,11 @@ fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> St
     }
     let _ = writeln!(
         m,
-        "- Senders done: when the last sender's last `send_to` returned. Since a full receive queue blocks the senders, this is when the daemon had taken all but a few datagrams off its socket; the rest of the time is what it still had to store (rsyslog: its main queue and the file write).",
+        "- Senders done: when the last sender's last `send_to` (or `write`) returned. Since a full receive queue blocks the senders, this is when the receiver had taken all but a few datagrams (or a socket buffer's worth of bytes) off its socket; the rest of the time is what it still had to store (rsyslog: its main queue and the file write).",
     );
     let _ = writeln!(
         m,
-        "- Daemon CPU per message: user + system time of the daemon process (all threads) from `/proc/PID/stat`, in {}-ms ticks, over the timed repetitions. The senders' CPU is not counted; on {cpus} CPUs the senders and the daemon compete for them.",
+        "- CPU per message: user + system time of the receiver's process (all threads) from `/proc/PID/stat`, in {}-ms ticks, over the timed repetitions. The senders' CPU is not counted; on {cpus} CPUs the senders and the receiver compete for them.",
         1000 / USER_HZ
     );
     let _ = writeln!(
@@ -1596,7 +1992,137 @@ fn report(o: &Opts, entries: &[Entry], stamp: &str, tag: &str, load: &str) -> St
     m
 }
 
+// ---------------------------------------------------------------------------
+// The bare receivers
+
+/// The hidden first argument that makes this program a bare receiver.
+const BARE_FLAG: &str = "--bare-receiver";
+
+/// `--bare-receiver dgram|stream PATH`: the baseline, in a process of its
+/// own (its CPU is counted like a daemon's). It binds PATH and drains it
+/// until killed, doing nothing with what it reads:
+///
+/// - `dgram`: a datagram socket with `SO_PASSCRED` on (memlogd needs the
+///   senders' credentials, so the kernel attaches them to every datagram),
+///   read with blocking `recvmmsg` (`MSG_WAITFORONE`: it sleeps until a
+///   datagram comes, then takes what is queued) into [`BARE_BATCH`]
+///   preallocated slots of [`BARE_SLOT`] bytes, the same receive code and
+///   sizes as memlogd's. It counts the datagrams and looks at each one's
+///   length: a datagram that is not [`MSG_LEN`] long is a marker, and it
+///   prints how many it has received so far.
+/// - `stream`: a stream listener; every connection is read with
+///   [`BARE_READ`]-byte reads as soon as `poll` says it is readable; at
+///   each connection's end it prints how many bytes all connections
+///   brought so far.
+fn bare_receiver(args: &[String]) -> Res<()> {
+    let [how, path] = args else {
+        return Err(format!("usage: {BARE_FLAG} dgram|stream PATH"));
+    };
+    let path = Path::new(path);
+    let out = io::stdout();
+    let report = |v: u64| -> Res<()> {
+        let mut o = out.lock();
+        writeln!(o, "{v}")
+            .and_then(|()| o.flush())
+            .map_err(|e| format!("stdout: {e}"))
+    };
+    match how.as_str() {
+        "dgram" => {
+            let sock = UnixDatagram::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            memlog::sys::set_passcred(sock.as_fd()).map_err(|e| format!("SO_PASSCRED: {e}"))?;
+            let mut batch = memlog::sys::DgramBatch::new(BARE_BATCH, BARE_SLOT);
+            let mut count = 0u64;
+            loop {
+                let n = match batch.recv(sock.as_fd(), true) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(format!("recvmmsg: {e}")),
+                };
+                for k in 0..n {
+                    count += 1;
+                    if batch.get(k).is_some_and(|(d, _)| d.len() != MSG_LEN) {
+                        report(count)?;
+                    }
+                }
+            }
+        }
+        "stream" => {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            let l = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let mut conns: Vec<UnixStream> = Vec::new();
+            let mut buf = vec![0u8; BARE_READ];
+            let mut total = 0u64;
+            loop {
+                let (accept, ready): (bool, Vec<bool>) = {
+                    let mut fds = vec![PollFd::new(l.as_fd(), PollFlags::POLLIN)];
+                    fds.extend(
+                        conns
+                            .iter()
+                            .map(|c| PollFd::new(c.as_fd(), PollFlags::POLLIN)),
+                    );
+                    match poll(&mut fds, PollTimeout::NONE) {
+                        Ok(_) => {}
+                        Err(nix::Error::EINTR) => continue,
+                        Err(e) => return Err(format!("poll: {e}")),
+                    }
+                    let hit = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+                    (hit(&fds[0]), fds[1..].iter().map(hit).collect())
+                };
+                let mut closed = false;
+                let mut k = 0;
+                conns.retain_mut(|c| {
+                    k += 1;
+                    if !ready[k - 1] {
+                        return true;
+                    }
+                    loop {
+                        match c.read(&mut buf) {
+                            Ok(0) => {
+                                closed = true;
+                                return false;
+                            }
+                            Ok(n) => total += n as u64,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(_) => {
+                                closed = true;
+                                return false;
+                            }
+                        }
+                    }
+                });
+                if closed {
+                    report(total)?;
+                }
+                if accept {
+                    loop {
+                        match l.accept() {
+                            Ok((c, _)) => {
+                                c.set_nonblocking(true).map_err(|e| e.to_string())?;
+                                conns.push(c);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(format!("accept: {e}")),
+                        }
+                    }
+                }
+            }
+        }
+        _ => Err(format!("usage: {BARE_FLAG} dgram|stream PATH")),
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(BARE_FLAG) {
+        if let Err(e) = bare_receiver(&args[2..]) {
+            eprintln!("memlog-syslog-bench {BARE_FLAG}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let o = match parse_opts() {
         Ok(o) => o,
         Err(e) => {

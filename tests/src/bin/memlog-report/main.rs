@@ -627,11 +627,11 @@ fn ingest(r: &mut Report, d: &Data, ran: Option<&Ran>) {
     r.charts.push(("ingest.svg", chart.svg()));
 }
 
-/// 2. /dev/log ingest with peers.
+/// 2. /dev/log ingest with peers, against the bare receiver.
 fn syslog(r: &mut Report, d: &Data, ran: Option<&Ran>) {
     let _ = writeln!(
         r.md,
-        "## 2. /dev/log ingest: memlogd, BusyBox `syslogd -C`, rsyslogd\n"
+        "## 2. /dev/log ingest: memlogd, BusyBox `syslogd -C`, rsyslogd, against a bare receiver\n"
     );
     let Some(s) = d
         .syslog
@@ -640,83 +640,126 @@ fn syslog(r: &mut Report, d: &Data, ran: Option<&Ran>) {
     else {
         return missing(r, "syslog", ran);
     };
+    let senders = if *s.get("send_to") == Json::Bool(true) {
+        "`send_to` with the socket's path for every message"
+    } else {
+        "a socket connected once and blocking `send`, as glibc's `syslog(3)` does"
+    };
     let _ = writeln!(
         r.md,
-        "{} RFC 3164 datagrams of {} bytes per repetition (as glibc's `syslog(3)` sends them, 8 tags and priorities), sent by {} threads with blocking `send_to` to each daemon's `/dev/log`-style socket; a repetition ends when everything sent is visible to a reader (memlogd: `stats`; BusyBox: `logread`; rsyslogd: its output file). BusyBox keeps a {} KiB shared-memory ring (`-C`), rsyslogd writes one file, memlogd keeps everything in its ring (rate limit off). The daemons take turns; median (min–max) of {} repetitions. The ratio is memlogd's median rate over the daemon's.\n",
+        "{} RFC 3164 messages of {} bytes per repetition (as glibc's `syslog(3)` sends them, 8 tags and priorities), sent by {} threads: datagrams with {senders}; on the stream `/dev/log`, one connection per thread and a NUL after each message. A repetition ends when everything sent is visible to a reader (memlogd: `stats`; BusyBox: `logread`; rsyslogd: its output file). BusyBox keeps a {} KiB shared-memory ring (`-C`), rsyslogd writes one file, memlogd keeps everything in its ring (rate limit off). The baseline is the **bare receiver**: a process that drains the same kind of socket (`SO_PASSCRED` on, blocking `recvmmsg` into {} preallocated slots; for the stream, {} KiB reads) and discards, so it shows what the kernel and these senders allow. The receivers take turns; median (min–max) of {} repetitions. `÷ bare` is a receiver's median over the bare receiver's of the same transport.\n",
         thousands(s.get("messages").f()),
         s.get("message_len").f(),
         s.get("senders").f(),
         s.get("busybox_ring_kib").f(),
+        s.get("bare_batch").f(),
+        s.get("bare_read").f() / 1024.0,
         s.get("reps").f()
     );
     failed_note(r, ran);
     let daemons = s.get("daemons").arr();
-    let mem = daemons
-        .iter()
-        .find(|x| x.get("key").str() == Some("memlogd"))
-        .map_or(f64::NAN, |x| x.at("messages_per_s.median").f());
-    let mut rows = Vec::new();
+    let find = |k: &str| daemons.iter().find(|x| x.get("key").str() == Some(k));
+    let med = |k: &str| find(k).map_or(f64::NAN, |x| x.at("messages_per_s.median").f());
+    let cpu = |k: &str| find(k).map_or(f64::NAN, |x| x.get("cpu_us_per_message").f());
     let mut groups = Vec::new();
-    for x in daemons {
-        let name = x.get("name").str().unwrap_or("?").to_string();
-        // memlogd: the binary of this commit; the others: their first line,
-        // without the noise.
-        let version = if x.get("key").str() == Some("memlogd") {
-            "this commit".to_string()
-        } else {
-            x.get("version")
-                .str()
-                .unwrap_or("")
-                .replace(" multi-call binary.", "")
-                .replace(" compiled with:", "")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        if let Some(why) = x.get("missing").str() {
-            rows.push(vec![name.clone(), why.to_string()]);
+    for stream in [false, true] {
+        let mine: Vec<&Json> = daemons
+            .iter()
+            .filter(|x| (x.get("transport").str() == Some("stream")) == stream)
+            .collect();
+        if mine.is_empty() {
             continue;
         }
-        let rate = x.get("messages_per_s");
-        let mut c = cell_thousands(rate);
-        if let Some(f) = x.get("failed").str() {
-            c = format!("{c} (failed: {f})");
+        let (base, mem) = if stream {
+            ("bare-stream", "memlogd-stream")
+        } else {
+            ("bare", "memlogd")
+        };
+        if stream {
+            let _ = writeln!(
+                r.md,
+                "Stream `/dev/log` (`-syslog-stream`; neither BusyBox syslogd nor rsyslogd's imuxsock takes one):\n"
+            );
         }
-        rows.push(vec![
-            name.clone(),
-            c,
-            if x.get("key").str() == Some("memlogd") {
-                "1.00×".into()
+        let mut rows = Vec::new();
+        for x in mine {
+            let key = x.get("key").str().unwrap_or("");
+            let name = x.get("name").str().unwrap_or("?").to_string();
+            // memlogd: the binary of this commit; the bare receivers: the
+            // benchmark; the others: their first line, without the noise.
+            let version = if key.starts_with("memlogd") {
+                "this commit".to_string()
+            } else if key.starts_with("bare") {
+                "memlog-syslog-bench --bare-receiver".to_string()
             } else {
-                ratio(mem, rate.get("median").f())
-            },
-            fixed(x.get("cpu_us_per_message").f(), 2),
-            fixed(x.get("vm_hwm_kib").f() / 1024.0, 1),
-            version,
-        ]);
-        groups.push(svg::Group {
-            label: name,
-            values: vec![Some(rate.get("median").f() / 1e3)],
-        });
+                x.get("version")
+                    .str()
+                    .unwrap_or("")
+                    .replace(" multi-call binary.", "")
+                    .replace(" compiled with:", "")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            if let Some(why) = x.get("missing").str() {
+                rows.push(vec![name.clone(), why.to_string()]);
+                continue;
+            }
+            let rate = x.get("messages_per_s");
+            let mut c = cell_thousands(rate);
+            if let Some(f) = x.get("failed").str() {
+                c = format!("{c} (failed: {f})");
+            }
+            let m = rate.get("median").f();
+            let u = x.get("cpu_us_per_message").f();
+            rows.push(vec![
+                name.clone(),
+                c,
+                ratio(m, med(base)),
+                ratio(med(mem), m),
+                fixed(u, 2),
+                ratio(u, cpu(base)),
+                fixed(x.get("vm_hwm_kib").f() / 1024.0, 1),
+                version,
+            ]);
+            groups.push(svg::Group {
+                label: name,
+                values: vec![Some(m / 1e3)],
+            });
+        }
+        r.md.push_str(&table(
+            &[
+                "receiver",
+                "messages/s",
+                "÷ bare",
+                "memlogd / receiver",
+                "CPU µs per message",
+                "CPU ÷ bare",
+                "peak RSS, MiB",
+                "version",
+            ],
+            &[false, true, true, true, true, true, true, false],
+            &rows,
+        ));
+        r.md.push('\n');
     }
-    r.md.push_str(&table(
-        &[
-            "daemon",
-            "messages/s",
-            "memlogd / daemon",
-            "daemon CPU µs per message",
-            "peak RSS, MiB",
-            "version",
-        ],
-        &[false, true, true, true, true, false],
-        &rows,
-    ));
-    let _ = writeln!(r.md, "\n![/dev/log ingest by daemon](syslog.svg)\n");
+    let bb = "busybox";
+    let _ = writeln!(
+        r.md,
+        "memlogd reaches {} the bare receiver's rate at {} its CPU per message; against BusyBox `syslogd -C`: {} the rate at {} the CPU per message, where the bare receiver itself reaches {} BusyBox's rate (the most any receiver can gain over BusyBox with these senders). Stream: {} the bare stream receiver's rate.\n",
+        ratio(med("memlogd"), med("bare")),
+        ratio(cpu("memlogd"), cpu("bare")),
+        ratio(med("memlogd"), med(bb)),
+        ratio(cpu("memlogd"), cpu(bb)),
+        ratio(med("bare"), med(bb)),
+        ratio(med("memlogd-stream"), med("bare-stream")),
+    );
+    let _ = writeln!(r.md, "![/dev/log ingest by receiver](syslog.svg)\n");
     raw_links(r, ran, true);
     let chart = svg::BarChart {
         title: "/dev/log ingest: messages per second".into(),
         subtitle: format!(
-            "{} datagrams of {} bytes from {} senders; median of {} repetitions{}",
+            "{} messages of {} bytes from {} senders; median of {} repetitions{}",
             thousands(s.get("messages").f()),
             s.get("message_len").f(),
             s.get("senders").f(),
@@ -1213,7 +1256,11 @@ fn glance(d: &Data) -> String {
                 .map_or(f64::NAN, |x| x.at("messages_per_s.median").f())
         };
         let m = rate("memlogd");
-        for (k, name) in [("busybox", "BusyBox syslogd -C"), ("rsyslog", "rsyslogd")] {
+        for (k, name) in [
+            ("bare", "the bare receiver"),
+            ("busybox", "BusyBox syslogd -C"),
+            ("rsyslog", "rsyslogd"),
+        ] {
             let p = rate(k);
             if p.is_finite() {
                 row(
