@@ -290,6 +290,9 @@ impl std::error::Error for JsonError {}
 /// A parsed flat JSON object: its keys and values in order.
 pub type Object = Vec<(String, Value)>;
 
+/// A parsed object with the bytes of each value ([`parse_object_spans`]).
+pub type Spans<'a> = Vec<(String, Value, &'a [u8])>;
+
 /// Looks up `key` in a parsed object.
 pub fn get<'a>(obj: &'a Object, key: &str) -> Option<&'a Value> {
     obj.iter().find(|(k, _)| k == key).map(|(_, v)| v)
@@ -485,6 +488,16 @@ impl Parser<'_> {
 /// Parses one JSON object (one line of the query socket). Keys of nested
 /// values are kept with `Value::Other`.
 pub fn parse_object(line: &[u8]) -> Result<Object, JsonError> {
+    Ok(parse_object_spans(line)?
+        .into_iter()
+        .map(|(k, v, _)| (k, v))
+        .collect())
+}
+
+/// [`parse_object`], with the bytes of each value: a nested object's
+/// bytes can be parsed with [`parse_object`] in turn (the Docker log
+/// driver's requests nest `Info` and its `Config` this way).
+pub fn parse_object_spans(line: &[u8]) -> Result<Spans<'_>, JsonError> {
     let mut p = Parser { b: line, i: 0 };
     p.eat(b'{')?;
     let mut obj = Vec::new();
@@ -495,8 +508,10 @@ pub fn parse_object(line: &[u8]) -> Result<Object, JsonError> {
         loop {
             let k = p.string()?;
             p.eat(b':')?;
+            p.ws();
+            let start = p.i;
             let v = p.value(0)?;
-            obj.push((k, v));
+            obj.push((k, v, &line[start..p.i]));
             p.ws();
             match p.b.get(p.i) {
                 Some(b',') => p.i += 1,
@@ -648,6 +663,23 @@ mod tests {
                 assert!(s.is_empty() || n >= inner.len() / (step + MAX_UNIT));
             }
         }
+    }
+
+    #[test]
+    fn nested_objects_can_be_read_in_turn() {
+        let line = br#"{"File":"/run/x","Info":{"ContainerID":"ab","Config":{"tag":"{{.Name}}"},"ContainerArgs":["a"]}}"#;
+        let top = parse_object_spans(line).expect("parses");
+        assert_eq!(top[0].0, "File");
+        assert_eq!(top[0].1.as_str(), Some("/run/x"));
+        let info = parse_object(top[1].2).expect("nested parses");
+        assert_eq!(
+            get(&info, "ContainerID").and_then(Value::as_str),
+            Some("ab")
+        );
+        let cfg = parse_object_spans(top[1].2).expect("again");
+        let (_, _, raw) = cfg.iter().find(|(k, _, _)| k == "Config").expect("Config");
+        let cfg = parse_object(raw).expect("Config parses");
+        assert_eq!(get(&cfg, "tag").and_then(Value::as_str), Some("{{.Name}}"));
     }
 
     #[test]

@@ -102,12 +102,15 @@ pub struct Request {
     pub until_ns: Option<i64>,
     /// Only messages containing one of these fixed strings.
     pub grep: Vec<Vec<u8>>,
+    /// Only records of one of these Docker containers (full ids).
+    pub containers: Vec<Vec<u8>>,
     /// Start this many matching records before the end of the buffer
     /// (modes 0 and 2; after `after`, if both are given).
     pub last: Option<u64>,
 }
 
-fn pct_encode(out: &mut Vec<u8>, v: &[u8]) {
+/// Writes `v` as a request field value: bytes outside `!`..`~` and `%` as `%XX`.
+pub fn pct_encode(out: &mut Vec<u8>, v: &[u8]) {
     for &b in v {
         if b.is_ascii_graphic() && b != b'%' {
             out.push(b);
@@ -119,7 +122,8 @@ fn pct_encode(out: &mut Vec<u8>, v: &[u8]) {
     }
 }
 
-fn pct_decode(v: &[u8]) -> Result<Vec<u8>, String> {
+/// Reads a value written by [`pct_encode`].
+pub fn pct_decode(v: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(v.len());
     let mut i = 0;
     while i < v.len() {
@@ -152,6 +156,7 @@ impl Request {
             since_ns: None,
             until_ns: None,
             grep: Vec::new(),
+            containers: Vec::new(),
             last: None,
         }
     }
@@ -180,11 +185,12 @@ impl Request {
             v.extend_from_slice(b" source=");
             pct_encode(&mut v, s);
         }
-        let lists: [(&[u8], &Vec<Vec<u8>>); 4] = [
+        let lists: [(&[u8], &Vec<Vec<u8>>); 5] = [
             (b" source-glob=", &self.source_globs),
             (b" exclude=", &self.exclude),
             (b" exclude-glob=", &self.exclude_globs),
             (b" grep=", &self.grep),
+            (b" container=", &self.containers),
         ];
         for (key, vals) in lists {
             for s in vals {
@@ -289,6 +295,10 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
             },
             (b"grep", Some(v)) => match pct_decode(v) {
                 Ok(s) => req.grep.push(s),
+                Err(e) => return Parsed::Invalid(e),
+            },
+            (b"container", Some(v)) => match pct_decode(v) {
+                Ok(s) => req.containers.push(s),
                 Err(e) => return Parsed::Invalid(e),
             },
             (b"min-severity", Some(v)) => {
@@ -559,6 +569,15 @@ fn encode_meta(out: &mut Vec<u8>, m: &[u8]) {
             meta::SD => b"sd",
             meta::STIME => b"stime",
             meta::HOST => b"host",
+            meta::CONTAINER_ID => b"container_id",
+            meta::CONTAINER_NAME => b"container_name",
+            meta::IMAGE => b"image",
+            meta::STREAM => b"stream",
+            meta::TIME_NANO => b"time_nano",
+            meta::UNTERMINATED => {
+                out.extend_from_slice(b",\"unterminated\":true");
+                continue;
+            }
             meta::KV => {
                 // All continuation lines go in one string, one per line.
                 match &mut kv {
@@ -576,7 +595,7 @@ fn encode_meta(out: &mut Vec<u8>, m: &[u8]) {
         out.extend_from_slice(key);
         out.extend_from_slice(b"\":");
         match k {
-            meta::PID | meta::UID | meta::GID | meta::KSEQ | meta::KTIME => {
+            meta::PID | meta::UID | meta::GID | meta::KSEQ | meta::KTIME | meta::TIME_NANO => {
                 json::write_u64(out, meta::number(v).unwrap_or(0))
             }
             _ => {
@@ -657,6 +676,15 @@ pub struct Record {
     pub ktime_us: Option<u64>,
     /// Kernel continuation lines, `KEY=value` each.
     pub kv: Vec<String>,
+    /// Docker: the container's id, name and image, the stream (`stdout`,
+    /// `stderr`) and dockerd's own time of the line (ns since the epoch).
+    pub container_id: Option<String>,
+    pub container_name: Option<String>,
+    pub image: Option<String>,
+    pub stream: Option<String>,
+    pub time_nano: Option<u64>,
+    /// Docker: the stream ended inside this line (its end never came).
+    pub unterminated: bool,
 }
 
 /// Syslog severity names, by number (RFC 5424 section 6.2.1).
@@ -877,6 +905,14 @@ pub fn decode_line(line: &[u8]) -> Result<Line, DecodeError> {
         kv: s("kv")
             .map(|k| k.split('\n').map(str::to_owned).collect())
             .unwrap_or_default(),
+        container_id: s("container_id"),
+        container_name: s("container_name"),
+        image: s("image"),
+        stream: s("stream"),
+        time_nano: get("time_nano").and_then(Value::as_u64),
+        unterminated: get("unterminated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     }))
 }
 
@@ -922,6 +958,10 @@ impl Record {
             ("sd", &self.sd),
             ("stime", &self.stime),
             ("host", &self.host),
+            ("container_id", &self.container_id),
+            ("container_name", &self.container_name),
+            ("image", &self.image),
+            ("stream", &self.stream),
         ];
         let key = |out: &mut Vec<u8>, k: &str| {
             out.extend_from_slice(b",\"");
@@ -940,7 +980,11 @@ impl Record {
                 json::write_str(out, v.as_bytes());
             }
         }
-        for (k, v) in [("kseq", self.kseq), ("ktime_us", self.ktime_us)] {
+        for (k, v) in [
+            ("kseq", self.kseq),
+            ("ktime_us", self.ktime_us),
+            ("time_nano", self.time_nano),
+        ] {
             if let Some(v) = v {
                 key(out, k);
                 json::write_u64(out, v);
@@ -949,6 +993,9 @@ impl Record {
         if !self.kv.is_empty() {
             key(out, "kv");
             json::write_str(out, self.kv.join("\n").as_bytes());
+        }
+        if self.unterminated {
+            out.extend_from_slice(b",\"unterminated\":true");
         }
         out.extend_from_slice(b"}\n");
     }
