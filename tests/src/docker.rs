@@ -89,7 +89,8 @@ pub fn dockerd_fifo(path: &Path) -> std::fs::File {
 pub struct Driver {
     child: Child,
     pub socket: PathBuf,
-    pub dir: PathBuf,
+    /// Holds its stderr (`driver.txt`), apart from the plugin directory.
+    out: TempDir,
 }
 
 impl Driver {
@@ -102,11 +103,8 @@ impl Driver {
         query: &Path,
         extra: &[&str],
     ) -> Driver {
-        let errs = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(plugin_dir.join(format!("{name}.txt")))
-            .expect("driver output file");
+        let out = TempDir::new("driver");
+        let errs = std::fs::File::create(out.join("driver.txt")).expect("driver output file");
         let child = Command::new(bin("memlog-docker-logdriver"))
             .arg("-name")
             .arg(name)
@@ -125,7 +123,7 @@ impl Driver {
         let d = Driver {
             child,
             socket: plugin_dir.join(format!("{name}.sock")),
-            dir: plugin_dir.to_path_buf(),
+            out,
         };
         assert!(
             wait_for(
@@ -139,8 +137,8 @@ impl Driver {
     }
 
     /// What the driver wrote on stderr.
-    pub fn stderr(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(format!("{name}.txt"))).unwrap_or_default()
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.out.join("driver.txt")).unwrap_or_default()
     }
 
     /// One request as dockerd's plugin client sends it; (status, body).

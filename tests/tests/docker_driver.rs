@@ -498,7 +498,7 @@ fn memlogd_restart_gets_the_fifo_again() {
     w.write_all(&frame("stdout", b"second life", 2))
         .expect("write");
     m2.wait_msg("web.out", "second life");
-    assert!(d.stderr("memlogd-test").contains("restarted"));
+    assert!(d.stderr().contains("restarted"));
     let s = Setup {
         m: m2,
         d,
