@@ -91,6 +91,8 @@ pub struct Driver {
     pub socket: PathBuf,
     /// Holds its stderr (`driver.txt`), apart from the plugin directory.
     out: TempDir,
+    /// Leave the socket file when dropped (a crashed driver's).
+    keep_socket: bool,
 }
 
 impl Driver {
@@ -124,6 +126,7 @@ impl Driver {
             child,
             socket: plugin_dir.join(format!("{name}.sock")),
             out,
+            keep_socket: false,
         };
         assert!(
             wait_for(
@@ -165,13 +168,23 @@ impl Driver {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Kills the driver as a crash would (SIGKILL), leaving its socket
+    /// file behind with nobody listening.
+    pub fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.keep_socket = true;
+    }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.socket);
+        if !self.keep_socket {
+            let _ = std::fs::remove_file(&self.socket);
+        }
     }
 }
 

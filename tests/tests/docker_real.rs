@@ -9,7 +9,8 @@
 //! One test, in steps, because a dockerd takes seconds to start: output
 //! of every kind reaches memlogd and comes back through `docker logs`
 //! (`--tail`, `--since`, `-f`), a container restarted and removed, memlogd
-//! restarted under a running container.
+//! restarted under a running container, the driver crashed and started
+//! again while dockerd retries it.
 //!
 //! Without dockerd (or root, or a dockerd that starts) it says SKIP and
 //! why, except in CI (`CI=true`), where that is a failure (`.ci/run`
@@ -18,6 +19,7 @@
 use memlog::proto::Record;
 use memlog_tests::docker::{dockerd_missing, Dockerd, Driver};
 use memlog_tests::{skip, wait_for, wait_until, Memlogd, TempDir, TIMEOUT};
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -169,6 +171,39 @@ fn docker_run_and_docker_logs_through_memlogd() {
     dockerd.ok(&["start", "-a", "c2"]);
     let o = dockerd.ok(&["logs", "c2"]);
     assert_eq!(String::from_utf8_lossy(&o), "early\nlate\ndone\n".repeat(2));
+
+    // The driver crashes (its socket stays, nobody listens): a container
+    // started now waits, as dockerd retries the plugin, until a new driver
+    // serves the same socket.
+    let mut driver = driver;
+    driver.crash();
+    let runner = {
+        let mut c = dockerd.command(&[
+            "run",
+            "--name",
+            "c4",
+            "--network",
+            "none",
+            "--log-driver",
+            &name,
+            IMAGE,
+            "sh",
+            "-c",
+            "echo retried",
+        ]);
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().expect("docker run c4")
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let driver = Driver::start(Path::new("/run/docker/plugins"), &name, &log, &query, &[]);
+    let out = runner.wait_with_output().expect("docker run c4");
+    assert!(
+        out.status.success(),
+        "docker run with the driver back: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.wait_msg("c4.out", "retried");
 
     // A removed container's records stay in the ring.
     dockerd.ok(&["rm", "c1"]);
