@@ -280,6 +280,10 @@ struct Setup {
 }
 
 fn setup(extra: &[&str]) -> Setup {
+    setup_with(extra, &[])
+}
+
+fn setup_with(extra: &[&str], driver: &[&str]) -> Setup {
     let m = Memlogd::start(extra);
     let dir = TempDir::new("docker-plugins");
     let d = Driver::start(
@@ -287,7 +291,7 @@ fn setup(extra: &[&str]) -> Setup {
         "memlogd-test",
         m.log_socket(),
         m.query_socket(),
-        &[],
+        driver,
     );
     Setup { m, d, dir }
 }
@@ -506,4 +510,25 @@ fn memlogd_restart_gets_the_fifo_again() {
     };
     stop_logging(&s, "c3");
     drop(dir);
+}
+
+#[test]
+fn stop_logging_says_so_when_memlogd_does_not_drain() {
+    let s = setup_with(&[], &["-drain-timeout", "300ms"]);
+    let mut w = start_logging(&s, "c4", ID, None);
+    // memlogd stopped: nothing reads the FIFO.
+    s.m.signal(libc::SIGSTOP);
+    w.write_all(&frame("stdout", b"unread", 1)).expect("write");
+    let body = format!(r#"{{"File":"{}"}}"#, s.dir.join("c4").display());
+    let t = std::time::Instant::now();
+    let (status, b) =
+        s.d.post("/LogDriver.StopLogging", body.as_bytes())
+            .expect("answer");
+    let b = String::from_utf8_lossy(&b).into_owned();
+    s.m.signal(libc::SIGCONT);
+    assert_eq!(status, 500, "{b}");
+    assert!(b.contains("still unread by memlogd"), "{b}");
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    // memlogd goes on and still reads what was there.
+    s.m.wait_msg("web.out", "unread");
 }
