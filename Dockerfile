@@ -19,5 +19,5 @@ COPY . .
 RUN scripts/build-static --target "$(uname -m)-unknown-linux-musl" /out
 
 FROM scratch
-COPY --from=build /out/memlogd /out/logread /out/logwrite /out/init-shim /usr/bin/
+COPY --from=build /out/memlogd /out/logread /out/logwrite /out/init-shim /out/memlog-docker-logdriver /usr/bin/
 COPY packaging/etc/init.d/002-memlogd /etc/init.d/002-memlogd

@@ -1455,6 +1455,30 @@ pub fn escape(data: &[u8]) {
     assert_eq!(back, data);
 }
 
+/// Docker's `LogEntry` frames (`dockerlog`): decoding any bytes never
+/// panics; a decoded entry encodes to a frame that splits and decodes to
+/// the same entry; the frame finder and splitter never panic and only
+/// point at a length within the limit.
+pub fn docker_entry(data: &[u8]) {
+    use memlog::dockerlog::{self, Frame};
+    if let Ok(e) = dockerlog::decode(data) {
+        let mut out = Vec::new();
+        dockerlog::encode_frame(&mut out, &e);
+        let Frame::Whole(body, n) = dockerlog::split(&out) else {
+            panic!("an encoded frame splits whole")
+        };
+        assert_eq!(n, out.len());
+        assert_eq!(dockerlog::decode(body), Ok(e));
+    }
+    let limit = 1 + usize::from(data.first().copied().unwrap_or(0)) * 64;
+    if let Some(h) = dockerlog::find_frame_start(data, limit) {
+        let n = u32::from_be_bytes([data[h], data[h + 1], data[h + 2], data[h + 3]]) as usize;
+        assert!((8..=limit).contains(&n));
+        assert_eq!(&data[h + 4..h + 6], b"\x0a\x06");
+    }
+    let _ = dockerlog::split(data);
+}
+
 #[cfg(test)]
 mod tests {
     /// Each target on a few fixed inputs (the fuzzers themselves run in CI
@@ -1483,6 +1507,7 @@ mod tests {
             super::names(i);
             super::ring(i);
             super::escape(i);
+            super::docker_entry(i);
         }
     }
 }

@@ -251,6 +251,7 @@ pub fn check(a: Args, now_ns: i64) -> Result<Options, String> {
             since_ns,
             until_ns,
             grep,
+            containers: Vec::new(),
         },
         regex,
         format,

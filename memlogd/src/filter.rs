@@ -9,6 +9,7 @@
 //! contain. Regular expressions are not here on purpose: they run only in
 //! the client (memlogd never runs a user's regex on its loop).
 
+use crate::meta;
 use crate::proto::{self, Request};
 use crate::ring::{self, NO_PRI};
 
@@ -157,12 +158,26 @@ pub struct View<'a> {
     pub time_ns: Option<i64>,
     /// 0 emerg ..= 7 debug; [`proto::DEFAULT_SEVERITY`] when the record has none.
     pub severity: u8,
+    /// The Docker container id the record carries (`None`: none, or not
+    /// looked up because the filter does not select by container).
+    pub container: Option<&'a [u8]>,
 }
 
 impl<'a> View<'a> {
     /// A record in memlogd's ring.
     pub fn of_ring(r: &ring::Record<'a>) -> View<'a> {
+        Self::of_ring_with(r, true)
+    }
+
+    /// [`View::of_ring`]; the container id is looked up in the record's
+    /// metadata only if `need_container`.
+    pub fn of_ring_with(r: &ring::Record<'a>, need_container: bool) -> View<'a> {
         View {
+            container: if need_container {
+                meta::find(r.meta, meta::CONTAINER_ID)
+            } else {
+                None
+            },
             source: r.source,
             msg: r.msg,
             time_ns: Some(r.time_ns),
@@ -177,6 +192,7 @@ impl<'a> View<'a> {
     /// A record as a client decoded it. The time is parsed only if `need_time`.
     pub fn of_record(r: &'a proto::Record, need_time: bool) -> View<'a> {
         View {
+            container: r.container_id.as_deref().map(str::as_bytes),
             source: r.source_bytes(),
             msg: r.msg_bytes(),
             time_ns: if need_time { r.time_ns() } else { None },
@@ -187,6 +203,7 @@ impl<'a> View<'a> {
     /// [`View::of_record`] for a borrowed record.
     pub fn of_ref(r: &'a proto::RecordRef<'_>, need_time: bool) -> View<'a> {
         View {
+            container: r.container_id.as_deref().map(str::as_bytes),
             source: r.source_bytes(),
             msg: r.msg_bytes(),
             time_ns: if need_time { r.time_ns() } else { None },
@@ -211,6 +228,8 @@ pub struct Filter {
     pub until_ns: Option<i64>,
     /// Only messages containing one of these byte strings.
     pub grep: Vec<Vec<u8>>,
+    /// Only records of one of these Docker containers (full ids, exact).
+    pub containers: Vec<Vec<u8>>,
 }
 
 impl Filter {
@@ -228,6 +247,13 @@ impl Filter {
             return false;
         }
         if self.exclude.iter().any(|p| p.matches(v.source)) {
+            return false;
+        }
+        if !self.containers.is_empty()
+            && !v
+                .container
+                .is_some_and(|c| self.containers.iter().any(|w| w.as_slice() == c))
+        {
             return false;
         }
         if self.min_severity.is_some_and(|m| v.severity > m) {
@@ -250,7 +276,7 @@ impl Filter {
 
     /// [`Filter::matches`] for a record in the ring (server side).
     pub fn matches_ring(&self, r: &ring::Record<'_>) -> bool {
-        self.matches(&View::of_ring(r))
+        self.matches(&View::of_ring_with(r, !self.containers.is_empty()))
     }
 
     /// [`Filter::matches`] for a decoded record (client side).
@@ -282,6 +308,7 @@ impl Filter {
             since_ns: req.since_ns,
             until_ns: req.until_ns,
             grep: req.grep.clone(),
+            containers: req.containers.clone(),
         }
     }
 
@@ -304,6 +331,7 @@ impl Filter {
         req.since_ns = self.since_ns;
         req.until_ns = self.until_ns;
         req.grep = self.grep.clone();
+        req.containers = self.containers.clone();
     }
 }
 
@@ -408,6 +436,7 @@ mod tests {
             msg: msg.as_bytes(),
             time_ns: Some(t),
             severity: sev,
+            container: None,
         }
     }
 
@@ -481,6 +510,7 @@ mod tests {
             since_ns: Some(-5),
             until_ns: Some(1_700_000_000_123_456_789),
             grep: vec![b"50% off".to_vec(), vec![0, b'\n', 255]],
+            containers: vec![b"0123abc".to_vec()],
         };
         let mut req = Request::new(Mode::DumpFollow);
         f.apply_to(&mut req);

@@ -49,6 +49,8 @@ pub struct LogSocket {
     sock: UnixDatagram,
     /// Whether this memlogd answers (`None` until known).
     answers: Option<bool>,
+    /// The answer to the last datagram, as memlogd wrote it.
+    last_reply: Option<String>,
 }
 
 impl LogSocket {
@@ -60,6 +62,7 @@ impl LogSocket {
         Ok(LogSocket {
             sock,
             answers: None,
+            last_reply: None,
         })
     }
 
@@ -68,6 +71,7 @@ impl LogSocket {
     pub fn hand_over(&mut self, name: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<Outcome> {
         // An answer to an earlier datagram that came too late is not ours.
         self.drain();
+        self.last_reply = None;
         sys::send_with_fds(self.sock.as_fd(), name, fds)?;
         if self.answers == Some(false) {
             return Ok(Outcome::Unconfirmed);
@@ -77,6 +81,7 @@ impl LogSocket {
         loop {
             if let Some(reply) = self.try_reply()? {
                 self.answers = Some(true);
+                self.last_reply = Some(String::from_utf8_lossy(&reply).trim_end().to_owned());
                 return Ok(parse(&reply, fds.len()));
             }
             let now = Instant::now();
@@ -105,6 +110,12 @@ impl LogSocket {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// memlogd's answer to the last datagram (`None`: none came), e.g.
+    /// `memlog/1 accepted 1 of 1 docker-framed`.
+    pub fn last_reply(&self) -> Option<&str> {
+        self.last_reply.as_deref()
     }
 
     /// Reads one answer if one is queued (never blocks).

@@ -293,6 +293,9 @@ impl std::error::Error for JsonError {}
 /// A parsed flat JSON object: its keys and values in order.
 pub type Object<'a> = Vec<(Cow<'a, str>, Value<'a>)>;
 
+/// A parsed object with the bytes of each value ([`parse_object_spans`]).
+pub type Spans<'a> = Vec<(Cow<'a, str>, Value<'a>, &'a [u8])>;
+
 /// Looks up `key` in a parsed object.
 pub fn get<'o, 'a>(obj: &'o Object<'a>, key: &str) -> Option<&'o Value<'a>> {
     obj.iter().find(|(k, _)| k == key).map(|(_, v)| v)
@@ -518,12 +521,29 @@ pub fn parse_object(line: &[u8]) -> Result<Object<'_>, JsonError> {
     Ok(obj)
 }
 
+/// [`parse_object`], with the bytes of each value: a nested object's
+/// bytes can be parsed with [`parse_object`] in turn (the Docker log
+/// driver's requests nest `Info` and its `Config` this way).
+pub fn parse_object_spans(line: &[u8]) -> Result<Spans<'_>, JsonError> {
+    let mut obj = Vec::new();
+    fields(line, |k, v, span| obj.push((k, v, span)))?;
+    Ok(obj)
+}
+
 /// Parses one JSON object as [`parse_object`] does, handing each key and
 /// value to `f` in order instead of collecting them (no allocation for a
 /// line without escapes). On an error, `f` may have seen some fields.
 pub fn for_each_field<'a>(
     line: &'a [u8],
     mut f: impl FnMut(Cow<'a, str>, Value<'a>),
+) -> Result<(), JsonError> {
+    fields(line, |k, v, _| f(k, v))
+}
+
+/// [`for_each_field`], with each value's bytes.
+fn fields<'a>(
+    line: &'a [u8],
+    mut f: impl FnMut(Cow<'a, str>, Value<'a>, &'a [u8]),
 ) -> Result<(), JsonError> {
     let mut p = Parser {
         b: line,
@@ -538,8 +558,10 @@ pub fn for_each_field<'a>(
         loop {
             let k = p.string()?;
             p.eat(b':')?;
+            p.ws();
+            let start = p.i;
             let v = p.value(0)?;
-            f(k, v);
+            f(k, v, &line[start..p.i]);
             p.ws();
             match p.b.get(p.i) {
                 Some(b',') => p.i += 1,
@@ -691,6 +713,23 @@ mod tests {
                 assert!(s.is_empty() || n >= inner.len() / (step + MAX_UNIT));
             }
         }
+    }
+
+    #[test]
+    fn nested_objects_can_be_read_in_turn() {
+        let line = br#"{"File":"/run/x","Info":{"ContainerID":"ab","Config":{"tag":"{{.Name}}"},"ContainerArgs":["a"]}}"#;
+        let top = parse_object_spans(line).expect("parses");
+        assert_eq!(top[0].0, "File");
+        assert_eq!(top[0].1.as_str(), Some("/run/x"));
+        let info = parse_object(top[1].2).expect("nested parses");
+        assert_eq!(
+            get(&info, "ContainerID").and_then(Value::as_str),
+            Some("ab")
+        );
+        let cfg = parse_object_spans(top[1].2).expect("again");
+        let (_, _, raw) = cfg.iter().find(|(k, _, _)| k == "Config").expect("Config");
+        let cfg = parse_object(raw).expect("Config parses");
+        assert_eq!(get(&cfg, "tag").and_then(Value::as_str), Some("{{.Name}}"));
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! [`filter`] (record selection, the same on both sides), [`sys`] (fd
 //! passing), [`goflags`] (Go-style flags), [`timefmt`], [`json`],
 //! [`escape`] (control characters in text output), [`safefs`] (state and
-//! cursor files).
+//! cursor files), [`dockerlog`] (Docker's framed log entries).
 //! The daemon itself: [`ring`] and [`daemon`].
 
 pub mod client;
 pub mod daemon;
+pub mod dockerlog;
 pub mod escape;
 pub mod filter;
 pub mod goflags;

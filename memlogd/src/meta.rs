@@ -30,6 +30,20 @@ pub const KSEQ: u8 = 20;
 pub const KTIME: u8 = 21;
 /// A kernel continuation line `KEY=value` (text, repeatable).
 pub const KV: u8 = 22;
+/// Docker: the container's full id (text).
+pub const CONTAINER_ID: u8 = 30;
+/// Docker: the container's name, without its leading `/` (text).
+pub const CONTAINER_NAME: u8 = 31;
+/// Docker: the container's image, as it was named (text).
+pub const IMAGE: u8 = 32;
+/// Docker: the stream, `stdout` or `stderr` (text).
+pub const STREAM: u8 = 33;
+/// Docker: the entry's `time_nano` (when dockerd read the line), ns since
+/// the epoch (u64; only stored when not negative).
+pub const TIME_NANO: u8 = 34;
+/// Docker: the line's end never came (the stream ended inside the line;
+/// empty value). `docker logs` prints such a line without a newline.
+pub const UNTERMINATED: u8 = 35;
 
 /// Builds the metadata of one record.
 #[derive(Debug, Default, Clone)]
@@ -81,6 +95,11 @@ pub fn entries(mut b: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
         b = &b[3 + len..];
         Some((key, v))
     })
+}
+
+/// The first value stored under `key`, if any.
+pub fn find(m: &[u8], key: u8) -> Option<&[u8]> {
+    entries(m).find(|&(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// The (pid, uid, gid) of a [`CREDS`] entry.

@@ -103,12 +103,15 @@ pub struct Request {
     pub until_ns: Option<i64>,
     /// Only messages containing one of these fixed strings.
     pub grep: Vec<Vec<u8>>,
+    /// Only records of one of these Docker containers (full ids).
+    pub containers: Vec<Vec<u8>>,
     /// Start this many matching records before the end of the buffer
     /// (modes 0 and 2; after `after`, if both are given).
     pub last: Option<u64>,
 }
 
-fn pct_encode(out: &mut Vec<u8>, v: &[u8]) {
+/// Writes `v` as a request field value: bytes outside `!`..`~` and `%` as `%XX`.
+pub fn pct_encode(out: &mut Vec<u8>, v: &[u8]) {
     for &b in v {
         if b.is_ascii_graphic() && b != b'%' {
             out.push(b);
@@ -120,7 +123,8 @@ fn pct_encode(out: &mut Vec<u8>, v: &[u8]) {
     }
 }
 
-fn pct_decode(v: &[u8]) -> Result<Vec<u8>, String> {
+/// Reads a value written by [`pct_encode`].
+pub fn pct_decode(v: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(v.len());
     let mut i = 0;
     while i < v.len() {
@@ -153,6 +157,7 @@ impl Request {
             since_ns: None,
             until_ns: None,
             grep: Vec::new(),
+            containers: Vec::new(),
             last: None,
         }
     }
@@ -181,11 +186,12 @@ impl Request {
             v.extend_from_slice(b" source=");
             pct_encode(&mut v, s);
         }
-        let lists: [(&[u8], &Vec<Vec<u8>>); 4] = [
+        let lists: [(&[u8], &Vec<Vec<u8>>); 5] = [
             (b" source-glob=", &self.source_globs),
             (b" exclude=", &self.exclude),
             (b" exclude-glob=", &self.exclude_globs),
             (b" grep=", &self.grep),
+            (b" container=", &self.containers),
         ];
         for (key, vals) in lists {
             for s in vals {
@@ -290,6 +296,10 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
             },
             (b"grep", Some(v)) => match pct_decode(v) {
                 Ok(s) => req.grep.push(s),
+                Err(e) => return Parsed::Invalid(e),
+            },
+            (b"container", Some(v)) => match pct_decode(v) {
+                Ok(s) => req.containers.push(s),
                 Err(e) => return Parsed::Invalid(e),
             },
             (b"min-severity", Some(v)) => {
@@ -560,6 +570,15 @@ fn encode_meta(out: &mut Vec<u8>, m: &[u8]) {
             meta::SD => b"sd",
             meta::STIME => b"stime",
             meta::HOST => b"host",
+            meta::CONTAINER_ID => b"container_id",
+            meta::CONTAINER_NAME => b"container_name",
+            meta::IMAGE => b"image",
+            meta::STREAM => b"stream",
+            meta::TIME_NANO => b"time_nano",
+            meta::UNTERMINATED => {
+                out.extend_from_slice(b",\"unterminated\":true");
+                continue;
+            }
             meta::KV => {
                 // All continuation lines go in one string, one per line.
                 match &mut kv {
@@ -577,7 +596,7 @@ fn encode_meta(out: &mut Vec<u8>, m: &[u8]) {
         out.extend_from_slice(key);
         out.extend_from_slice(b"\":");
         match k {
-            meta::PID | meta::UID | meta::GID | meta::KSEQ | meta::KTIME => {
+            meta::PID | meta::UID | meta::GID | meta::KSEQ | meta::KTIME | meta::TIME_NANO => {
                 json::write_u64(out, meta::number(v).unwrap_or(0))
             }
             _ => {
@@ -658,6 +677,15 @@ pub struct Record {
     pub ktime_us: Option<u64>,
     /// Kernel continuation lines, `KEY=value` each.
     pub kv: Vec<String>,
+    /// Docker: the container's id, name and image, the stream (`stdout`,
+    /// `stderr`) and dockerd's own time of the line (ns since the epoch).
+    pub container_id: Option<String>,
+    pub container_name: Option<String>,
+    pub image: Option<String>,
+    pub stream: Option<String>,
+    pub time_nano: Option<u64>,
+    /// Docker: the stream ended inside this line (its end never came).
+    pub unterminated: bool,
 }
 
 /// A record as [`Client::next_ref`](crate::client::Client::next_ref)
@@ -688,6 +716,12 @@ pub struct RecordRef<'a> {
     pub kseq: Option<u64>,
     pub ktime_us: Option<u64>,
     pub kv: Cow<'a, [String]>,
+    pub container_id: Option<Cow<'a, str>>,
+    pub container_name: Option<Cow<'a, str>>,
+    pub image: Option<Cow<'a, str>>,
+    pub stream: Option<Cow<'a, str>>,
+    pub time_nano: Option<u64>,
+    pub unterminated: bool,
 }
 
 /// Syslog severity names, by number (RFC 5424 section 6.2.1).
@@ -816,6 +850,12 @@ impl<'a> RecordRef<'a> {
             kseq: self.kseq,
             ktime_us: self.ktime_us,
             kv: self.kv.clone().into_owned(),
+            container_id: s(&self.container_id),
+            container_name: s(&self.container_name),
+            image: s(&self.image),
+            stream: s(&self.stream),
+            time_nano: self.time_nano,
+            unterminated: self.unterminated,
         }
     }
 }
@@ -849,6 +889,12 @@ impl Record {
             kseq: self.kseq,
             ktime_us: self.ktime_us,
             kv: Cow::Borrowed(&self.kv),
+            container_id: s(&self.container_id),
+            container_name: s(&self.container_name),
+            image: s(&self.image),
+            stream: s(&self.stream),
+            time_nano: self.time_nano,
+            unterminated: self.unterminated,
         }
     }
 
@@ -996,6 +1042,12 @@ pub fn decode_ref(line: &[u8]) -> Result<LineRef<'_>, DecodeError> {
                     r.kv = Cow::Owned(kv.split('\n').map(str::to_owned).collect());
                 }
             }
+            "container_id" => r.container_id = text(),
+            "container_name" => r.container_name = text(),
+            "image" => r.image = text(),
+            "stream" => r.stream = text(),
+            "time_nano" => r.time_nano = v.as_u64(),
+            "unterminated" => r.unterminated = v.as_bool().unwrap_or(false),
             "memlog" => memlog = true,
             "error" => error = Some(v.as_str().unwrap_or("unknown error").to_owned()),
             "stats" => stats = true,
@@ -1084,6 +1136,10 @@ impl RecordRef<'_> {
             ("sd", &self.sd),
             ("stime", &self.stime),
             ("host", &self.host),
+            ("container_id", &self.container_id),
+            ("container_name", &self.container_name),
+            ("image", &self.image),
+            ("stream", &self.stream),
         ];
         let key = |out: &mut Vec<u8>, k: &str| {
             out.extend_from_slice(b",\"");
@@ -1102,7 +1158,11 @@ impl RecordRef<'_> {
                 json::write_str(out, v.as_bytes());
             }
         }
-        for (k, v) in [("kseq", self.kseq), ("ktime_us", self.ktime_us)] {
+        for (k, v) in [
+            ("kseq", self.kseq),
+            ("ktime_us", self.ktime_us),
+            ("time_nano", self.time_nano),
+        ] {
             if let Some(v) = v {
                 key(out, k);
                 json::write_u64(out, v);
@@ -1111,6 +1171,9 @@ impl RecordRef<'_> {
         if !self.kv.is_empty() {
             key(out, "kv");
             json::write_str(out, self.kv.join("\n").as_bytes());
+        }
+        if self.unterminated {
+            out.extend_from_slice(b",\"unterminated\":true");
         }
         out.extend_from_slice(b"}\n");
     }

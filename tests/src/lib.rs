@@ -4,6 +4,7 @@
 //! except how long a bounded wait takes to succeed.
 
 pub mod bench;
+pub mod docker;
 pub mod logwrite;
 
 use memlog::client::Client;

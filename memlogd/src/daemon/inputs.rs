@@ -25,6 +25,8 @@ pub enum Kind {
     Lines(LineSplitter),
     /// A connection to a stream syslog socket: framed syslog messages.
     Syslog(SyslogConn),
+    /// A Docker logging plugin's FIFO: length-prefixed `LogEntry` frames.
+    Docker(Box<super::docker_in::DockerStream>),
     /// The kernel log. `per_read`: each read is one whole record (/dev/kmsg).
     /// `fifo`: the path of a FIFO, opened again at EOF (its writer closed;
     /// the next one, a restarted service, will open it again).
@@ -163,6 +165,11 @@ impl Daemon {
         };
         let accepted = self.counters.inputs_total - before;
         let mut reply = format!("{} accepted {accepted} of {offered}", proto::EXT_MAGIC_STR);
+        if accepted > 0 && name.starts_with(crate::dockerlog::HANDOVER_MAGIC) {
+            // Tells the driver these fds are read as frames, not lines.
+            reply.push(' ');
+            reply.push_str(crate::dockerlog::REPLY_WORD);
+        }
         if let Some(why) = self.refusal.take() {
             if accepted < offered as u64 || offered == 0 {
                 reply.push_str(": ");
@@ -198,6 +205,9 @@ impl Daemon {
             }
             return;
         }
+        if let Some(h) = crate::dockerlog::Handover::parse(name) {
+            return self.take_docker_fds(&h, got, fds);
+        }
         if got.payload_truncated || name.len() > self.cfg.max_name_len {
             self.refusal = Some(format!(
                 "name of {} bytes is longer than -max-name-len {}",
@@ -215,6 +225,68 @@ impl Daemon {
         }
         for fd in fds {
             self.add_stream_input(name, fd);
+        }
+    }
+
+    /// A Docker-framed handover (PROTOCOL.md, "Docker-framed inputs"):
+    /// each fd is a FIFO of `LogEntry` frames of one container.
+    fn take_docker_fds(
+        &mut self,
+        h: &Result<crate::dockerlog::Handover, String>,
+        got: &sys::Received,
+        fds: Vec<OwnedFd>,
+    ) {
+        let refuse = |d: &mut Self, n: usize, why: String| {
+            d.counters.names_refused += 1;
+            d.counters.inputs_refused += n as u64;
+            d.note(format!("refused {n} docker fd(s): {why}"));
+            d.refusal = Some(why);
+        };
+        let h = match h {
+            _ if got.payload_truncated => {
+                return refuse(
+                    self,
+                    fds.len(),
+                    format!(
+                        "docker handover of {} bytes is longer than {}",
+                        got.full_len,
+                        crate::dockerlog::MAX_HANDOVER
+                    ),
+                )
+            }
+            Err(e) => return refuse(self, fds.len(), format!("bad docker handover: {e}")),
+            Ok(h) => h,
+        };
+        if h.source.len() + 4 > self.cfg.max_name_len {
+            return refuse(
+                self,
+                fds.len(),
+                format!(
+                    "source of {} bytes (and .out) is longer than -max-name-len {}",
+                    h.source.len(),
+                    self.cfg.max_name_len
+                ),
+            );
+        }
+        for fd in fds {
+            let kind = fstat(&fd)
+                .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT)
+                .unwrap_or(SFlag::empty());
+            if kind != SFlag::S_IFIFO {
+                self.refuse_input(&h.source, "a docker stream must be a FIFO or pipe".into());
+                continue;
+            }
+            let Some((fd, how)) = self.own_nonblocking(&h.source, fd) else {
+                continue;
+            };
+            let stream = super::docker_in::DockerStream::new(h);
+            self.add_input(
+                &h.source,
+                fd,
+                Kind::Docker(Box::new(stream)),
+                meta::MetaBuf::default(),
+                how,
+            );
         }
     }
 
@@ -426,6 +498,7 @@ impl Daemon {
                     (true, None) => Some(conn.last_read),
                 };
             }
+            Kind::Docker(s) => self.consume_docker(s, data, now),
             Kind::Kmsg {
                 parser, per_read, ..
             } => {
@@ -471,6 +544,7 @@ impl Daemon {
                     self.store_syslog(now, &rest, false, &input.meta, conn.creds);
                 }
             }
+            Kind::Docker(s) => self.finish_docker(s, now),
             Kind::Kmsg { parser, .. } => {
                 let mut events = Vec::new();
                 parser.finish(|e| events.push(own_event(e)));

@@ -3,6 +3,7 @@
 //! writer thread of its own), no locks, no per-reader copies of the ring.
 
 pub mod config;
+mod docker_in;
 mod echo;
 mod inputs;
 pub mod lines;
@@ -253,7 +254,9 @@ impl Daemon {
         let mut d = Daemon {
             instance: sys::random_u64(),
             ring,
-            name_buf: vec![0u8; cfg.max_name_len + 1],
+            // Room for a Docker-framed handover (its own limit), whose
+            // fields are more than a name; plain names stay within -max-name-len.
+            name_buf: vec![0u8; cfg.max_name_len.max(crate::dockerlog::MAX_HANDOVER) + 1],
             cfg,
             epoll,
             log_sock,

@@ -43,6 +43,11 @@ pub struct Counters {
     pub syslog_conns_refused: u64,
     /// Stream syslog connections closed after -syslog-idle-timeout.
     pub syslog_conns_idle_closed: u64,
+    /// Docker-framed inputs: entries that did not decode, frames over the
+    /// limit (skipped), lengths that lost the framing, frames cut by EOF.
+    pub docker_frames_bad: u64,
+    /// Docker-framed inputs: bytes dropped with those frames.
+    pub docker_bytes_discarded: u64,
 }
 
 /// Live figures that are not counters.
@@ -62,7 +67,7 @@ pub struct Gauges {
 
 impl Counters {
     /// Every figure by name, in the order of the stats reply.
-    pub fn pairs(&self, g: &Gauges) -> [(&'static str, u64); 28] {
+    pub fn pairs(&self, g: &Gauges) -> [(&'static str, u64); 30] {
         [
             ("first", g.first),
             ("next", g.next),
@@ -92,6 +97,8 @@ impl Counters {
             ("replies_failed", self.replies_failed),
             ("syslog_conns_refused", self.syslog_conns_refused),
             ("syslog_conns_idle_closed", self.syslog_conns_idle_closed),
+            ("docker_frames_bad", self.docker_frames_bad),
+            ("docker_bytes_discarded", self.docker_bytes_discarded),
         ]
     }
 
