@@ -8,11 +8,13 @@ mod files;
 mod follow;
 mod names;
 mod reconcile;
+mod relp;
 mod remote;
 mod report;
 mod rotate;
 mod select;
 mod syslog;
+mod tls;
 
 use argh::FromArgs;
 use files::{FileConfig, Files};
@@ -20,7 +22,7 @@ use follow::{Sink, Stop};
 use memlog::goflags::{self, Spec};
 use memlog::proto;
 use nix::sys::signal::{SigSet, Signal};
-use remote::{Remote, RemoteConfig};
+use remote::{Proto, Remote, RemoteConfig};
 use select::Selector;
 use std::path::Path;
 use std::process::ExitCode;
@@ -186,6 +188,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let dir = goflags::path(&args.log_dir);
+    let stop = Arc::new(Stop::default());
     let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
     if !args.no_files {
         sinks.push(Box::new(Files::new(FileConfig {
@@ -216,7 +219,15 @@ fn run(args: Args) -> Result<(), String> {
             return Err(format!("-remote {} given twice", cfg.name));
         }
         names.push(cfg.name.clone());
-        sinks.push(Box::new(Remote::new(cfg, hostname.clone())));
+        if cfg.proto == Proto::Relp {
+            sinks.push(Box::new(relp::Relp::new(
+                cfg,
+                hostname.clone(),
+                Arc::clone(&stop),
+            )));
+        } else {
+            sinks.push(Box::new(Remote::new(cfg, hostname.clone())));
+        }
     }
     if sinks.is_empty() {
         return Err("nothing to do: -no-files and no -remote".into());
@@ -233,7 +244,6 @@ fn run(args: Args) -> Result<(), String> {
     }
     mask.thread_block()
         .map_err(|e| format!("cannot block signals: {e}"))?;
-    let stop = Arc::new(Stop::default());
     let threads: Vec<_> = sinks
         .into_iter()
         .map(|mut sink| {

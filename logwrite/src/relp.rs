@@ -1,0 +1,1033 @@
+//! `relp://` and `relp+tls://`: rsyslog's Reliable Event Logging Protocol,
+//! with its own saved position in the log directory (as every remote).
+//!
+//! Frames are `TXNR SP COMMAND SP DATALEN [SP DATA] LF`. logwrite opens a
+//! session (`open` with `relp_version=0`, `relp_software`,
+//! `commands=syslog`), sends one `syslog` frame per record (RFC 5424 by
+//! default) and keeps at most a window of frames unacknowledged (128, as
+//! librelp). A record counts as delivered, and the saved position moves
+//! past it, only when the server's `rsp` with `200 OK` for its TXNR
+//! arrived (and for every record before it). Records the output does not
+//! select move the position with the records around them.
+//!
+//! After a broken connection or a restart of logwrite, every record not
+//! acknowledged is sent again, in order, on a new session. The only
+//! duplicates possible are records whose acknowledgement was lost: the
+//! position of the last record that may have reached the server is saved
+//! *before* it is sent (`sent` in the state file), and records up to it
+//! that are sent again are counted and reported as `possibly duplicated`.
+//! A non-200 `rsp` is reported with the server's text and the connection
+//! is dropped and retried with backoff from the first record not
+//! acknowledged: nothing is skipped. A full window waits (reporting a
+//! stalled destination every 10 s), keeping the position; each output has
+//! its own thread, so files and other remotes go on meanwhile.
+//!
+//! Frame size: librelp servers refuse DATA over 128 KiB by default. A
+//! message is bounded by memlogd's `-max-line-len` (1 KiB by default, at
+//! most 1 MiB), so a frame is far below that unless the line limit was
+//! raised past it; then the message is cut to fit ([`MAX_DATA`]), counted
+//! and reported, and never sent as a frame the server would refuse.
+
+use crate::dir::{Dir, State};
+use crate::follow::{Sink, Stop};
+use crate::remote::{ByteStream, RemoteConfig};
+use crate::report::{say, Episode, LostCounter, INTERVAL};
+use crate::syslog::{Formatter, Framing};
+use memlog::proto::{Position, Record};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Frames sent and not yet acknowledged, by default (librelp's window).
+pub const WINDOW: usize = 128;
+/// Largest `window=`.
+pub const MAX_WINDOW: usize = 1024;
+/// Largest DATA of a frame, either way (librelp's default `maxDataSize`).
+pub const MAX_DATA: usize = 128 * 1024;
+/// Largest TXNR (librelp wraps to 1 after it).
+const MAX_TXNR: u32 = 999_999_999;
+/// Longest COMMAND read.
+const MAX_COMMAND: usize = 32;
+/// How long a session open and, at shutdown, the last acknowledgements
+/// may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// A frame unacknowledged this long makes the destination stalled.
+const STALL: Duration = Duration::from_secs(10);
+/// Longest wait in one read (the loop checks for stop between reads).
+const READ_SLICE: Duration = Duration::from_secs(1);
+
+/// One frame read from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub txnr: u32,
+    pub command: String,
+    pub data: Vec<u8>,
+}
+
+/// Parses one frame at the start of `buf`: the frame and the bytes it
+/// took, `None` if more bytes are needed, or why `buf` is no RELP frame.
+/// Each header byte is checked as it arrives, so garbage is refused at
+/// once, and DATALEN is bounded by [`MAX_DATA`].
+pub fn parse_frame(buf: &[u8]) -> Result<Option<(Frame, usize)>, String> {
+    let show = |b: &[u8]| {
+        let mut s = Vec::new();
+        memlog::escape::write(&mut s, &b[..b.len().min(40)]);
+        String::from_utf8_lossy(&s).into_owned()
+    };
+    // TXNR
+    let mut i = 0;
+    while i < buf.len() && buf[i].is_ascii_digit() {
+        i += 1;
+        if i > 9 {
+            return Err(format!("TXNR longer than 9 digits in {:?}", show(buf)));
+        }
+    }
+    if i == buf.len() {
+        return Ok(None);
+    }
+    if i == 0 || buf[i] != b' ' {
+        return Err(format!("not a RELP frame: {:?}", show(buf)));
+    }
+    let txnr: u32 = std::str::from_utf8(&buf[..i])
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| format!("bad TXNR in {:?}", show(buf)))?;
+    // COMMAND
+    let c0 = i + 1;
+    let mut j = c0;
+    while j < buf.len() && buf[j].is_ascii_alphabetic() {
+        j += 1;
+        if j - c0 > MAX_COMMAND {
+            return Err(format!(
+                "command longer than {MAX_COMMAND} bytes in {:?}",
+                show(buf)
+            ));
+        }
+    }
+    if j == buf.len() {
+        return Ok(None);
+    }
+    if j == c0 || buf[j] != b' ' {
+        return Err(format!("bad command in {:?}", show(buf)));
+    }
+    let command = String::from_utf8_lossy(&buf[c0..j]).into_owned();
+    // DATALEN
+    let d0 = j + 1;
+    let mut k = d0;
+    while k < buf.len() && buf[k].is_ascii_digit() {
+        k += 1;
+        if k - d0 > 9 {
+            return Err(format!("DATALEN longer than 9 digits in {:?}", show(buf)));
+        }
+    }
+    if k == buf.len() {
+        return Ok(None);
+    }
+    if k == d0 {
+        return Err(format!("bad DATALEN in {:?}", show(buf)));
+    }
+    let len: usize = std::str::from_utf8(&buf[d0..k])
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| format!("bad DATALEN in {:?}", show(buf)))?;
+    if len > MAX_DATA {
+        return Err(format!(
+            "DATALEN {len} is over the {MAX_DATA}-byte limit in {:?}",
+            show(buf)
+        ));
+    }
+    // [SP DATA] LF; with DATALEN 0 the SP may be there or not.
+    let mut p = k;
+    if buf[p] == b' ' {
+        p += 1;
+    } else if len > 0 || buf[p] != b'\n' {
+        return Err(format!("bad frame after DATALEN in {:?}", show(buf)));
+    }
+    if buf.len() < p + len + 1 {
+        return Ok(None);
+    }
+    if buf[p + len] != b'\n' {
+        return Err(format!(
+            "frame TXNR {txnr} does not end with LF after its {len} bytes of data"
+        ));
+    }
+    let data = buf[p..p + len].to_vec();
+    Ok(Some((
+        Frame {
+            txnr,
+            command,
+            data,
+        },
+        p + len + 1,
+    )))
+}
+
+/// Appends `TXNR SP COMMAND SP DATALEN [SP DATA] LF`.
+pub fn write_frame(out: &mut Vec<u8>, txnr: u32, command: &str, data: &[u8]) {
+    out.extend_from_slice(format!("{txnr} {command} {}", data.len()).as_bytes());
+    if !data.is_empty() {
+        out.push(b' ');
+        out.extend_from_slice(data);
+    }
+    out.push(b'\n');
+}
+
+/// The reply code of an `rsp` (`200 OK` -> 200) and its text.
+fn rsp_code(data: &[u8]) -> (Option<u16>, String) {
+    let first = data.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let code = first
+        .get(..3)
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse().ok())
+        .filter(|_| first.len() == 3 || first.get(3) == Some(&b' '));
+    let mut text = Vec::new();
+    memlog::escape::write(&mut text, &first[..first.len().min(200)]);
+    (code, String::from_utf8_lossy(&text).into_owned())
+}
+
+/// An entry of the window: a frame sent (`txnr`), or a position that the
+/// output passed without sending (a record not selected, a loss), which
+/// counts as delivered once everything before it is.
+#[derive(Debug)]
+struct Entry {
+    txnr: Option<u32>,
+    pos: Option<Position>,
+    acked: bool,
+    sent_at: Instant,
+}
+
+/// Counts records sent again that the server may already have.
+#[derive(Debug)]
+struct DupCounter {
+    output: String,
+    total: u64,
+    unreported: u64,
+    last_print: Option<Instant>,
+}
+
+impl DupCounter {
+    fn flush(&mut self, force: bool) {
+        if self.unreported == 0 {
+            return;
+        }
+        if force || self.last_print.map_or(true, |t| t.elapsed() >= INTERVAL) {
+            say(
+                &self.output,
+                &format!(
+                    "{} records sent again that the server may already have (their acknowledgement \
+                     was lost with the connection): {} possibly duplicated in total",
+                    self.unreported, self.total
+                ),
+            );
+            self.unreported = 0;
+            self.last_print = Some(Instant::now());
+        }
+    }
+}
+
+/// An error that names the destination.
+fn err(name: &str, kind: io::ErrorKind, msg: String) -> io::Error {
+    io::Error::new(kind, format!("{name}: {msg}"))
+}
+
+fn le(a: Position, b: Position) -> bool {
+    a.instance == b.instance && a.seq <= b.seq
+}
+
+/// A RELP destination.
+pub struct Relp {
+    cfg: RemoteConfig,
+    fmt: Formatter,
+    stop: Arc<Stop>,
+    conn: Option<Box<dyn ByteStream>>,
+    /// Bytes read from the server, not yet a whole frame.
+    rbuf: Vec<u8>,
+    dir: Option<Dir>,
+    loaded: bool,
+    /// The position saved (everything up to it acknowledged).
+    committed: Option<Position>,
+    /// The `sent` position saved.
+    saved_sent: Option<Position>,
+    /// Everything up to here is acknowledged.
+    acked: Option<Position>,
+    /// The last record taken (sent, buffered or passed).
+    taken: Option<Position>,
+    window: VecDeque<Entry>,
+    /// Frames in `window` not acknowledged.
+    inflight: usize,
+    /// Frames not yet handed to the connection, and the last record in them.
+    out: Vec<u8>,
+    out_hi: Option<Position>,
+    /// The last record handed to the connection.
+    sent_hi: Option<Position>,
+    next_txnr: u32,
+    /// Records up to here that are sent are possibly duplicated.
+    dup_until: Option<Position>,
+    dups: DupCounter,
+    lost: LostCounter,
+    state_trouble: Episode,
+    /// Records acknowledged since the last commit.
+    acks: u64,
+    stall_said: Option<Instant>,
+    stalled: bool,
+    /// Messages cut to fit [`MAX_DATA`].
+    cut: u64,
+    cut_said: Option<Instant>,
+    key_warned: bool,
+    msg: Vec<u8>,
+}
+
+impl Relp {
+    pub fn new(cfg: RemoteConfig, hostname: String, stop: Arc<Stop>) -> Relp {
+        let fmt = Formatter {
+            format: cfg.format,
+            framing: Framing::None,
+            hostname,
+        };
+        let name = cfg.name.clone();
+        Relp {
+            cfg,
+            fmt,
+            stop,
+            conn: None,
+            rbuf: Vec::new(),
+            dir: None,
+            loaded: false,
+            committed: None,
+            saved_sent: None,
+            acked: None,
+            taken: None,
+            window: VecDeque::new(),
+            inflight: 0,
+            out: Vec::with_capacity(128 * 1024),
+            out_hi: None,
+            sent_hi: None,
+            next_txnr: 1,
+            dup_until: None,
+            dups: DupCounter {
+                output: name.clone(),
+                total: 0,
+                unreported: 0,
+                last_print: None,
+            },
+            lost: LostCounter::new(&name),
+            state_trouble: Episode::new(&name, "cannot save position"),
+            acks: 0,
+            stall_said: None,
+            stalled: false,
+            cut: 0,
+            cut_said: None,
+            key_warned: false,
+            msg: Vec::new(),
+        }
+    }
+
+    /// Saves the position (and `sent`), best effort as every remote.
+    fn save(&mut self, sync: bool) {
+        if self.dir.is_none() {
+            match Dir::open(&self.cfg.state_dir) {
+                Ok(d) => self.dir = Some(d),
+                Err(e) => {
+                    self.state_trouble
+                        .fail(&format!("{}: {e}", self.cfg.state_dir.display()));
+                    return;
+                }
+            }
+        }
+        let st = State {
+            position: self.committed,
+            sent: self.saved_sent,
+            ..State::default()
+        };
+        let name = self.cfg.state_file();
+        let res = self
+            .dir
+            .as_ref()
+            .map(|d| d.write_atomic(&name, &st.encode(), sync));
+        match res {
+            Some(Ok(())) => self.state_trouble.recover("saving the position again"),
+            Some(Err(e)) => {
+                self.state_trouble.fail(&format!(
+                    "{}: {e}",
+                    self.cfg.state_dir.join(&name).display()
+                ));
+                self.dir = None;
+            }
+            None => {}
+        }
+    }
+
+    fn load(&mut self) {
+        self.loaded = true;
+        let d = match Dir::open(&self.cfg.state_dir) {
+            Ok(d) => d,
+            Err(e) => {
+                self.state_trouble
+                    .fail(&format!("{}: {e}", self.cfg.state_dir.display()));
+                return;
+            }
+        };
+        let name = self.cfg.state_file();
+        d.remove_stale_temps(&name);
+        let st = match d.read_state(&name) {
+            Ok(None) => None,
+            Ok(Some(data)) => Some(State::decode(&data)),
+            Err(e) => Some(Err(e.to_string())),
+        };
+        match st {
+            Some(Ok(st)) => {
+                self.committed = st.position;
+                self.acked = st.position;
+                self.taken = st.position;
+                self.saved_sent = st.sent;
+                // Sent before the kill and not acknowledged: possibly
+                // on the server already.
+                self.dup_until = st.sent.filter(|s| match st.position {
+                    Some(p) => p.instance != s.instance || p.seq < s.seq,
+                    None => true,
+                });
+            }
+            Some(Err(why)) => say(
+                &self.cfg.name,
+                &format!(
+                    "no usable saved position in {} ({why}): forwarding from memlogd's oldest record \
+                     (the server may get records twice)",
+                    self.cfg.state_dir.join(&name).display()
+                ),
+            ),
+            None => {}
+        }
+        self.dir = Some(d);
+    }
+
+    /// Writes the buffered frames to the server, saving first the position
+    /// of the last of them as `sent`.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        if self.out_hi.is_some() && self.out_hi != self.saved_sent {
+            self.saved_sent = self.out_hi;
+            self.save(false);
+        }
+        let Some(s) = self.conn.as_mut() else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let res = s.write_all(&self.out);
+        // Some of it may have gone even if the write failed.
+        if self.out_hi.is_some() {
+            self.sent_hi = self.out_hi;
+        }
+        self.out.clear();
+        res.map_err(|e| err(&self.cfg.name, e.kind(), format!("sending: {e}")))
+    }
+
+    /// Reads what the server sent within `timeout` and handles every frame.
+    fn read_responses(&mut self, timeout: Duration) -> io::Result<()> {
+        let Some(s) = self.conn.as_mut() else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let ready = s
+            .poll_read(timeout)
+            .map_err(|e| err(&self.cfg.name, e.kind(), format!("reading: {e}")))?;
+        if !ready {
+            return Ok(());
+        }
+        let mut buf = [0u8; 16 * 1024];
+        let n = match s.read(&mut buf) {
+            Ok(0) => {
+                return Err(err(
+                    &self.cfg.name,
+                    io::ErrorKind::ConnectionReset,
+                    "the server closed the connection".into(),
+                ))
+            }
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(err(&self.cfg.name, e.kind(), format!("reading: {e}"))),
+        };
+        self.rbuf.extend_from_slice(&buf[..n]);
+        let mut at = 0;
+        let res = loop {
+            match parse_frame(&self.rbuf[at..]) {
+                Ok(Some((f, used))) => {
+                    at += used;
+                    if let Err(e) = self.handle(f) {
+                        break Err(e);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(why) => {
+                    break Err(err(
+                        &self.cfg.name,
+                        io::ErrorKind::InvalidData,
+                        format!("the server broke the protocol: {why}"),
+                    ))
+                }
+            }
+        };
+        self.rbuf.drain(..at);
+        res
+    }
+
+    /// One frame from the server.
+    fn handle(&mut self, f: Frame) -> io::Result<()> {
+        match f.command.as_str() {
+            "rsp" => {}
+            "serverclose" => {
+                return Err(err(
+                    &self.cfg.name,
+                    io::ErrorKind::ConnectionAborted,
+                    "the server is closing the session (serverclose); reconnecting".into(),
+                ))
+            }
+            c => {
+                return Err(err(
+                    &self.cfg.name,
+                    io::ErrorKind::InvalidData,
+                    format!("the server broke the protocol: unexpected command {c:?}"),
+                ))
+            }
+        }
+        let Some(e) = self
+            .window
+            .iter_mut()
+            .find(|e| e.txnr == Some(f.txnr) && !e.acked)
+        else {
+            return Err(err(
+                &self.cfg.name,
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the server broke the protocol: rsp for TXNR {}, which is not waiting for one",
+                    f.txnr
+                ),
+            ));
+        };
+        match rsp_code(&f.data) {
+            (Some(200), _) => {
+                e.acked = true;
+                self.inflight -= 1;
+                self.advance();
+                Ok(())
+            }
+            (_, text) => Err(err(
+                &self.cfg.name,
+                io::ErrorKind::Other,
+                format!(
+                    "the server refused a record (TXNR {}): {text:?}; sending it again",
+                    f.txnr
+                ),
+            )),
+        }
+    }
+
+    /// Moves the acknowledged position over the acknowledged front.
+    fn advance(&mut self) {
+        while let Some(e) = self.window.front() {
+            if e.txnr.is_some() && !e.acked {
+                break;
+            }
+            if e.txnr.is_some() {
+                self.acks += 1;
+            }
+            if e.pos.is_some() {
+                self.acked = e.pos;
+            }
+            self.window.pop_front();
+        }
+        if self.stalled && self.oldest_unacked().map_or(true, |t| t.elapsed() < STALL) {
+            self.stalled = false;
+            self.stall_said = None;
+            say(&self.cfg.name, "the server acknowledges records again");
+        }
+    }
+
+    fn oldest_unacked(&self) -> Option<Instant> {
+        self.window
+            .iter()
+            .find(|e| e.txnr.is_some() && !e.acked)
+            .map(|e| e.sent_at)
+    }
+
+    /// Reports a stall (at most every [`INTERVAL`]).
+    fn check_stall(&mut self) {
+        let Some(t) = self.oldest_unacked() else {
+            return;
+        };
+        if t.elapsed() < STALL || self.stall_said.is_some_and(|s| s.elapsed() < INTERVAL) {
+            return;
+        }
+        self.stalled = true;
+        self.stall_said = Some(Instant::now());
+        let full = if self.inflight >= self.cfg.window {
+            format!(" (the window of {} is full)", self.cfg.window)
+        } else {
+            String::new()
+        };
+        say(
+            &self.cfg.name,
+            &format!(
+                "stalled: the server has acknowledged none of the {} records in flight for {} s{full}; \
+                 waiting, the position kept at the last record it acknowledged",
+                self.inflight,
+                t.elapsed().as_secs()
+            ),
+        );
+    }
+
+    /// Waits until the window has room (or logwrite stops).
+    fn wait_for_room(&mut self) -> io::Result<()> {
+        while self.inflight >= self.cfg.window {
+            if self.stop.is_set() {
+                return Err(err(
+                    &self.cfg.name,
+                    io::ErrorKind::Interrupted,
+                    "stopping while waiting for the server's acknowledgements".into(),
+                ));
+            }
+            self.read_responses(READ_SLICE)?;
+            self.check_stall();
+        }
+        Ok(())
+    }
+
+    /// Passes `pos` without sending anything.
+    fn mark(&mut self, pos: Option<Position>) {
+        if pos.is_none() {
+            return;
+        }
+        if self.window.is_empty() {
+            self.acked = pos;
+            return;
+        }
+        if let Some(back) = self.window.back_mut().filter(|e| e.txnr.is_none()) {
+            back.pos = pos;
+            return;
+        }
+        self.window.push_back(Entry {
+            txnr: None,
+            pos,
+            acked: true,
+            sent_at: Instant::now(),
+        });
+    }
+
+    /// The syslog message of `r`, cut to [`MAX_DATA`] bytes (at a UTF-8
+    /// boundary) if it is longer.
+    fn message(&mut self, r: &Record) -> Vec<u8> {
+        let mut m = std::mem::take(&mut self.msg);
+        m.clear();
+        self.fmt.write(&mut m, r);
+        if m.len() > MAX_DATA {
+            let mut end = MAX_DATA;
+            while end > 0 && (m[end] & 0xC0) == 0x80 {
+                end -= 1;
+            }
+            m.truncate(end);
+            self.cut += 1;
+            if self.cut_said.map_or(true, |t| t.elapsed() >= INTERVAL) {
+                self.cut_said = Some(Instant::now());
+                say(
+                    &self.cfg.name,
+                    &format!(
+                        "{} messages longer than RELP's {MAX_DATA}-byte frame limit cut to fit \
+                         (memlogd's -max-line-len is above it)",
+                        self.cut
+                    ),
+                );
+            }
+        }
+        m
+    }
+
+    /// Opens a session: connect (and TLS), `open`, its `rsp`.
+    fn connect(&mut self) -> io::Result<()> {
+        let mut s = self
+            .cfg
+            .connect_stream(Some(READ_SLICE), &mut self.key_warned)?;
+        let offer = format!(
+            "relp_version=0\nrelp_software=memlog-logwrite,{},https://github.com/linuxkit/linuxkit\ncommands=syslog",
+            env!("CARGO_PKG_VERSION")
+        );
+        let mut f = Vec::new();
+        write_frame(&mut f, 1, "open", offer.as_bytes());
+        s.write_all(&f)?;
+        self.conn = Some(s);
+        self.rbuf.clear();
+        let end = Instant::now() + OPEN_TIMEOUT;
+        let reply = loop {
+            match parse_frame(&self.rbuf) {
+                Ok(Some((f, used))) => {
+                    self.rbuf.drain(..used);
+                    break f;
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("the server broke the protocol: {why}"),
+                    ))
+                }
+            }
+            let now = Instant::now();
+            if now >= end {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the server did not answer the session open",
+                ));
+            }
+            let s = self.conn.as_mut().ok_or(io::ErrorKind::NotConnected)?;
+            if s.poll_read((end - now).min(READ_SLICE))? {
+                let mut buf = [0u8; 4096];
+                match s.read(&mut buf) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ConnectionReset,
+                            "the server closed the connection at the session open",
+                        ))
+                    }
+                    Ok(n) => self.rbuf.extend_from_slice(&buf[..n]),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if reply.txnr != 1 || reply.command != "rsp" {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the server answered the session open with {} {}",
+                    reply.txnr, reply.command
+                ),
+            ));
+        }
+        let (code, text) = rsp_code(&reply.data);
+        if code != Some(200) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("the server refused the session: {text:?}"),
+            ));
+        }
+        let offers = String::from_utf8_lossy(&reply.data);
+        if let Some(cmds) = offers.lines().find_map(|l| l.strip_prefix("commands=")) {
+            if !cmds.split(',').any(|c| c == "syslog") {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("the server does not take the syslog command (commands={cmds})"),
+                ));
+            }
+        }
+        self.next_txnr = 2;
+        Ok(())
+    }
+
+    fn take_txnr(&mut self) -> u32 {
+        let t = self.next_txnr;
+        self.next_txnr = if t >= MAX_TXNR { 1 } else { t + 1 };
+        t
+    }
+
+    /// Closes the session: the last acknowledgements (bounded), `close`.
+    fn close(&mut self) {
+        if self.flush().is_err() {
+            return;
+        }
+        let end = Instant::now() + FINISH_TIMEOUT;
+        while self.inflight > 0 {
+            let now = Instant::now();
+            if now >= end || self.read_responses((end - now).min(READ_SLICE)).is_err() {
+                return;
+            }
+        }
+        let t = self.take_txnr();
+        let mut f = Vec::new();
+        write_frame(&mut f, t, "close", b"");
+        if let Some(s) = self.conn.as_mut() {
+            if s.write_all(&f).is_ok() {
+                // Its rsp, if it comes soon; then the server closes.
+                let _ = s.poll_read(Duration::from_millis(500));
+                s.shutdown();
+            }
+        }
+    }
+}
+
+impl Sink for Relp {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn open(&mut self) -> io::Result<()> {
+        if !self.loaded {
+            self.load();
+        }
+        if self.conn.is_none() {
+            self.window.clear();
+            self.inflight = 0;
+            self.out.clear();
+            self.out_hi = None;
+            self.sent_hi = None;
+            self.acked = self.committed;
+            self.taken = self.committed;
+            if let Err(e) = self.connect() {
+                self.conn = None;
+                return Err(err(&self.cfg.name, e.kind(), format!("connecting: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn resume(&self) -> Option<Position> {
+        self.taken
+    }
+
+    fn record(&mut self, r: &Record, pos: Option<Position>) -> io::Result<()> {
+        if self.conn.is_none() {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "not connected"));
+        }
+        if self.cfg.select.matches(r) {
+            if self.inflight >= self.cfg.window {
+                self.flush()?;
+                self.wait_for_room()?;
+            }
+            let data = self.message(r);
+            let t = self.take_txnr();
+            write_frame(&mut self.out, t, "syslog", &data);
+            self.msg = data;
+            if let (Some(p), Some(d)) = (pos, self.dup_until) {
+                if le(p, d) {
+                    self.dups.total += 1;
+                    self.dups.unreported += 1;
+                }
+            }
+            self.window.push_back(Entry {
+                txnr: Some(t),
+                pos,
+                acked: false,
+                sent_at: Instant::now(),
+            });
+            self.inflight += 1;
+            if pos.is_some() {
+                self.out_hi = pos;
+            }
+            if self.out.len() >= 64 * 1024 {
+                self.flush()?;
+            }
+        } else {
+            self.mark(pos);
+        }
+        if let (Some(p), Some(d)) = (pos, self.dup_until) {
+            if !le(p, d) {
+                self.dup_until = None;
+                self.dups.flush(false);
+            }
+        }
+        if pos.is_some() {
+            self.taken = pos;
+        }
+        Ok(())
+    }
+
+    fn lost(&mut self, count: u64, pos: Option<Position>) -> io::Result<()> {
+        self.lost.add(count);
+        self.mark(pos);
+        if pos.is_some() {
+            self.taken = pos;
+        }
+        Ok(())
+    }
+
+    fn position_ahead(&mut self, saved: Position, next: u64) {
+        let reached = match next {
+            0 => "has no record yet".to_owned(),
+            n => format!("has only reached record {}", n - 1),
+        };
+        say(
+            &self.cfg.name,
+            &format!(
+                "no usable saved position in {} (it names record {} of this memlogd, which {reached}): \
+                 forwarding from memlogd's oldest record (the server may get records twice)",
+                self.cfg.state_dir.join(self.cfg.state_file()).display(),
+                saved.seq
+            ),
+        );
+        self.committed = None;
+        self.acked = None;
+        self.taken = None;
+        self.saved_sent = None;
+        self.dup_until = None;
+    }
+
+    fn commit(&mut self) -> io::Result<bool> {
+        self.flush()?;
+        if self.conn.is_some() {
+            self.read_responses(Duration::ZERO)?;
+        }
+        if self.committed != self.acked {
+            self.committed = self.acked;
+            self.save(false);
+        }
+        let acked = self.acks > 0;
+        self.acks = 0;
+        Ok(acked)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if self.conn.is_some() {
+            self.close();
+        }
+        self.conn = None;
+        self.committed = self.acked;
+        self.save(true);
+        self.dups.flush(true);
+        self.lost.flush(true);
+        Ok(())
+    }
+
+    fn tick(&mut self) -> io::Result<()> {
+        self.lost.flush(false);
+        self.dups.flush(false);
+        self.check_stall();
+        self.commit().map(|_| ())
+    }
+
+    fn fail(&mut self) {
+        if self.conn.take().is_some() {
+            // What was handed to the connection and not acknowledged may
+            // be on the server: sent again, and counted, from the next one.
+            if let Some(s) = self.sent_hi {
+                if self.acked.map_or(true, |a| !le(s, a)) {
+                    self.dup_until = match self.dup_until {
+                        Some(d) if le(s, d) => Some(d),
+                        _ => Some(s),
+                    };
+                }
+            }
+        }
+        self.window.clear();
+        self.inflight = 0;
+        self.out.clear();
+        self.out_hi = None;
+        self.sent_hi = None;
+        self.rbuf.clear();
+        self.stalled = false;
+        self.stall_said = None;
+        self.taken = self.acked;
+        if self.committed != self.acked {
+            self.committed = self.acked;
+            self.save(false);
+        }
+        self.acks = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(txnr: u32, command: &str, data: &[u8]) -> Frame {
+        Frame {
+            txnr,
+            command: command.into(),
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn frames_round_trip_and_split_anywhere() {
+        let mut wire = Vec::new();
+        write_frame(
+            &mut wire,
+            1,
+            "rsp",
+            b"200 OK\nrelp_version=0\ncommands=syslog",
+        );
+        write_frame(&mut wire, 0, "serverclose", b"");
+        write_frame(&mut wire, 999_999_999, "rsp", b"500 no");
+        let want = vec![
+            frame(1, "rsp", b"200 OK\nrelp_version=0\ncommands=syslog"),
+            frame(0, "serverclose", b""),
+            frame(999_999_999, "rsp", b"500 no"),
+        ];
+        // Every prefix is incomplete or a whole number of frames.
+        for cut in 0..wire.len() {
+            let mut at = 0;
+            let mut got = Vec::new();
+            while let Some((f, n)) = parse_frame(&wire[at..cut]).expect("valid prefix") {
+                got.push(f);
+                at += n;
+            }
+            assert!(
+                got.len() <= want.len() && want.starts_with(&got),
+                "cut {cut}"
+            );
+        }
+        let mut at = 0;
+        let mut got = Vec::new();
+        while let Some((f, n)) = parse_frame(&wire[at..]).expect("valid") {
+            got.push(f);
+            at += n;
+        }
+        assert_eq!((got, at), (want, wire.len()));
+        // DATALEN 0 with a space before the LF (some senders write it).
+        assert_eq!(
+            parse_frame(b"0 serverclose 0 \n").expect("ok"),
+            Some((frame(0, "serverclose", b""), 17))
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_at_once() {
+        for bad in [
+            &b"HTTP/1.1 400 Bad Request\r\n"[..],
+            b"1 rsp x",
+            b"1 rsp 6 200 OKX",
+            b"1234567890 rsp 0\n",
+            b"1 rsp 1234567890",
+            b" 1 rsp 0\n",
+            b"1 r-p 0\n",
+            b"1 rsp 3\n",
+            b"1 rsp 6 200 OK\r",
+        ] {
+            assert!(
+                parse_frame(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let e = parse_frame(b"1 rsp 999999999 ").expect_err("absurd DATALEN");
+        assert!(e.contains("over the"), "{e}");
+        assert!(parse_frame(format!("1 rsp {MAX_DATA} ").as_bytes())
+            .expect("at the limit")
+            .is_none());
+        let long = format!("1 {} 0\n", "a".repeat(MAX_COMMAND + 1));
+        assert!(parse_frame(long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn reply_codes() {
+        assert_eq!(rsp_code(b"200 OK"), (Some(200), "200 OK".into()));
+        assert_eq!(rsp_code(b"200 OK\nrelp_version=0").0, Some(200));
+        assert_eq!(rsp_code(b"500 queue full").0, Some(500));
+        assert_eq!(rsp_code(b"200"), (Some(200), "200".into()));
+        assert_eq!(rsp_code(b"2000 OK").0, None);
+        assert_eq!(rsp_code(b"OK").0, None);
+        assert_eq!(rsp_code(b"").0, None);
+        assert_eq!(rsp_code(b"500 a\x1bb").1, "500 a\\x1bb");
+    }
+}
