@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod logwrite;
+pub mod pki;
 
 use memlog::client::Client;
 use memlog::proto::{Line, Mode, Record, Request};
