@@ -277,6 +277,10 @@ pub struct Relp {
     cut_said: Option<Instant>,
     key_warned: bool,
     msg: Vec<u8>,
+    /// The server said serverclose on this connection: it answers frames
+    /// in order and says it after its last answer, so what it did not
+    /// acknowledge it did not take, and is not counted as duplicated.
+    server_closed: bool,
 }
 
 impl Relp {
@@ -321,6 +325,7 @@ impl Relp {
             cut_said: None,
             key_warned: false,
             msg: Vec::new(),
+            server_closed: false,
         }
     }
 
@@ -412,6 +417,8 @@ impl Relp {
             self.saved_sent = self.out_hi;
             self.save(false);
         }
+        // An answer or a serverclose that came meanwhile, first.
+        self.read_responses(Duration::ZERO)?;
         let Some(s) = self.conn.as_mut() else {
             return Err(io::ErrorKind::NotConnected.into());
         };
@@ -421,11 +428,28 @@ impl Relp {
             self.sent_hi = self.out_hi;
         }
         self.out.clear();
-        res.map_err(|e| err(&self.cfg.name, e.kind(), format!("sending: {e}")))
+        if let Err(e) = res {
+            // The server may have said why (serverclose) before it closed.
+            self.read_responses(Duration::ZERO)?;
+            return Err(err(&self.cfg.name, e.kind(), format!("sending: {e}")));
+        }
+        Ok(())
     }
 
-    /// Reads what the server sent within `timeout` and handles every frame.
+    /// Reads what the server sent within `timeout` (and then whatever else
+    /// is there at once, up to 1 MiB) and handles every frame.
     fn read_responses(&mut self, timeout: Duration) -> io::Result<()> {
+        for i in 0..64 {
+            let t = if i == 0 { timeout } else { Duration::ZERO };
+            if !self.read_some(t)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One read of [`Relp::read_responses`]; false if nothing came.
+    fn read_some(&mut self, timeout: Duration) -> io::Result<bool> {
         let Some(s) = self.conn.as_mut() else {
             return Err(io::ErrorKind::NotConnected.into());
         };
@@ -433,7 +457,7 @@ impl Relp {
             .poll_read(timeout)
             .map_err(|e| err(&self.cfg.name, e.kind(), format!("reading: {e}")))?;
         if !ready {
-            return Ok(());
+            return Ok(false);
         }
         let mut buf = [0u8; 16 * 1024];
         let n = match s.read(&mut buf) {
@@ -453,10 +477,11 @@ impl Relp {
                         | io::ErrorKind::Interrupted
                 ) =>
             {
-                return Ok(())
+                return Ok(false)
             }
             Err(e) => return Err(err(&self.cfg.name, e.kind(), format!("reading: {e}"))),
         };
+        crate::remote::quickack(s.fd());
         self.rbuf.extend_from_slice(&buf[..n]);
         let mut at = 0;
         let res = loop {
@@ -478,7 +503,7 @@ impl Relp {
             }
         };
         self.rbuf.drain(..at);
-        res
+        res.map(|()| true)
     }
 
     /// One frame from the server.
@@ -486,11 +511,12 @@ impl Relp {
         match f.command.as_str() {
             "rsp" => {}
             "serverclose" => {
+                self.server_closed = true;
                 return Err(err(
                     &self.cfg.name,
                     io::ErrorKind::ConnectionAborted,
                     "the server is closing the session (serverclose); reconnecting".into(),
-                ))
+                ));
             }
             c => {
                 return Err(err(
@@ -586,9 +612,10 @@ impl Relp {
         );
     }
 
-    /// Waits until the window has room (or logwrite stops).
+    /// Waits until half the window is free (or logwrite stops), so frames
+    /// go in batches, not one per answer.
     fn wait_for_room(&mut self) -> io::Result<()> {
-        while self.inflight >= self.cfg.window {
+        while self.inflight > self.cfg.window / 2 {
             if self.stop.is_set() {
                 return Err(err(
                     &self.cfg.name,
@@ -784,6 +811,7 @@ impl Sink for Relp {
             self.sent_hi = None;
             self.acked = self.committed;
             self.taken = self.committed;
+            self.server_closed = false;
             if let Err(e) = self.connect() {
                 self.conn = None;
                 return Err(err(&self.cfg.name, e.kind(), format!("connecting: {e}")));
@@ -907,7 +935,7 @@ impl Sink for Relp {
     }
 
     fn fail(&mut self) {
-        if self.conn.take().is_some() {
+        if self.conn.take().is_some() && !self.server_closed {
             // What was handed to the connection and not acknowledged may
             // be on the server: sent again, and counted, from the next one.
             if let Some(s) = self.sent_hi {

@@ -503,6 +503,10 @@ impl ByteStream for TlsStream {
     fn shutdown(&mut self) {
         self.close();
     }
+
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.tcp.as_fd()
+    }
 }
 
 #[cfg(test)]

@@ -313,6 +313,14 @@ impl Rsyslog {
         r
     }
 
+    /// Sends it `sig` (SIGSTOP: it hangs, and the kernel still takes TCP
+    /// data for it, up to its socket buffers).
+    pub fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            let _ = signal(c.id(), sig);
+        }
+    }
+
     /// Kills it with SIGKILL (what it had taken and not written is lost).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -568,7 +576,7 @@ impl Rsyslog {
     /// `udp_port` number (for comparisons), frames up to 128 KiB, main
     /// queue direct. `tls`: extra imrelp parameters (`tls="on" ...`).
     pub fn start_relp(tls: &str) -> Rsyslog {
-        Self::start_with("maxMessageSize=\"256k\"", |relp, tcp| {
+        Self::start_with("maxMessageSize=\"128k\"", |relp, tcp| {
             format!(
                 "{DIRECT_QUEUE}module(load=\"imrelp\")\nmodule(load=\"imtcp\")\n\
                  input(type=\"imrelp\" port=\"{relp}\" address=\"127.0.0.1\" maxDataSize=\"131072\" {tls})\n\
