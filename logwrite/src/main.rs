@@ -9,6 +9,7 @@ mod follow;
 mod names;
 mod reconcile;
 mod relp;
+mod relpframe;
 mod remote;
 mod report;
 mod rotate;
