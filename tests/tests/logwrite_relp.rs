@@ -270,3 +270,99 @@ fn relp_survives_kill9_of_logwrite() {
         lw.stderr()
     );
 }
+
+#[test]
+fn relp_maximal_messages_fit_the_servers_frame_limit() {
+    if skip() {
+        return;
+    }
+    // rsyslog takes frames of up to 128 KiB (librelp's default).
+    let rs = Rsyslog::start_relp("");
+    // memlogd's largest line limit, 1 MiB: far over a RELP frame.
+    let m = Memlogd::start(&["-max-line-len", "1048576", "-buffer-size", "16M"]);
+    let logs = TempDir::new("lw-logs");
+    let errs = TempDir::new("lw-err");
+    let url = format!("relp://127.0.0.1:{}?include=big", rs.tcp_port);
+    let lw = start_lw(&m, &logs, &errs, &[url]);
+    let huge = "x".repeat(1 << 20);
+    let large = "y".repeat(100 * 1024);
+    let lines = vec![huge, large.clone(), "after".to_string()];
+    write_lines(&m, "big", &lines);
+    let got = rs.wait_count("big", 3, &lw);
+    // The 1 MiB one was cut to fit (and said so), the others are whole,
+    // in order; the session went on (no frame the server refused).
+    assert!(
+        got[0].len() > 120 * 1024 && got[0].bytes().all(|b| b == b'x'),
+        "{}",
+        got[0].len()
+    );
+    assert_eq!(&got[1..], &[large, "after".to_string()]);
+    lw.wait_stderr("1 messages longer than RELP's 131072-byte frame limit cut to fit");
+    assert!(!lw.stderr().contains("cannot write"), "{}", lw.stderr());
+    assert!(!rs.log().contains("too long"), "{}", rs.log());
+}
+
+#[test]
+fn relp_over_tls_with_client_certificates() {
+    if skip() {
+        return;
+    }
+    if !memlog_tests::pki::have_openssl() {
+        memlog_tests::skip("openssl is not installed (.ci/run installs it)");
+        return;
+    }
+    let pki = memlog_tests::pki::Pki::new();
+    let ca = pki.ca("ca");
+    let server = pki.issue(&ca, "server", "DNS:localhost,IP:127.0.0.1");
+    let client = pki.issue(&ca, "client", "DNS:client.test");
+    let tls = format!(
+        "tls=\"on\" tls.caCert=\"{}\" tls.myCert=\"{}\" tls.myPrivKey=\"{}\" tls.authMode=\"certvalid\"",
+        ca.cert.display(),
+        server.cert.display(),
+        server.key.display()
+    );
+    let mut rs = Rsyslog::start_relp(&tls);
+    let m = Memlogd::start(&[]);
+    let logs = TempDir::new("lw-logs");
+    let errs = TempDir::new("lw-err");
+    let url = format!(
+        "relp+tls://127.0.0.1:{}?ca={}&cert={}&key={}&include=sec",
+        rs.tcp_port,
+        ca.cert.display(),
+        client.cert.display(),
+        client.key.display()
+    );
+    let mut lw = start_lw(&m, &logs, &errs, &[url.clone()]);
+    let mut want = numbered("sec", 0..200, 0);
+    write_lines(&m, "sec", &want);
+    assert_eq!(rs.wait_count("sec", want.len(), &lw), want);
+    rs.restart();
+    let more = numbered("sec", 200..300, 0);
+    write_lines(&m, "sec", &more);
+    want.extend(more);
+    rs.wait_count("sec", want.len(), &lw);
+    lw.signal(libc::SIGTERM);
+    assert!(lw.wait_exit().success());
+    assert_eq!(rs.msgs_from("sec"), want, "{}", lw.stderr());
+    // Every record acknowledged: the position is the last one.
+    let state = remote_state_file(url.split('?').next().expect("name"));
+    let last = m.wait_msg("sec", "sec 000299").seq.expect("seq");
+    assert_eq!(saved_position(logs.path(), &state).map(|p| p.1), Some(last));
+
+    // A server certificate from another CA is refused: nothing delivered.
+    let other = pki.ca("other");
+    let m2 = Memlogd::start(&[]);
+    let logs2 = TempDir::new("lw-logs");
+    let url2 = format!(
+        "relp+tls://127.0.0.1:{}?ca={}&cert={}&key={}&include=sec",
+        rs.tcp_port,
+        other.cert.display(),
+        client.cert.display(),
+        client.key.display()
+    );
+    let lw2 = start_lw(&m2, &logs2, &errs, &[url2]);
+    write_lines(&m2, "sec", &["never".to_string()]);
+    lw2.wait_stderr("UnknownIssuer");
+    assert!(!rs.msgs_from("sec").contains(&"never".to_string()));
+    assert_eq!(saved_position(logs2.path(), &state), None);
+}
