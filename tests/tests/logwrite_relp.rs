@@ -99,10 +99,10 @@ fn tally(got: &[String], want: &[String]) -> (usize, bool, usize) {
 fn reported_dups(stderr: &str) -> usize {
     stderr
         .lines()
-        .filter_map(|l| l.split(": ").last())
+        .filter_map(|l| l.rsplit(": ").next())
         .filter_map(|l| l.strip_suffix(" possibly duplicated in total"))
         .filter_map(|n| n.parse().ok())
-        .last()
+        .next_back()
         .unwrap_or(0)
 }
 
@@ -116,7 +116,7 @@ fn relp_every_record_once_in_order_and_clean_restarts_duplicate_nothing() {
     let logs = TempDir::new("lw-logs");
     let errs = TempDir::new("lw-err");
     let url = format!("relp://127.0.0.1:{}?exclude=noise*", rs.tcp_port);
-    let mut lw = start_lw(&m, &logs, &errs, &[url.clone()]);
+    let mut lw = start_lw(&m, &logs, &errs, std::slice::from_ref(&url));
     let mut want = numbered("fwd", 0..300, 0);
     write_lines(&m, "fwd", &want);
     write_lines(&m, "noise", &["not forwarded".to_string()]);
@@ -332,7 +332,7 @@ fn relp_over_tls_with_client_certificates() {
         client.cert.display(),
         client.key.display()
     );
-    let mut lw = start_lw(&m, &logs, &errs, &[url.clone()]);
+    let mut lw = start_lw(&m, &logs, &errs, std::slice::from_ref(&url));
     let mut want = numbered("sec", 0..200, 0);
     write_lines(&m, "sec", &want);
     assert_eq!(rs.wait_count("sec", want.len(), &lw), want);
