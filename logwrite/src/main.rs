@@ -16,6 +16,8 @@ mod rotate;
 mod select;
 mod syslog;
 mod tls;
+#[cfg(feature = "tls")]
+mod tlsconn;
 
 use argh::FromArgs;
 use files::{FileConfig, Files};

@@ -185,6 +185,9 @@ impl RemoteConfig {
             }
         }
         if let Some(t) = &cfg.tls {
+            if !cfg!(feature = "tls") {
+                return Err(format!("remote {url:?}: {}", tls::NO_TLS));
+            }
             t.check().map_err(|e| format!("remote {url:?}: {e}"))?;
             let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
             t.server_name(host)
@@ -206,6 +209,7 @@ impl RemoteConfig {
     }
 
     /// The host part of `addr` (brackets kept).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub fn host(&self) -> &str {
         self.addr.rsplit_once(':').map_or(&self.addr, |(h, _)| h)
     }
@@ -249,20 +253,28 @@ impl RemoteConfig {
             s.set_read_timeout(read_timeout)?;
             return Ok(Box::new(s));
         };
-        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-        let (config, warning) = tls::client_config(opts).map_err(invalid)?;
-        if let Some(w) = warning.filter(|_| !*warned) {
-            *warned = true;
-            crate::report::say(&self.name, &w);
+        #[cfg(feature = "tls")]
+        {
+            let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+            let (config, warning) = crate::tlsconn::client_config(opts).map_err(invalid)?;
+            if let Some(w) = warning.filter(|_| !*warned) {
+                *warned = true;
+                crate::report::say(&self.name, &w);
+            }
+            let name = opts.server_name(self.host()).map_err(invalid)?;
+            let s = self.connect_tcp(nodelay)?;
+            Ok(Box::new(crate::tlsconn::TlsStream::connect(
+                s,
+                config,
+                name,
+                read_timeout,
+            )?))
         }
-        let name = opts.server_name(self.host()).map_err(invalid)?;
-        let s = self.connect_tcp(nodelay)?;
-        Ok(Box::new(tls::TlsStream::connect(
-            s,
-            config,
-            name,
-            read_timeout,
-        )?))
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = (opts, read_timeout, warned);
+            Err(io::Error::new(io::ErrorKind::Unsupported, tls::NO_TLS))
+        }
     }
 }
 
@@ -741,6 +753,17 @@ mod tests {
         assert_eq!((o.format, o.framing), (Format::Rfc3164, Framing::Lf));
         let u = RemoteConfig::parse("udp://localhost:514", PathBuf::new()).expect("parses");
         assert_eq!((u.proto, u.framing), (Proto::Udp, Framing::None));
+        tls_urls();
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn tls_urls() {
+        let e = RemoteConfig::parse("tls://127.0.0.1:6514", PathBuf::new()).expect_err("no TLS");
+        assert!(e.contains("without TLS"), "{e}");
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls_urls() {
         let t = RemoteConfig::parse(
             "tls://127.0.0.1:6514?ca=/etc/ca.pem&name=logs.example&include=a",
             PathBuf::new(),
