@@ -65,10 +65,15 @@ const SPEC: Spec = Spec {
 /// severe as -min-severity (records without a severity count as info).
 ///
 /// -remote URL (repeatable): tcp://HOST:PORT (RFC 5424, RFC 6587 octet
-/// counting) or udp://HOST:PORT (one datagram per message), with options
-/// after `?`, joined by `&`: format=rfc5424|rfc3164, framing=octet|lf (TCP;
+/// counting), tls://HOST:PORT (the same over TLS, RFC 5425), relp://HOST:PORT
+/// and relp+tls://HOST:PORT (RELP: delivered once the server acknowledged),
+/// or udp://HOST:PORT (one datagram per message), with options after `?`,
+/// joined by `&`: format=rfc5424|rfc3164, framing=octet|lf (tcp, tls;
 /// rfc3164 defaults to lf), include=GLOB, exclude=GLOB (repeatable),
-/// min-severity=LEVEL; values may use %XX escapes. Example:
+/// min-severity=LEVEL; TLS: ca=FILE (default: the system's roots),
+/// cert=FILE and key=FILE (client certificate), name=DNSNAME (the name to
+/// verify), fingerprint=SHA256:HEX (pin the server's certificate); RELP:
+/// window=N (default 128). Values may use %XX escapes. Example:
 /// -remote 'tcp://10.0.0.1:514?min-severity=warning&exclude=debug.*'
 ///
 /// Lines escape control characters and invalid UTF-8 (\n, \r, \xNN). Only
@@ -124,8 +129,8 @@ struct Args {
     /// write no files (only forward); positions are still kept in -log-dir
     #[argh(switch)]
     no_files: bool,
-    /// forward to a syslog server: tcp://HOST:PORT or udp://HOST:PORT, with
-    /// ?options (see above) (repeatable)
+    /// forward to a syslog server: tcp://, tls://, relp://, relp+tls:// or
+    /// udp://HOST:PORT, with ?options (see above) (repeatable)
     #[argh(option)]
     remote: Vec<String>,
     /// HOSTNAME in forwarded messages (default: this machine's host name)

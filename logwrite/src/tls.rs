@@ -4,7 +4,7 @@
 //! and `TlsStream`, a blocking TLS connection that knows how much of the
 //! plain text it took the server's TCP has acknowledged, are in
 //! tlsconn.rs, built with the cargo feature `tls` (on by default; without
-//! it logwrite is about 1.3 MB smaller and refuses TLS URLs).
+//! it logwrite is 1.21 MiB smaller and refuses TLS URLs).
 //!
 //! Crypto provider: rustls' `ring`. `aws-lc-rs` (rustls' default) builds
 //! AWS-LC with cmake and a C toolchain for every target, which the static
