@@ -170,9 +170,9 @@ fn relp_survives_kill9_of_rsyslog_where_tcp_loses_records() {
     // rsyslog's plain imtcp port (in the udp_port slot).
     let tcp = format!("tcp://127.0.0.1:{}?include=tcp", rs.udp_port);
     let mut lw = start_lw(&m, &logs, &errs, &[relp, tcp]);
-    let rel = Streamer::start(&m, "rel", 40);
+    let rel = Streamer::start(&m, "rel", 20);
     // TCP faster, so that rsyslog has a backlog when it is killed.
-    let tcps = Streamer::start(&m, "tcp", 100);
+    let tcps = Streamer::start(&m, "tcp", 50);
     // Four times: rsyslog hangs for 300 ms (its kernel still takes TCP
     // data), then is killed -9 and started again.
     for _ in 0..4 {
