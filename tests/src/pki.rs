@@ -113,6 +113,12 @@ impl Pki {
     /// A certificate `name` signed by `ca`, for `sans` (`DNS:localhost,IP:127.0.0.1`),
     /// good for servers and clients.
     pub fn issue(&self, ca: &Cert, name: &str, sans: &str) -> Cert {
+        self.issue_for_days(ca, name, sans, 30)
+    }
+
+    /// [`Pki::issue`], valid for `days` from now (`-1`: expired since a
+    /// day before it was made).
+    pub fn issue_for_days(&self, ca: &Cert, name: &str, sans: &str, days: i32) -> Cert {
         let (cert, key, csr, ext) = (
             self.path(&format!("{name}.pem")),
             self.path(&format!("{name}.key")),
@@ -154,7 +160,7 @@ impl Pki {
             "-out",
             &cert,
             "-days",
-            "30",
+            &days.to_string(),
             "-extfile",
             &ext,
         ]);

@@ -2,8 +2,8 @@
 //! (Debian's rsyslog with rsyslog-gnutls: imtcp with the gtls stream
 //! driver) on loopback, with certificates the test makes with openssl:
 //! every record once and in order across restarts of rsyslog and a kill -9
-//! of logwrite; a server from another CA or for another name refused with
-//! nothing marked delivered; mutual TLS with `x509/certvalid`; pinning.
+//! of logwrite; a server from another CA, for another name or with an
+//! expired certificate refused with nothing marked delivered; mutual TLS with `x509/certvalid`; pinning.
 
 use memlog_tests::logwrite::{
     have_rsyslogd, numbered, remote_state_file, saved_position, write_lines, Logwrite, Rsyslog,
@@ -124,7 +124,14 @@ fn refused(rs: &Rsyslog, url: &str, why: &str) {
     let errs = TempDir::new("lw-err");
     let lw = start_lw(&m, &logs, &errs, url);
     write_lines(&m, "fwd", &numbered("fwd", 0..20, 0));
-    lw.wait_stderr(why);
+    let said = memlog_tests::wait_for(|| lw.stderr().contains(why), memlog_tests::TIMEOUT);
+    assert!(
+        said,
+        "logwrite never said {why:?}: {}; rsyslogd: {}; received: {:?}",
+        lw.stderr(),
+        rs.log(),
+        rs.received()
+    );
     // It keeps trying (the same failure, counted), and keeps running.
     memlog_tests::logwrite::pause(1500);
     assert!(rs.msgs_from("fwd").is_empty(), "{:?}", rs.received());
@@ -165,6 +172,14 @@ fn tls_refuses_another_ca_and_another_name() {
         &url,
         "certificate not valid for name \"logs.example.com\"",
     );
+    drop(rs);
+    // A server whose certificate expired (signed by the right CA, right name).
+    let expired = pki.issue_for_days(&ca, "expired", "DNS:localhost,IP:127.0.0.1", -1);
+    let rs = Rsyslog::start_tls(&ca, &expired, "anon");
+    let url = format!("tls://127.0.0.1:{}?ca={}", rs.tcp_port, ca.cert.display());
+    refused(&rs, &url, "invalid peer certificate: Expired");
+    drop(rs);
+    let rs = Rsyslog::start_tls(&ca, &server, "anon");
     // The system's roots (no ca=) do not hold the test's CA.
     let url = format!("tls://127.0.0.1:{}", rs.tcp_port);
     if std::path::Path::new("/etc/ssl/certs/ca-certificates.crt").is_file() {
