@@ -753,6 +753,25 @@ mod tests {
         assert_eq!((o.format, o.framing), (Format::Rfc3164, Framing::Lf));
         let u = RemoteConfig::parse("udp://localhost:514", PathBuf::new()).expect("parses");
         assert_eq!((u.proto, u.framing), (Proto::Udp, Framing::None));
+        let r = RemoteConfig::parse("relp://h:2514?window=16", PathBuf::new()).expect("parses");
+        assert_eq!(
+            (r.proto, r.window, r.tls.is_none()),
+            (Proto::Relp, 16, true)
+        );
+        for bad in [
+            "relp://h:1?window=0",
+            "relp://h:1?window=100000",
+            "relp://h:1?framing=lf",
+            "tcp://h:1?window=4",
+            "tcp://host",
+            "http://h:1",
+            "tcp://:1",
+            "tcp://h:1?nope=1",
+            "tcp://h:1?min-severity=loud",
+            "h:1",
+        ] {
+            assert!(RemoteConfig::parse(bad, PathBuf::new()).is_err(), "{bad}");
+        }
         tls_urls();
     }
 
@@ -800,16 +819,6 @@ mod tests {
             "tls://h:1?cert=/c",
             "tls://h:1?ca=/a&fingerprint=SHA256:0000000000000000000000000000000000000000000000000000000000000000",
             "tls://a%20b:1",
-            "relp://h:1?window=0",
-            "relp://h:1?window=100000",
-            "relp://h:1?framing=lf",
-            "tcp://h:1?window=4",
-            "tcp://host",
-            "http://h:1",
-            "tcp://:1",
-            "tcp://h:1?nope=1",
-            "tcp://h:1?min-severity=loud",
-            "h:1",
         ] {
             assert!(RemoteConfig::parse(bad, PathBuf::new()).is_err(), "{bad}");
         }
