@@ -20,6 +20,10 @@ use std::time::Duration;
 #[allow(dead_code)]
 mod names;
 
+#[path = "../../logwrite/src/relpframe.rs"]
+#[allow(dead_code)]
+mod relpframe;
+
 // ---------------------------------------------------------------- helpers
 
 /// A small deterministic generator (xorshift64*), seeded from the input, for
@@ -1479,14 +1483,54 @@ pub fn docker_entry(data: &[u8]) {
     let _ = dockerlog::split(data);
 }
 
+/// logwrite's RELP frame parser (what a server sends): a frame found is
+/// bounded, took exactly the bytes it says, every shorter prefix of those
+/// is incomplete (never another frame nor an error), and written back it
+/// parses to the same frame; an error or `None` is the same however much
+/// more input follows an error or however the input is cut before a frame.
+pub fn relp_frame(data: &[u8]) {
+    use relpframe::{parse_frame, write_frame, MAX_COMMAND, MAX_DATA};
+    match parse_frame(data) {
+        Ok(Some((f, n))) => {
+            assert!(n <= data.len() && f.data.len() <= MAX_DATA);
+            assert!(!f.command.is_empty() && f.command.len() <= MAX_COMMAND);
+            assert_eq!(data[n - 1], b'\n');
+            assert_eq!(&data[n - 1 - f.data.len()..n - 1], &f.data[..]);
+            for cut in 0..n {
+                assert!(
+                    matches!(parse_frame(&data[..cut]), Ok(None)),
+                    "prefix {cut} of a frame of {n}"
+                );
+            }
+            let mut again = Vec::new();
+            write_frame(&mut again, f.txnr, &f.command, &f.data);
+            assert_eq!(parse_frame(&again), Ok(Some((f, again.len()))));
+        }
+        Ok(None) => {
+            // Incomplete: so is every prefix.
+            for cut in 0..data.len() {
+                assert!(matches!(parse_frame(&data[..cut]), Ok(None)));
+            }
+        }
+        Err(_) => {
+            // Refused: more bytes after it do not make it a frame.
+            let mut more = data.to_vec();
+            more.extend_from_slice(b"0 rsp 0\n");
+            assert!(parse_frame(&more).is_err());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// Each target on a few fixed inputs (the fuzzers themselves run in CI
     /// through `fuzz/run`).
     #[test]
     fn targets_run_on_simple_inputs() {
-        let inputs: [&[u8]; 6] = [
+        let inputs: [&[u8]; 8] = [
             b"",
+            b"1 rsp 6 200 OK\n0 serverclose 0\n",
+            b"1 rsp 6 200",
             b"\x00",
             b"<13>Nov 21 12:00:01 host tag[1]: msg\n",
             b"\x02memlog/1 source=a%20b since=2020-01-01T00:00:00Z stats\n",
@@ -1508,6 +1552,7 @@ mod tests {
             super::ring(i);
             super::escape(i);
             super::docker_entry(i);
+            super::relp_frame(i);
         }
     }
 }

@@ -210,6 +210,10 @@ pub struct State {
     pub position: Option<Position>,
     /// (file name, size) pairs.
     pub files: Vec<(String, u64)>,
+    /// RELP: the last record that may have been sent (acknowledged or not),
+    /// written before it is sent; after a kill, records up to it that are
+    /// sent again are counted as possibly duplicated.
+    pub sent: Option<Position>,
 }
 
 const MAGIC: &str = "logwrite-state 1";
@@ -223,6 +227,9 @@ impl State {
         }
         for (name, size) in &self.files {
             s.push_str(&format!("file {size} {name}\n"));
+        }
+        if let Some(p) = self.sent {
+            s.push_str(&format!("sent {p}\n"));
         }
         s.into_bytes()
     }
@@ -238,6 +245,7 @@ impl State {
             match line.split_once(' ') {
                 Some(("position", "none")) => st.position = None,
                 Some(("position", p)) => st.position = Some(p.parse()?),
+                Some(("sent", p)) => st.sent = Some(p.parse()?),
                 Some(("file", rest)) => {
                     let (size, name) = rest
                         .split_once(' ')
@@ -274,8 +282,18 @@ mod tests {
                 seq: 9,
             }),
             files: vec![("a.log".into(), 10), ("b%2fc.log".into(), 0)],
+            sent: None,
         };
         assert_eq!(State::decode(&st.encode()), Ok(st));
+        let relp = State {
+            position: None,
+            files: Vec::new(),
+            sent: Some(Position {
+                instance: 0xabc,
+                seq: 12,
+            }),
+        };
+        assert_eq!(State::decode(&relp.encode()), Ok(relp));
         assert_eq!(
             State::decode(&State::default().encode()),
             Ok(State::default())

@@ -185,6 +185,7 @@ impl Files {
         let st = State {
             position: pos,
             files,
+            sent: None,
         };
         self.dir()?
             .write_atomic(STATE_FILE, &st.encode(), sync)

@@ -8,11 +8,16 @@ mod files;
 mod follow;
 mod names;
 mod reconcile;
+mod relp;
+mod relpframe;
 mod remote;
 mod report;
 mod rotate;
 mod select;
 mod syslog;
+mod tls;
+#[cfg(feature = "tls")]
+mod tlsconn;
 
 use argh::FromArgs;
 use files::{FileConfig, Files};
@@ -20,7 +25,7 @@ use follow::{Sink, Stop};
 use memlog::goflags::{self, Spec};
 use memlog::proto;
 use nix::sys::signal::{SigSet, Signal};
-use remote::{Remote, RemoteConfig};
+use remote::{Proto, Remote, RemoteConfig};
 use select::Selector;
 use std::path::Path;
 use std::process::ExitCode;
@@ -64,11 +69,15 @@ const SPEC: Spec = Spec {
 /// (regular expressions as logread -e's, run in logwrite, never in memlogd).
 ///
 /// -remote URL (repeatable): tcp://HOST:PORT (RFC 5424, RFC 6587 octet
-/// counting) or udp://HOST:PORT (one datagram per message), with options
-/// after `?`, joined by `&`: format=rfc5424|rfc3164, framing=octet|lf (TCP;
+/// counting), tls://HOST:PORT (the same over TLS, RFC 5425), relp://HOST:PORT
+/// and relp+tls://HOST:PORT (RELP: delivered once the server acknowledged),
+/// or udp://HOST:PORT (one datagram per message), with options after `?`,
+/// joined by `&`: format=rfc5424|rfc3164, framing=octet|lf (tcp, tls;
 /// rfc3164 defaults to lf), include=GLOB, exclude=GLOB, match=REGEX,
-/// exclude-match=REGEX (repeatable), min-severity=LEVEL; values may use %XX
-/// escapes (write & as %26). Example:
+/// exclude-match=REGEX (repeatable), min-severity=LEVEL; TLS: ca=FILE (default: the system's roots),
+/// cert=FILE and key=FILE (client certificate), name=DNSNAME (the name to
+/// verify), fingerprint=SHA256:HEX (pin the server's certificate); RELP:
+/// window=N (default 128). Values may use %XX escapes (write & as %26). Example:
 /// -remote 'tcp://10.0.0.1:514?min-severity=warning&exclude=debug.*'
 ///
 /// Lines escape control characters and invalid UTF-8 (\n, \r, \xNN). Only
@@ -131,8 +140,8 @@ struct Args {
     /// write no files (only forward); positions are still kept in -log-dir
     #[argh(switch)]
     no_files: bool,
-    /// forward to a syslog server: tcp://HOST:PORT or udp://HOST:PORT, with
-    /// ?options (see above) (repeatable)
+    /// forward to a syslog server: tcp://, tls://, relp://, relp+tls:// or
+    /// udp://HOST:PORT, with ?options (see above) (repeatable)
     #[argh(option)]
     remote: Vec<String>,
     /// HOSTNAME in forwarded messages (default: this machine's host name)
@@ -202,6 +211,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let dir = goflags::path(&args.log_dir);
+    let stop = Arc::new(Stop::default());
     let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
     if !args.no_files {
         sinks.push(Box::new(Files::new(FileConfig {
@@ -234,7 +244,15 @@ fn run(args: Args) -> Result<(), String> {
             return Err(format!("-remote {} given twice", cfg.name));
         }
         names.push(cfg.name.clone());
-        sinks.push(Box::new(Remote::new(cfg, hostname.clone())));
+        if cfg.proto == Proto::Relp {
+            sinks.push(Box::new(relp::Relp::new(
+                cfg,
+                hostname.clone(),
+                Arc::clone(&stop),
+            )));
+        } else {
+            sinks.push(Box::new(Remote::new(cfg, hostname.clone())));
+        }
     }
     if sinks.is_empty() {
         return Err("nothing to do: -no-files and no -remote".into());
@@ -251,7 +269,6 @@ fn run(args: Args) -> Result<(), String> {
     }
     mask.thread_block()
         .map_err(|e| format!("cannot block signals: {e}"))?;
-    let stop = Arc::new(Stop::default());
     let threads: Vec<_> = sinks
         .into_iter()
         .map(|mut sink| {

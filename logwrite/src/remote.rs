@@ -1,6 +1,8 @@
-//! A remote syslog server: `tcp://` (RFC 5424, RFC 6587 octet counting) or
-//! `udp://` (one datagram per message), with its own saved position in the
-//! log directory (`.logwrite-remote-NAME.state`).
+//! A remote syslog server: `tcp://` (RFC 5424, RFC 6587 octet counting),
+//! `tls://` (the same over TLS, RFC 5425; see [`crate::tls`]) or `udp://`
+//! (one datagram per message), with its own saved position in the log
+//! directory (`.logwrite-remote-NAME.state`). (`relp://` and `relp+tls://`
+//! parse here and run in [`crate::relp`].)
 //!
 //! Delivery over TCP. A record counts as delivered once the kernel took its
 //! bytes; that is the position saved, because the kernel still delivers
@@ -15,6 +17,10 @@
 //! before it died are lost to it (a duplicate is possible only if the
 //! acknowledgement itself was lost with the connection). Servers that stop
 //! cleanly (rsyslog on SIGTERM, restarted) lose nothing; see the tests.
+//!
+//! TLS changes none of this: a [`ByteStream`] says how many plain-text
+//! bytes the server's TCP acknowledged, and TLS maps cipher text back to
+//! plain text at the end of each write.
 
 use crate::dir::{Dir, State};
 use crate::follow::Sink;
@@ -22,6 +28,7 @@ use crate::names;
 use crate::report::{Episode, LostCounter};
 use crate::select::Selector;
 use crate::syslog::{Format, Formatter, Framing};
+use crate::tls::{self, TlsOptions};
 use memlog::proto::{Position, RecordRef, Request};
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -39,6 +46,10 @@ const BATCH: usize = 256 * 1024;
 pub enum Proto {
     Tcp,
     Udp,
+    /// RFC 5425: octet-counted RFC 5424 over TLS.
+    Tls,
+    /// RELP (plain, or over TLS with [`RemoteConfig::tls`] set).
+    Relp,
 }
 
 /// One `-remote` URL, parsed.
@@ -54,6 +65,10 @@ pub struct RemoteConfig {
     pub select: Selector,
     /// Where the position is saved (the log directory).
     pub state_dir: PathBuf,
+    /// `tls://` and `relp+tls://`: the TLS options.
+    pub tls: Option<TlsOptions>,
+    /// RELP: most frames sent and not yet acknowledged.
+    pub window: usize,
 }
 
 /// `%XX` escapes decoded; `+` is a space where `plus_is_space` (not in a
@@ -86,20 +101,24 @@ fn pct_decode(s: &str, plus_is_space: bool) -> Result<String, String> {
 }
 
 impl RemoteConfig {
-    /// Parses `tcp://HOST:PORT[?OPTION&...]` or `udp://...`. Options:
-    /// `format=rfc5424|rfc3164`, `framing=octet|lf` (TCP), `include=GLOB`,
-    /// `exclude=GLOB`, `match=REGEX`, `exclude-match=REGEX` (all
-    /// repeatable), `min-severity=LEVEL`.
+    /// Parses `tcp://HOST:PORT[?OPTION&...]`, `udp://`, `tls://`, `relp://`
+    /// or `relp+tls://`. Options: `format=rfc5424|rfc3164`,
+    /// `framing=octet|lf` (TCP), `include=GLOB`, `exclude=GLOB`, `match=REGEX`,
+    /// `exclude-match=REGEX` (all repeatable), `min-severity=LEVEL`; with TLS `ca=`, `cert=`, `key=`,
+    /// `name=`, `fingerprint=` ([`TlsOptions`]); RELP `window=N`.
     pub fn parse(url: &str, state_dir: PathBuf) -> Result<RemoteConfig, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("remote {url:?}: want tcp://HOST:PORT or udp://HOST:PORT"))?;
-        let proto = match scheme {
-            "tcp" => Proto::Tcp,
-            "udp" => Proto::Udp,
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            format!("remote {url:?}: want SCHEME://HOST:PORT (tcp, udp, tls, relp, relp+tls)")
+        })?;
+        let (proto, tls) = match scheme {
+            "tcp" => (Proto::Tcp, None),
+            "udp" => (Proto::Udp, None),
+            "tls" => (Proto::Tls, Some(TlsOptions::default())),
+            "relp" => (Proto::Relp, None),
+            "relp+tls" => (Proto::Relp, Some(TlsOptions::default())),
             _ => {
                 return Err(format!(
-                    "remote {url:?}: unknown scheme {scheme:?} (tcp or udp)"
+                    "remote {url:?}: unknown scheme {scheme:?} (tcp, udp, tls, relp or relp+tls)"
                 ))
             }
         };
@@ -115,13 +134,15 @@ impl RemoteConfig {
             proto,
             addr: addr.to_owned(),
             format: Format::Rfc5424,
-            framing: if proto == Proto::Tcp {
-                Framing::OctetCount
-            } else {
+            framing: if proto == Proto::Udp || proto == Proto::Relp {
                 Framing::None
+            } else {
+                Framing::OctetCount
             },
             select: Selector::default(),
             state_dir,
+            tls,
+            window: crate::relp::WINDOW,
         };
         let mut framing = None;
         for kv in query.split('&').filter(|s| !s.is_empty()) {
@@ -157,10 +178,41 @@ impl RemoteConfig {
                         Selector::parse_severity(&v).map_err(|e| format!("remote {url:?}: {e}"))?,
                     )
                 }
+                "window" if proto == Proto::Relp => {
+                    cfg.window = v
+                        .parse()
+                        .ok()
+                        .filter(|w| (1..=crate::relp::MAX_WINDOW).contains(w))
+                        .ok_or_else(|| {
+                            format!(
+                                "remote {url:?}: window is 1 to {} frames",
+                                crate::relp::MAX_WINDOW
+                            )
+                        })?
+                }
+                _ if TlsOptions::is_option(k) && cfg.tls.is_some() => {
+                    if let Some(t) = cfg.tls.as_mut() {
+                        t.set(k, &v).map_err(|e| format!("remote {url:?}: {e}"))?;
+                    }
+                }
                 _ => return Err(format!("remote {url:?}: unknown option {k:?}")),
             }
         }
-        if proto == Proto::Tcp {
+        if let Some(t) = &cfg.tls {
+            if !cfg!(feature = "tls") {
+                return Err(format!("remote {url:?}: {}", tls::NO_TLS));
+            }
+            t.check().map_err(|e| format!("remote {url:?}: {e}"))?;
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            t.server_name(host)
+                .map_err(|e| format!("remote {url:?}: {e}"))?;
+        }
+        if proto == Proto::Relp && framing.is_some() {
+            return Err(format!(
+                "remote {url:?}: RELP frames every message; no framing="
+            ));
+        }
+        if proto == Proto::Tcp || proto == Proto::Tls {
             // Old receivers that take RFC 3164 expect LF-terminated messages.
             cfg.framing = framing.unwrap_or(match cfg.format {
                 Format::Rfc5424 => Framing::OctetCount,
@@ -170,21 +222,152 @@ impl RemoteConfig {
         Ok(cfg)
     }
 
-    fn state_file(&self) -> String {
+    /// The host part of `addr` (brackets kept).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub fn host(&self) -> &str {
+        self.addr.rsplit_once(':').map_or(&self.addr, |(h, _)| h)
+    }
+
+    pub(crate) fn state_file(&self) -> String {
         format!(
             ".logwrite-remote-{}.state",
             names::stem(self.name.as_bytes())
         )
     }
+
+    /// Connects to the first address of `addr` that answers (TCP), within 5 s each.
+    /// `nodelay`: no Nagle (RELP, which batches its frames itself and
+    /// waits for answers).
+    pub(crate) fn connect_tcp(&self, nodelay: bool) -> io::Result<TcpStream> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for a in self.addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
+                Ok(s) => {
+                    s.set_write_timeout(Some(Duration::from_secs(30)))?;
+                    s.set_nodelay(nodelay)?;
+                    return Ok(s);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// [`RemoteConfig::connect_tcp`], then the TLS handshake if this is a
+    /// TLS remote (the configuration read from its files now); a warning
+    /// about the key file's mode is said once per `warned`.
+    pub(crate) fn connect_stream(
+        &self,
+        read_timeout: Option<Duration>,
+        warned: &mut bool,
+    ) -> io::Result<Box<dyn ByteStream>> {
+        let nodelay = self.proto == Proto::Relp;
+        let Some(opts) = &self.tls else {
+            let s = self.connect_tcp(nodelay)?;
+            s.set_read_timeout(read_timeout)?;
+            return Ok(Box::new(s));
+        };
+        #[cfg(feature = "tls")]
+        {
+            let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+            let (config, warning) = crate::tlsconn::client_config(opts).map_err(invalid)?;
+            if let Some(w) = warning.filter(|_| !*warned) {
+                *warned = true;
+                crate::report::say(&self.name, &w);
+            }
+            let name = opts.server_name(self.host()).map_err(invalid)?;
+            let s = self.connect_tcp(nodelay)?;
+            Ok(Box::new(crate::tlsconn::TlsStream::connect(
+                s,
+                config,
+                name,
+                read_timeout,
+            )?))
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = (opts, read_timeout, warned);
+            Err(io::Error::new(io::ErrorKind::Unsupported, tls::NO_TLS))
+        }
+    }
+}
+
+/// A byte stream to a server (TCP, or TLS over TCP): the transport hook
+/// of `tcp://`, `tls://` and RELP.
+pub trait ByteStream: io::Read + Write + Send {
+    /// Of the `taken` bytes [`Write::write`] took, how many the server's
+    /// TCP acknowledged.
+    fn acked(&mut self, taken: u64) -> io::Result<u64>;
+    /// True if the server closed its side or the connection broke (it
+    /// sent something a syslog server never sends; TLS: an alert or
+    /// close_notify, but not its own housekeeping).
+    fn gone(&mut self) -> bool;
+    /// Waits at most `timeout` until something can be read without
+    /// blocking (or the connection ended).
+    fn poll_read(&mut self, timeout: Duration) -> io::Result<bool>;
+    /// Says goodbye where the protocol has a way (TLS close_notify).
+    fn shutdown(&mut self) {}
+    /// The TCP socket.
+    fn fd(&self) -> BorrowedFd<'_>;
+}
+
+/// Acknowledges what was read at once (`TCP_QUICKACK`, which the kernel
+/// turns off again by itself): a server that answers with small writes
+/// (RELP's `rsp`) and Nagle's algorithm would otherwise wait for our
+/// delayed ACK (40 ms) before each answer.
+pub(crate) fn quickack(fd: BorrowedFd<'_>) {
+    let one: libc::c_int = 1;
+    // SAFETY: TCP_QUICKACK reads one int, which lives for the call; a
+    // failure (not TCP) changes nothing.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Waits at most `timeout` until `fd` is readable or hung up.
+pub(crate) fn readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let ms =
+        PollTimeout::try_from(timeout.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::ZERO);
+    let mut fds = [PollFd::new(
+        fd,
+        PollFlags::POLLIN | PollFlags::from_bits_retain(libc::POLLRDHUP),
+    )];
+    match poll(&mut fds, ms) {
+        Ok(n) => Ok(n > 0),
+        Err(nix::errno::Errno::EINTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl ByteStream for TcpStream {
+    fn acked(&mut self, taken: u64) -> io::Result<u64> {
+        Ok(taken.saturating_sub(unacked(self.as_fd())?))
+    }
+    fn gone(&mut self) -> bool {
+        peer_gone(self)
+    }
+    fn poll_read(&mut self, timeout: Duration) -> io::Result<bool> {
+        readable(self.as_fd(), timeout)
+    }
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
 }
 
 enum Conn {
-    Tcp(TcpStream),
+    Stream(Box<dyn ByteStream>),
     Udp(UdpSocket),
 }
 
 /// Bytes the peer's TCP has not acknowledged yet (`SIOCOUTQ`).
-fn unacked(fd: BorrowedFd<'_>) -> io::Result<u64> {
+pub(crate) fn unacked(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let mut n: libc::c_int = 0;
     // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int, which we own, for a TCP socket.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut n as *mut libc::c_int) };
@@ -229,6 +412,8 @@ pub struct Remote {
     state_trouble: Episode,
     /// Records sent (handed to the kernel or buffered) since the last commit.
     sent: u64,
+    /// The key file's mode was warned about.
+    key_warned: bool,
 }
 
 impl Remote {
@@ -254,35 +439,30 @@ impl Remote {
             lost: LostCounter::new(&name),
             state_trouble: Episode::new(&name, "cannot save position"),
             sent: 0,
+            key_warned: false,
         }
     }
 
-    fn connect(&self) -> io::Result<Conn> {
-        let addrs: Vec<SocketAddr> = self.cfg.addr.to_socket_addrs()?.collect();
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for a in addrs {
-            match self.cfg.proto {
-                Proto::Tcp => match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
-                    Ok(s) => {
-                        s.set_write_timeout(Some(Duration::from_secs(30)))?;
-                        s.set_nodelay(false)?;
-                        return Ok(Conn::Tcp(s));
-                    }
-                    Err(e) => last = e,
-                },
-                Proto::Udp => {
-                    let local: SocketAddr = if a.is_ipv4() {
-                        ([0, 0, 0, 0], 0).into()
-                    } else {
-                        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-                    };
-                    let s = UdpSocket::bind(local)?;
-                    s.connect(a)?;
-                    return Ok(Conn::Udp(s));
-                }
-            }
+    fn connect(&mut self) -> io::Result<Conn> {
+        if self.cfg.proto != Proto::Udp {
+            return Ok(Conn::Stream(
+                self.cfg.connect_stream(None, &mut self.key_warned)?,
+            ));
         }
-        Err(last)
+        let a = self
+            .cfg
+            .addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+        let local: SocketAddr = if a.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let s = UdpSocket::bind(local)?;
+        s.connect(a)?;
+        Ok(Conn::Udp(s))
     }
 
     /// Saves the committed position (best effort: forwarding goes on if the
@@ -305,7 +485,7 @@ impl Remote {
         }
         let st = State {
             position: self.committed,
-            files: Vec::new(),
+            ..State::default()
         };
         let name = self.cfg.state_file();
         let res = self
@@ -365,13 +545,12 @@ impl Remote {
 
     /// Drops in-flight entries the server's TCP has acknowledged.
     fn trim(&mut self) {
-        let Some(Conn::Tcp(s)) = &self.conn else {
+        let Some(Conn::Stream(s)) = &mut self.conn else {
             return;
         };
-        let Ok(unacked) = unacked(s.as_fd()) else {
+        let Ok(acked_bytes) = s.acked(self.accepted) else {
             return;
         };
-        let acked_bytes = self.accepted.saturating_sub(unacked);
         while let Some(&(end, pos)) = self.inflight.front() {
             if end > acked_bytes {
                 break;
@@ -384,13 +563,13 @@ impl Remote {
     }
 
     fn send_out(&mut self) -> io::Result<()> {
-        let Some(Conn::Tcp(s)) = &mut self.conn else {
+        let Some(Conn::Stream(s)) = &mut self.conn else {
             return Ok(());
         };
         if self.out.is_empty() {
             return Ok(());
         }
-        if peer_gone(s) {
+        if s.gone() {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionReset,
                 format!("{} closed the connection", self.cfg.name),
@@ -462,7 +641,7 @@ impl Sink for Remote {
                     })?;
                     self.out.clear();
                 }
-                Some(Conn::Tcp(_)) => {
+                Some(Conn::Stream(_)) => {
                     self.fmt.write(&mut self.out, r);
                 }
                 None => return Err(io::Error::new(io::ErrorKind::NotConnected, "not connected")),
@@ -473,7 +652,7 @@ impl Sink for Remote {
             self.taken = pos;
         }
         match self.conn {
-            Some(Conn::Tcp(_)) => {
+            Some(Conn::Stream(_)) => {
                 let end = self.accepted + self.out.len() as u64;
                 self.inflight.push_back((end, pos));
                 if self.out.len() >= BATCH {
@@ -498,7 +677,7 @@ impl Sink for Remote {
         if pos.is_some() {
             self.taken = pos;
         }
-        if let Some(Conn::Tcp(_)) = self.conn {
+        if let Some(Conn::Stream(_)) = self.conn {
             let end = self.accepted + self.out.len() as u64;
             self.inflight.push_back((end, pos));
         } else {
@@ -549,8 +728,8 @@ impl Sink for Remote {
 
     fn tick(&mut self) -> io::Result<()> {
         self.lost.flush(false);
-        if let Some(Conn::Tcp(s)) = &self.conn {
-            if peer_gone(s) {
+        if let Some(Conn::Stream(s)) = &mut self.conn {
+            if s.gone() {
                 return Err(io::Error::new(
                     io::ErrorKind::ConnectionReset,
                     format!("{} closed the connection", self.cfg.name),
@@ -616,14 +795,73 @@ mod tests {
         // `+` is a repetition in a regex, not a space; `%26` is `&`.
         assert!(takes("aab&c"));
         assert!(!takes(r#"GET /health HTTP/1.1" 503 12"#));
+        let r = RemoteConfig::parse("relp://h:2514?window=16", PathBuf::new()).expect("parses");
+        assert_eq!(
+            (r.proto, r.window, r.tls.is_none()),
+            (Proto::Relp, 16, true)
+        );
         for bad in [
             "tcp://h:1?match=(",
+            "relp://h:1?window=0",
+            "relp://h:1?window=100000",
+            "relp://h:1?framing=lf",
+            "tcp://h:1?window=4",
             "tcp://host",
             "http://h:1",
             "tcp://:1",
             "tcp://h:1?nope=1",
             "tcp://h:1?min-severity=loud",
             "h:1",
+        ] {
+            assert!(RemoteConfig::parse(bad, PathBuf::new()).is_err(), "{bad}");
+        }
+        tls_urls();
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn tls_urls() {
+        let e = RemoteConfig::parse("tls://127.0.0.1:6514", PathBuf::new()).expect_err("no TLS");
+        assert!(e.contains("without TLS"), "{e}");
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls_urls() {
+        let t = RemoteConfig::parse(
+            "tls://127.0.0.1:6514?ca=/etc/ca.pem&name=logs.example&include=a",
+            PathBuf::new(),
+        )
+        .expect("parses");
+        assert_eq!((t.proto, t.framing), (Proto::Tls, Framing::OctetCount));
+        let opts = t.tls.expect("TLS options");
+        assert_eq!(
+            (opts.ca.as_deref(), opts.name.as_deref()),
+            (
+                Some(std::path::Path::new("/etc/ca.pem")),
+                Some("logs.example")
+            )
+        );
+        let r = RemoteConfig::parse("relp://h:2514?window=16", PathBuf::new()).expect("parses");
+        assert_eq!(
+            (r.proto, r.window, r.tls.is_none()),
+            (Proto::Relp, 16, true)
+        );
+        let rt = RemoteConfig::parse(
+            "relp+tls://h:2514?fingerprint=SHA256:".to_owned().as_str(),
+            PathBuf::new(),
+        );
+        assert!(rt.is_err(), "a bad pin");
+        let rt = RemoteConfig::parse(
+            &format!("relp+tls://h:2514?fingerprint=SHA256:{}", "0a".repeat(32)),
+            PathBuf::new(),
+        )
+        .expect("parses");
+        assert_eq!(rt.tls.and_then(|t| t.fingerprint), Some([10; 32]));
+        for bad in [
+            "tcp://h:1?ca=/x",
+            "udp://h:1?name=x",
+            "tls://h:1?cert=/c",
+            "tls://h:1?ca=/a&fingerprint=SHA256:0000000000000000000000000000000000000000000000000000000000000000",
+            "tls://a%20b:1",
         ] {
             assert!(RemoteConfig::parse(bad, PathBuf::new()).is_err(), "{bad}");
         }

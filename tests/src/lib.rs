@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod docker;
 pub mod logwrite;
+pub mod pki;
 
 use memlog::client::Client;
 use memlog::proto::{Line, Mode, Record, Request};

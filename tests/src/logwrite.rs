@@ -276,6 +276,21 @@ impl Rsyslog {
     /// Starts rsyslogd (panics if it is not installed) and waits until it
     /// accepts TCP connections.
     pub fn start() -> Rsyslog {
+        Self::start_with("", |tcp, udp| {
+            format!(
+                "module(load=\"imtcp\")\n\
+                 module(load=\"imudp\")\n\
+                 input(type=\"imtcp\" port=\"{tcp}\" address=\"127.0.0.1\")\n\
+                 input(type=\"imudp\" port=\"{udp}\" address=\"127.0.0.1\")\n"
+            )
+        })
+    }
+
+    /// Starts rsyslogd with `global_params` added to its `global()` and the
+    /// modules and inputs `inputs(tcp_port, udp_port)` returns (the test
+    /// waits for `tcp_port` to accept connections), writing every message
+    /// to `out.log` as [`Rsyslog::start`] does.
+    pub fn start_with(global_params: &str, inputs: impl FnOnce(u16, u16) -> String) -> Rsyslog {
         let dir = TempDir::new("rsyslog");
         std::fs::create_dir_all(dir.join("work")).expect("work dir");
         let mut r = Rsyslog {
@@ -285,21 +300,40 @@ impl Rsyslog {
             child: None,
         };
         let conf = format!(
-            "global(workDirectory=\"{work}\")\n\
-             module(load=\"imtcp\")\n\
-             module(load=\"imudp\")\n\
-             input(type=\"imtcp\" port=\"{tcp}\" address=\"127.0.0.1\")\n\
-             input(type=\"imudp\" port=\"{udp}\" address=\"127.0.0.1\")\n\
+            "global(workDirectory=\"{work}\" {global_params})\n\
+             {inputs}\
              template(name=\"t\" type=\"string\" string=\"%pri% %app-name% %hostname% %procid% %msg%\\n\")\n\
              *.* action(type=\"omfile\" file=\"{out}\" template=\"t\")\n",
             work = r.dir.join("work").display(),
-            tcp = r.tcp_port,
-            udp = r.udp_port,
+            inputs = inputs(r.tcp_port, r.udp_port),
             out = r.dir.join("out.log").display(),
         );
         std::fs::write(r.dir.join("rsyslog.conf"), conf).expect("write config");
         r.spawn();
         r
+    }
+
+    /// Sends it `sig` (SIGSTOP: it hangs, and the kernel still takes TCP
+    /// data for it, up to its socket buffers).
+    pub fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            let _ = signal(c.id(), sig);
+        }
+    }
+
+    /// Kills it with SIGKILL (what it had taken and not written is lost).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again after [`Rsyslog::kill9`] or [`Rsyslog::stop`].
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        let _ = std::fs::remove_file(self.dir.join("rsyslogd.pid"));
+        self.spawn();
     }
 
     fn spawn(&mut self) {
@@ -503,5 +537,51 @@ impl TcpSink {
     /// The name logwrite gives this remote's state file.
     pub fn state_file(&self) -> String {
         format!(".logwrite-remote-tcp:%2f%2f127.0.0.1:{}.state", self.port)
+    }
+}
+
+/// The name of the state file logwrite keeps for remote `name`
+/// (`tls://127.0.0.1:6514`).
+pub fn remote_state_file(name: &str) -> String {
+    format!(".logwrite-remote-{}.state", name.replace('/', "%2f"))
+}
+
+/// rsyslogd's main queue made direct: a message is written to `out.log`
+/// before the input takes the next (so before imrelp acknowledges it, and
+/// so a kill -9 loses only what its inputs had not handled).
+pub const DIRECT_QUEUE: &str = "main_queue(queue.type=\"Direct\")\n";
+
+impl Rsyslog {
+    /// rsyslogd with imtcp over TLS (gtls, `StreamDriver.Mode="1"`) on its
+    /// `tcp_port`, presenting `server` (signed by `ca`), with `auth_mode`
+    /// (`anon`, `x509/certvalid`...) for clients.
+    pub fn start_tls(ca: &crate::pki::Cert, server: &crate::pki::Cert, auth_mode: &str) -> Rsyslog {
+        let globals = format!(
+            "DefaultNetstreamDriver=\"gtls\" DefaultNetstreamDriverCAFile=\"{}\" \
+             DefaultNetstreamDriverCertFile=\"{}\" DefaultNetstreamDriverKeyFile=\"{}\"",
+            ca.cert.display(),
+            server.cert.display(),
+            server.key.display()
+        );
+        Self::start_with(&globals, |tcp, _| {
+            format!(
+                "{DIRECT_QUEUE}module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" \
+                 StreamDriver.AuthMode=\"{auth_mode}\")\n\
+                 input(type=\"imtcp\" port=\"{tcp}\" address=\"127.0.0.1\")\n"
+            )
+        })
+    }
+
+    /// rsyslogd with imrelp on its `tcp_port` and plain imtcp on its
+    /// `udp_port` number (for comparisons), frames up to 128 KiB, main
+    /// queue direct. `tls`: extra imrelp parameters (`tls="on" ...`).
+    pub fn start_relp(tls: &str) -> Rsyslog {
+        Self::start_with("maxMessageSize=\"128k\"", |relp, tcp| {
+            format!(
+                "{DIRECT_QUEUE}module(load=\"imrelp\")\nmodule(load=\"imtcp\")\n\
+                 input(type=\"imrelp\" port=\"{relp}\" address=\"127.0.0.1\" maxDataSize=\"131072\" {tls})\n\
+                 input(type=\"imtcp\" port=\"{tcp}\" address=\"127.0.0.1\")\n"
+            )
+        })
     }
 }
