@@ -121,9 +121,16 @@ fn relp_every_record_once_in_order_and_clean_restarts_duplicate_nothing() {
     write_lines(&m, "fwd", &want);
     write_lines(&m, "noise", &["not forwarded".to_string()]);
     assert_eq!(rs.wait_count("fwd", want.len(), &lw), want);
-    // Every record acknowledged: the saved position is the last record.
+    // Every record acknowledged: the saved position is the last record it
+    // asked memlogd for (the exclusion is sent with the request, so the
+    // noise record after it is never read).
     let state = remote_state_file(url.split('?').next().expect("name"));
-    let last = m.wait_msg("noise", "not forwarded").seq.expect("seq");
+    let noise = m.wait_msg("noise", "not forwarded").seq.expect("seq");
+    let last = m
+        .wait_msg("fwd", want.last().expect("a record"))
+        .seq
+        .expect("seq");
+    assert!(last < noise);
     assert!(
         memlog_tests::wait_for(
             || saved_position(logs.path(), &state).map(|p| p.1) == Some(last),
