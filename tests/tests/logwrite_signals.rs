@@ -31,7 +31,16 @@ fn all_msgs(dir: &std::path::Path, stem: &str) -> Vec<String> {
 }
 
 fn stop_mid_stream(sig: libc::c_int) {
-    let m = Memlogd::start(&["-max-lines", "200000", "-rate-limit-burst", "0"]);
+    // A ring that holds every record the writer can send: the check below
+    // compares the files with memlogd's dump.
+    let m = Memlogd::start(&[
+        "-max-lines",
+        "200000",
+        "-buffer-size",
+        "64M",
+        "-rate-limit-burst",
+        "0",
+    ]);
     let logs = TempDir::new("lw-term");
     let errs = TempDir::new("lw-err");
     let rs = have_rsyslogd().then(Rsyslog::start);
