@@ -99,6 +99,8 @@ pub struct Daemon {
     instance: u64,
     epoll: Epoll,
     ring: Ring,
+    /// Decompressed chunks, shared by every reader (see [`ring::Scratch`]).
+    ring_scratch: ring::Scratch,
     log_sock: Bound,
     listener: UnixListener,
     _query_path: sockets::PathGuard,
@@ -247,11 +249,20 @@ impl Daemon {
                 )
                 .map_err(RunError::Epoll)?;
         }
-        let ring = Ring::new(cfg.buffer_size, cfg.max_lines);
+        let ring = if cfg.ring_compress {
+            // Chunks hold the longest record the inputs make: a source (a
+            // name, or a syslog tag, at most a line), a line, metadata.
+            let longest =
+                cfg.max_name_len.max(cfg.max_line_len) + cfg.max_line_len + ring::MAX_META;
+            Ring::compressed(cfg.buffer_size, cfg.max_lines, longest)
+        } else {
+            Ring::new(cfg.buffer_size, cfg.max_lines)
+        };
         let rate = ratelimit::RateLimiter::new(cfg.rate_interval, cfg.rate_burst);
         let echo = cfg.echo.then(echo::Echo::start);
         let mut d = Daemon {
             instance: sys::random_u64(),
+            ring_scratch: ring.scratch(),
             ring,
             name_buf: vec![0u8; cfg.max_name_len + 1],
             cfg,
@@ -366,6 +377,8 @@ impl Daemon {
             evicted: self.ring.evicted(),
             bytes_used: self.ring.bytes_used(),
             buffer_size: self.ring.capacity(),
+            raw_bytes: self.ring.raw_bytes(),
+            ring_compressed: self.ring.is_compressed(),
             inputs: self.inputs.len(),
             readers: self.readers.len(),
             syslog_conns: self.syslog_conns,
