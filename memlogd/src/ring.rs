@@ -122,6 +122,22 @@ impl Ring {
         }
     }
 
+    /// See [`chunked::ChunkRing::set_compress_share`] (nothing for the raw
+    /// ring).
+    pub fn set_compress_share(&mut self, share: f64) {
+        if let Ring::Chunked(r) = self {
+            r.set_compress_share(share);
+        }
+    }
+
+    /// Chunks kept uncompressed for lack of time (0 for the raw ring).
+    pub fn compress_skipped(&self) -> u64 {
+        match self {
+            Ring::Raw(_) => 0,
+            Ring::Chunked(r) => r.compress_skipped(),
+        }
+    }
+
     /// Whether sealed chunks are compressed (the chunked ring).
     pub fn is_compressed(&self) -> bool {
         matches!(self, Ring::Chunked(_))

@@ -254,7 +254,11 @@ impl Daemon {
             // name, or a syslog tag, at most a line), a line, metadata.
             let longest =
                 cfg.max_name_len.max(cfg.max_line_len) + cfg.max_line_len + ring::MAX_META;
-            Ring::compressed(cfg.buffer_size, cfg.max_lines, longest)
+            let mut r = Ring::compressed(cfg.buffer_size, cfg.max_lines, longest);
+            // A flood of writes is slowed by compression by at most this
+            // share; beyond it, chunks are kept as they are.
+            r.set_compress_share(ring::chunked::DAEMON_COMPRESS_SHARE);
+            r
         } else {
             Ring::new(cfg.buffer_size, cfg.max_lines)
         };
@@ -379,6 +383,7 @@ impl Daemon {
             buffer_size: self.ring.capacity(),
             raw_bytes: self.ring.raw_bytes(),
             ring_compressed: self.ring.is_compressed(),
+            compress_skipped: self.ring.compress_skipped(),
             inputs: self.inputs.len(),
             readers: self.readers.len(),
             syslog_conns: self.syslog_conns,

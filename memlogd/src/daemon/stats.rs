@@ -59,6 +59,9 @@ pub struct Gauges {
     pub raw_bytes: usize,
     /// 1 if the ring is compressed (`-ring-compress`), else 0.
     pub ring_compressed: bool,
+    /// Chunks the compressed ring kept as they were: its share of time for
+    /// compressing was spent (a flood of writes).
+    pub compress_skipped: u64,
     pub inputs: usize,
     pub readers: usize,
     /// Stream syslog connections open (part of `inputs`).
@@ -67,7 +70,7 @@ pub struct Gauges {
 
 impl Counters {
     /// Every figure by name, in the order of the stats reply.
-    pub fn pairs(&self, g: &Gauges) -> [(&'static str, u64); 31] {
+    pub fn pairs(&self, g: &Gauges) -> [(&'static str, u64); 32] {
         [
             ("first", g.first),
             ("next", g.next),
@@ -78,6 +81,7 @@ impl Counters {
             ("raw_bytes", g.raw_bytes as u64),
             ("stored_bytes", g.bytes_used as u64),
             ("ring_compressed", u64::from(g.ring_compressed)),
+            ("ring_chunks_uncompressed", g.compress_skipped),
             ("inputs", g.inputs as u64),
             ("readers", g.readers as u64),
             ("syslog_conns", g.syslog_conns as u64),

@@ -40,6 +40,7 @@
 use super::{Cursor, Read, Record, FLAG_TRUNCATED, MAX_META};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// A cursor's offset when only its sequence number is known.
 pub const UNKNOWN: usize = usize::MAX;
@@ -55,7 +56,21 @@ const BYTES_PER_CHUNK: usize = 2048;
 /// most 4096) and a u16, the priority byte, and a zigzag i64.
 const MAX_HDR: usize = 3 + 5 + 2 + 3 + 1 + 10;
 
+/// The share of its time the daemon's ring may spend compressing (see
+/// [`ChunkRing::set_compress_share`]).
+pub const DAEMON_COMPRESS_SHARE: f64 = 0.4;
+/// Compression time saved up while idle, at most (nanoseconds).
+const BUDGET_CAP_NS: f64 = 10e6;
+
 static NEXT_RING_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A token bucket of compression time.
+#[derive(Debug)]
+struct Budget {
+    share: f64,
+    tokens_ns: f64,
+    last: Instant,
+}
 
 /// A sealed chunk.
 #[derive(Debug, Clone, Copy)]
@@ -98,6 +113,10 @@ pub struct ChunkRing {
     evicted: u64,
     stored: usize,
     raw: usize,
+    /// `None`: every chunk is compressed.
+    budget: Option<Budget>,
+    /// Chunks sealed without compressing: the budget was spent.
+    skipped: u64,
 }
 
 fn put_varint(buf: &mut [u8], mut p: usize, mut v: u64) -> usize {
@@ -229,7 +248,29 @@ impl ChunkRing {
             evicted: 0,
             stored: 0,
             raw: 0,
+            budget: None,
+            skipped: 0,
         }
+    }
+
+    /// Compression may take at most `share` of the time (0 to 1; from the
+    /// time of this call, and at most 10 ms saved up while idle): a chunk
+    /// sealed when that time is spent is kept as it is, so that a flood of
+    /// writes is slowed by compression by at most that share (the ring
+    /// then holds fewer records). Without this, every chunk is compressed
+    /// whatever it costs.
+    pub fn set_compress_share(&mut self, share: f64) {
+        self.budget = Some(Budget {
+            share: share.clamp(0.0, 1.0),
+            tokens_ns: 0.0,
+            last: Instant::now(),
+        });
+    }
+
+    /// Chunks sealed without compressing because the share of time for it
+    /// was spent.
+    pub fn compress_skipped(&self) -> u64 {
+        self.skipped
     }
 
     pub fn capacity(&self) -> usize {
@@ -317,8 +358,25 @@ impl ChunkRing {
             return;
         }
         let raw = &self.open[..self.open_len];
-        let (compressed, len) = match lz4_flex::block::compress_into(raw, &mut self.cbuf) {
-            Ok(n) if n < raw.len() => (true, n),
+        let now = self.budget.as_mut().map(|b| {
+            let now = Instant::now();
+            let earned = now.saturating_duration_since(b.last).as_nanos() as f64 * b.share;
+            b.tokens_ns = (b.tokens_ns + earned).min(BUDGET_CAP_NS);
+            b.last = now;
+            now
+        });
+        let afford = self.budget.as_ref().map_or(true, |b| b.tokens_ns > 0.0);
+        let packed = if afford {
+            lz4_flex::block::compress_into(raw, &mut self.cbuf).ok()
+        } else {
+            self.skipped += 1;
+            None
+        };
+        if let (Some(b), Some(t0), true) = (self.budget.as_mut(), now, afford) {
+            b.tokens_ns -= t0.elapsed().as_nanos() as f64;
+        }
+        let (compressed, len) = match packed {
+            Some(n) if n < raw.len() => (true, n),
             _ => (false, raw.len()),
         };
         while self.sealed.len() >= self.max_chunks {
@@ -934,6 +992,34 @@ mod tests {
         assert!(matches!(a.read(c, &mut s), Read::Record(..)));
         assert_eq!(s.decompressions(), 2);
         assert_eq!(s.allocated(), 2 * 1024);
+    }
+
+    #[test]
+    fn a_spent_compression_budget_keeps_chunks_as_they_are() {
+        let mut r = ChunkRing::new(1 << 20, u64::MAX, 4096);
+        r.set_compress_share(0.0);
+        for i in 0..5000 {
+            r.push_with(0, b"s", &line(i), 0, NO_PRI, b"");
+        }
+        check(&r);
+        assert!(r.chunks() > 10);
+        assert_eq!(r.compress_skipped(), r.chunks() as u64);
+        assert!(r.sealed.iter().all(|c| !c.compressed));
+        assert_eq!(r.raw_bytes(), r.stored_bytes());
+        let mut s = Scratch::new(4096);
+        let (recs, _) = collect(&r, &mut s, r.oldest());
+        assert_eq!(recs.len(), 5000);
+        assert_eq!(s.decompressions(), 0);
+        // A share of the time: it compresses while there is time for it.
+        let mut r = ChunkRing::new(1 << 20, u64::MAX, 4096);
+        r.set_compress_share(1.0);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        for i in 0..30 {
+            r.push_with(0, b"s", &line(i), 0, NO_PRI, b"");
+        }
+        r.seal();
+        assert_eq!((r.compress_skipped(), r.chunks()), (0, 1));
+        assert!(r.sealed[0].compressed);
     }
 
     #[test]

@@ -2088,6 +2088,12 @@ fn memory(o: &Opts, r: &mut Report) -> Res<()> {
 // ---------------------------------------------------------------------------
 // 5. The compressed ring, on real log text
 
+/// Lines per second at which the rings are filled for the records-held
+/// figures: far more than any real logging (memlogd's /dev/log path takes
+/// some 200,000 a second), and less than the compressed ring compresses
+/// within its share of time, so that the figures say what the ring holds
+/// of real logging. What a flood leaves is reported apart.
+const HELD_PACE: f64 = 1_000_000.0;
 /// Longest line replayed: memlogd's default `-max-line-len` is 1024, and a
 /// cut line would be counted (`lines_truncated`).
 const TEXT_MAX_LINE: usize = 1023;
@@ -2234,11 +2240,20 @@ fn replay(
     text: &Text,
     mut at: usize,
     mut n: u64,
+    pace: Option<f64>,
     start: &Barrier,
 ) -> Res<UnixStream> {
     start.wait();
+    let t0 = Instant::now();
+    let mut sent = 0u64;
     at %= text.lines();
     while n > 0 {
+        if let Some(rate) = pace {
+            let due = Duration::from_secs_f64(sent as f64 / rate);
+            if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                thread::sleep(wait);
+            }
+        }
         let from = text.start(at);
         let mut j = at + 1;
         while j < text.lines() && ((j - at) as u64) < n && text.ends[j] - from <= TEXT_BATCH {
@@ -2247,6 +2262,7 @@ fn replay(
         w.write_all(&text.tape[from..text.ends[j - 1]])
             .io_ctx("replaying writer: write")?;
         n -= (j - at) as u64;
+        sent += (j - at) as u64;
         at = j % text.lines();
     }
     Ok(w)
@@ -2260,6 +2276,7 @@ fn ingest_texts(
     writers: usize,
     per_writer: u64,
     round: u64,
+    pace: Option<f64>,
 ) -> Res<f64> {
     let (ws, rs) = pairs(writers, d.timeout)?;
     let before = d.next_seq()?;
@@ -2279,7 +2296,8 @@ fn ingest_texts(
                 // Writers of the same text start at different lines, and
                 // each round goes on where the last one stopped.
                 let at = (i / texts.len()) * 7919 + (round * per_writer) as usize;
-                s.spawn(move || replay(w, t, at, per_writer, start))
+                let pace = pace.map(|p| p / writers as f64);
+                s.spawn(move || replay(w, t, at, per_writer, pace, start))
             })
             .collect();
         start.wait();
@@ -2329,7 +2347,7 @@ fn held(o: &Opts, texts: &[&Text], size: u64, compress: bool) -> Res<Held> {
     let mut round = 0;
     let mut full = None;
     while round < 200 {
-        ingest_texts(&mut d, texts, texts.len(), per, round)?;
+        ingest_texts(&mut d, texts, texts.len(), per, round, Some(HELD_PACE))?;
         round += 1;
         let st = d.stats()?;
         if stat(&st, "evicted")? > 0 {
@@ -2411,7 +2429,7 @@ fn ring_section(o: &Opts, r: &mut Report) -> Res<()> {
     for (d, what) in [(&mut dr, "raw"), (&mut dc, "compressed")] {
         // Full first: a compressed ring holds several times as much.
         for round in 0..16 {
-            ingest_texts(d, &all, 4, per / 4 + 1, 1000 + round)?;
+            ingest_texts(d, &all, 4, per / 4 + 1, 1000 + round, Some(HELD_PACE))?;
             if stat(&d.stats()?, "evicted")? > 0 {
                 break;
             }
@@ -2420,8 +2438,8 @@ fn ring_section(o: &Opts, r: &mut Report) -> Res<()> {
     }
     let (mut ing_raw, mut ing_comp, mut ing_ratio) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..o.reps {
-        let a = 4.0 * per as f64 / ingest_texts(&mut dr, &all, 4, per, 2 * rep as u64)?;
-        let b = 4.0 * per as f64 / ingest_texts(&mut dc, &all, 4, per, 2 * rep as u64)?;
+        let a = 4.0 * per as f64 / ingest_texts(&mut dr, &all, 4, per, 2 * rep as u64, None)?;
+        let b = 4.0 * per as f64 / ingest_texts(&mut dc, &all, 4, per, 2 * rep as u64, None)?;
         progress!(
             "ring ingest rep {}/{}: raw {:.3} M lines/s, compressed {:.3} M lines/s",
             rep + 1,
@@ -2433,7 +2451,19 @@ fn ring_section(o: &Opts, r: &mut Report) -> Res<()> {
         ing_comp.push(b);
         ing_ratio.push(b / a);
     }
-    // 4. Dump of the full rings, taking turns.
+    // What the floods left in the rings.
+    let flood = (dr.stats()?, dc.stats()?);
+    let flood = (
+        stat(&flood.0, "records")?,
+        stat(&flood.1, "records")?,
+        stat(&flood.1, "ring_chunks_uncompressed").unwrap_or(0),
+    );
+    // 4. Dump of the full rings, filled again at HELD_PACE (all chunks
+    // compressed), taking turns.
+    let again = held_rows.last().map_or(1 << 20, |h| 2 * h.2.records) / 4 + 1;
+    for (d, round) in [(&mut dr, 5000), (&mut dc, 5000)] {
+        ingest_texts(d, &all, 4, again, round, Some(HELD_PACE))?;
+    }
     let (mut dump_raw_r, mut dump_comp_r, mut dump_ratio) = (Vec::new(), Vec::new(), Vec::new());
     let mut dump_recs = (0, 0);
     for rep in 0..o.reps {
@@ -2464,7 +2494,7 @@ fn ring_section(o: &Opts, r: &mut Report) -> Res<()> {
     let mut dc = Daemon::start(o, &ring_args(size, true))?;
     for d in [&mut dr, &mut dc] {
         for round in 0..16 {
-            ingest_texts(d, &all, 4, per / 4 + 1, 3000 + round)?;
+            ingest_texts(d, &all, 4, per / 4 + 1, 3000 + round, Some(HELD_PACE))?;
             if stat(&d.stats()?, "evicted")? > 0 {
                 break;
             }
@@ -2510,6 +2540,7 @@ fn ring_section(o: &Opts, r: &mut Report) -> Res<()> {
             per_rep: 4 * per,
             dump: [&dump_raw_r, &dump_comp_r, &dump_ratio],
             dump_recs,
+            flood,
             mem,
             lat: &lat,
             cpu,
@@ -2527,6 +2558,9 @@ struct RingResults<'a> {
     per_rep: u64,
     dump: [&'a [f64]; 3],
     dump_recs: (u64, u64),
+    /// Records the raw and the compressed ring held after the ingest
+    /// floods, and the compressed ring's chunks kept uncompressed.
+    flood: (u64, u64, u64),
     /// (VmHWM, VmRSS) of the raw and the compressed memlogd.
     mem: ((u64, u64), (u64, u64)),
     /// [path][statistic] -> per-rep values.
@@ -2538,7 +2572,7 @@ fn ring_report(o: &Opts, r: &mut Report, x: &RingResults<'_>) {
     let m = &mut r.md;
     let _ = writeln!(
         m,
-        "\n## 5. Compressed ring (`-ring-compress`) on real log text\n\nReal text, replayed line by line as records (lines cut at {TEXT_MAX_LINE} bytes, blank lines left out): {}.{} Each memlogd runs with `-buffer-size SIZE -max-lines 1000000000` (bytes are the bound) and `-ring-compress=false` (raw) or `=true` (compressed), fed by one writer per text (a socketpair each, batches of whole lines up to 64 KiB, the text looped) until it evicts records, then as much again; `records` is what its `stats` says it then holds.\n",
+        "\n## 5. Compressed ring (`-ring-compress`) on real log text\n\nReal text, replayed line by line as records (lines cut at {TEXT_MAX_LINE} bytes, blank lines left out): {}.{} Each memlogd runs with `-buffer-size SIZE -max-lines 1000000000` (bytes are the bound) and `-ring-compress=false` (raw) or `=true` (compressed), fed by one writer per text (a socketpair each, batches of whole lines up to 64 KiB, the text looped, {:.0} lines per second in all) until it evicts records, then as much again; `records` is what its `stats` says it then holds.\n",
         x.texts
             .iter()
             .map(|t| format!(
@@ -2555,7 +2589,8 @@ fn ring_report(o: &Opts, r: &mut Report, x: &RingResults<'_>) {
             String::new()
         } else {
             format!(" Not found here: {}.", x.missing.join(", "))
-        }
+        },
+        HELD_PACE
     );
     let _ = writeln!(
         m,
@@ -2660,6 +2695,13 @@ fn ring_report(o: &Opts, r: &mut Report, x: &RingResults<'_>) {
         mib(hc),
         hc as f64 / hr as f64
     );
+    let (fr, fc, fu) = x.flood;
+    let _ = writeln!(
+        m,
+        "\nAfter the unpaced ingest runs (a flood: compression may take {:.0}% of memlogd's time, chunks sealed past that are kept uncompressed), the raw ring held {fr} records and the compressed one {fc} ({:.2}×; {fu} chunks kept uncompressed).",
+        100.0 * memlog::ring::chunked::DAEMON_COMPRESS_SHARE,
+        fc as f64 / fr.max(1) as f64
+    );
     let lj = |p: usize, k: usize| jsum(summary(&x.lat[p][k]), &x.lat[p][k]);
     let texts: Vec<J> = x
         .texts
@@ -2700,6 +2742,10 @@ fn ring_report(o: &Opts, r: &mut Report, x: &RingResults<'_>) {
                 "latency_p99_ratio",
                 jsum(summary(&lat_ratio(2)), &lat_ratio(2)),
             ),
+            ("flood_raw_records", n(fr)),
+            ("flood_compressed_records", n(fc)),
+            ("flood_chunks_uncompressed", n(fu)),
+            ("held_pace_lines_per_s", J::N(HELD_PACE)),
             ("vm_hwm_raw", n(hr)),
             ("vm_hwm_compressed", n(hc)),
             ("buffer_bytes", n(2 << 20)),
