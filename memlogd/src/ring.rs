@@ -130,6 +130,13 @@ impl Ring {
         }
     }
 
+    /// See [`chunked::ChunkRing::note_idle`] (nothing for the raw ring).
+    pub fn note_idle(&mut self) {
+        if let Ring::Chunked(r) = self {
+            r.note_idle();
+        }
+    }
+
     /// Chunks kept uncompressed for lack of time (0 for the raw ring).
     pub fn compress_skipped(&self) -> u64 {
         match self {

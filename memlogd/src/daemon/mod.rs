@@ -36,6 +36,8 @@ const MAX_SYSLOG_SOCKETS: usize = 0x1000;
 const KIND_INPUT: u64 = 1 << 62;
 const KIND_READER: u64 = 2 << 62;
 const KIND_MASK: u64 = 3 << 62;
+/// An epoll wait at least this long means the loop was idle (not a flood).
+const IDLE_WAIT: Duration = Duration::from_micros(500);
 
 /// Signals read through the signalfd: the three that stop the daemon
 /// cleanly, and three that are noted (see [`Daemon::on_signal`]).
@@ -401,11 +403,16 @@ impl Daemon {
             } else {
                 EpollTimeout::from(1000u16)
             };
+            let waited = Instant::now();
             let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(nix::Error::EINTR) => 0,
                 Err(e) => break Err(RunError::Epoll(e)),
             };
+            if waited.elapsed() >= IDLE_WAIT {
+                // Not a flood: the ring may spend time compressing again.
+                self.ring.note_idle();
+            }
             let mut stop_signal = None;
             for ev in &events[..n] {
                 let (token, flags) = (ev.data(), ev.events());

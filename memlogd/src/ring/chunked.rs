@@ -40,7 +40,15 @@
 use super::{Cursor, Read, Record, FLAG_TRUNCATED, MAX_META};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+
+/// CPU time this thread has used, in nanoseconds: what compression is
+/// charged, and earns its share of (preemption on a busy machine counts
+/// for neither).
+fn thread_cpu_ns() -> f64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(0.0, |t| t.tv_sec() as f64 * 1e9 + t.tv_nsec() as f64)
+}
 
 /// A cursor's offset when only its sequence number is known.
 pub const UNKNOWN: usize = usize::MAX;
@@ -59,7 +67,8 @@ const MAX_HDR: usize = 3 + 5 + 2 + 3 + 1 + 10;
 /// The share of its time the daemon's ring may spend compressing (see
 /// [`ChunkRing::set_compress_share`]).
 pub const DAEMON_COMPRESS_SHARE: f64 = 0.4;
-/// Compression time saved up while idle, at most (nanoseconds).
+/// Compression time granted after an idle wait, and the most saved up
+/// (nanoseconds).
 const BUDGET_CAP_NS: f64 = 10e6;
 
 static NEXT_RING_ID: AtomicU64 = AtomicU64::new(1);
@@ -69,7 +78,8 @@ static NEXT_RING_ID: AtomicU64 = AtomicU64::new(1);
 struct Budget {
     share: f64,
     tokens_ns: f64,
-    last: Instant,
+    /// [`thread_cpu_ns`] when tokens were last earned.
+    last: f64,
 }
 
 /// A sealed chunk.
@@ -253,18 +263,28 @@ impl ChunkRing {
         }
     }
 
-    /// Compression may take at most `share` of the time (0 to 1; from the
-    /// time of this call, and at most 10 ms saved up while idle): a chunk
-    /// sealed when that time is spent is kept as it is, so that a flood of
-    /// writes is slowed by compression by at most that share (the ring
-    /// then holds fewer records). Without this, every chunk is compressed
-    /// whatever it costs.
+    /// Compression may take at most `share` (0 to 1) of the CPU time of
+    /// the thread that pushes, counted from this call, plus 10 ms after
+    /// each [`ChunkRing::note_idle`]: a chunk sealed when that time is
+    /// spent is kept as it is. So a flood of writes, which keeps the thread
+    /// busy, is slowed by compression by at most that share (the ring then
+    /// holds fewer records), and anything slower is compressed whole.
+    /// Without this, every chunk is compressed whatever it costs.
     pub fn set_compress_share(&mut self, share: f64) {
         self.budget = Some(Budget {
             share: share.clamp(0.0, 1.0),
             tokens_ns: 0.0,
-            last: Instant::now(),
+            last: thread_cpu_ns(),
         });
+    }
+
+    /// The thread had nothing to do for a while (the daemon's loop waited
+    /// for events): compression may take 10 ms from now on, as much as a
+    /// hundred 64 KiB chunks, whatever it took before.
+    pub fn note_idle(&mut self) {
+        if let Some(b) = &mut self.budget {
+            b.tokens_ns = b.tokens_ns.max(BUDGET_CAP_NS);
+        }
     }
 
     /// Chunks sealed without compressing because the share of time for it
@@ -359,8 +379,8 @@ impl ChunkRing {
         }
         let raw = &self.open[..self.open_len];
         let now = self.budget.as_mut().map(|b| {
-            let now = Instant::now();
-            let earned = now.saturating_duration_since(b.last).as_nanos() as f64 * b.share;
+            let now = thread_cpu_ns();
+            let earned = (now - b.last).max(0.0) * b.share;
             b.tokens_ns = (b.tokens_ns + earned).min(BUDGET_CAP_NS);
             b.last = now;
             now
@@ -373,7 +393,7 @@ impl ChunkRing {
             None
         };
         if let (Some(b), Some(t0), true) = (self.budget.as_mut(), now, afford) {
-            b.tokens_ns -= t0.elapsed().as_nanos() as f64;
+            b.tokens_ns -= (thread_cpu_ns() - t0).max(0.0);
         }
         let (compressed, len) = match packed {
             Some(n) if n < raw.len() => (true, n),
@@ -1010,10 +1030,10 @@ mod tests {
         let (recs, _) = collect(&r, &mut s, r.oldest());
         assert_eq!(recs.len(), 5000);
         assert_eq!(s.decompressions(), 0);
-        // A share of the time: it compresses while there is time for it.
+        // After an idle wait, it compresses again.
         let mut r = ChunkRing::new(1 << 20, u64::MAX, 4096);
-        r.set_compress_share(1.0);
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        r.set_compress_share(0.0);
+        r.note_idle();
         for i in 0..30 {
             r.push_with(0, b"s", &line(i), 0, NO_PRI, b"");
         }
