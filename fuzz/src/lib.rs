@@ -1292,15 +1292,29 @@ pub fn ring(data: &[u8]) {
 }
 
 fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
-    let capacity = u.int_in_range(0..=2048usize)?;
+    // The raw ring, or the compressed one (chunks of 64 bytes to 1 KiB:
+    // many seals, evictions of compressed chunks, a full descriptor table).
+    let compressed: bool = u.arbitrary()?;
+    let capacity = u.int_in_range(0..=if compressed { 16384 } else { 2048usize })?;
     let max_records = if u.arbitrary()? {
         u.int_in_range(0..=40u64)?
     } else {
         u64::MAX
     };
-    let mut r = Ring::new(capacity, max_records);
+    let mut r = if compressed {
+        let chunk = u.int_in_range(64..=1024usize)?;
+        Ring::Chunked(ring::chunked::ChunkRing::new(capacity, max_records, chunk))
+    } else {
+        Ring::new(capacity, max_records)
+    };
     let cap = r.capacity();
-    assert!(cap >= 64 && cap % 8 == 0 && cap <= capacity.max(64));
+    if compressed {
+        assert!(cap >= capacity);
+    } else {
+        assert!(cap >= 64 && cap % 8 == 0 && cap <= capacity.max(64));
+    }
+    // One scratch for every read, as the daemon has.
+    let mut scratch = r.scratch();
     let max_payload = r.max_payload();
     let mut model: VecDeque<MRec> = VecDeque::new();
     let mut first = 0u64;
@@ -1348,7 +1362,7 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
                 let want = seq.clamp(r.first_seq(), r.next_seq());
                 assert_eq!(c.seq, want);
                 // The checkpoint index finds the very record.
-                match r.read(c) {
+                match r.read(c, &mut scratch) {
                     Read::Record(rec, _) => {
                         assert_eq!(rec.seq, want);
                         assert!(rec == model[(want - first) as usize], "seek {seq}");
@@ -1362,9 +1376,10 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
                 if !cursors.is_empty() {
                     let i = u.choose_index(cursors.len())?;
                     let c = cursors[i];
-                    match r.read(c) {
+                    match r.read(c, &mut scratch) {
                         Read::Record(rec, next) => {
                             assert_eq!(rec.seq, c.seq);
+                            assert!(rec == model[(c.seq - first) as usize], "record {}", c.seq);
                             assert_eq!(next.seq, c.seq + 1);
                             cursors[i] = next;
                         }
@@ -1387,16 +1402,32 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
         assert_eq!(r.next_seq(), first + model.len() as u64);
         assert_eq!(r.evicted(), first);
         assert!(r.len() <= max_records.max(1));
-        // The seek index: within its bound, one checkpoint per
-        // `INDEX_STRIDE` records held (plus one).
-        assert!(r.index_len() <= r.index_bound());
-        assert!(r.index_len() as u64 <= r.len() / ring::INDEX_STRIDE + 1);
         assert!(r.bytes_used() <= cap);
-        let sizes: usize = model
-            .iter()
-            .map(|m| (32 + m.source.len() + m.msg.len() + m.meta.len()).next_multiple_of(8))
-            .sum();
-        assert_eq!(r.bytes_used(), sizes);
+        match &r {
+            Ring::Raw(raw) => {
+                // The seek index: within its bound, one checkpoint per
+                // `INDEX_STRIDE` records held (plus one).
+                assert!(raw.index_len() <= raw.index_bound());
+                assert!(raw.index_len() as u64 <= r.len() / ring::INDEX_STRIDE + 1);
+                let sizes: usize = model
+                    .iter()
+                    .map(|m| (32 + m.source.len() + m.msg.len() + m.meta.len()).next_multiple_of(8))
+                    .sum();
+                assert_eq!(r.bytes_used(), sizes);
+                assert_eq!(r.raw_bytes(), sizes);
+            }
+            Ring::Chunked(c) => {
+                // Every record held is in a chunk held: at least its text
+                // and a header of 6 bytes, raw.
+                let text: usize = model
+                    .iter()
+                    .map(|m| 6 + m.source.len() + m.msg.len() + m.meta.len())
+                    .sum();
+                assert!(r.raw_bytes() >= text);
+                assert!(c.chunks() <= cap / 2048 + 2);
+                assert!(scratch.allocated() <= ring::chunked::SCRATCH_SLOTS * c.chunk_size());
+            }
+        }
         // The newest record is always kept, and anything pushed fits.
         if r.next_seq() > 0 {
             assert!(!model.is_empty());
@@ -1404,16 +1435,16 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
         // Reading from the oldest gives the model, in order.
         let mut c = r.oldest();
         for want in &model {
-            let Read::Record(rec, next) = r.read(c) else {
+            let Read::Record(rec, next) = r.read(c, &mut scratch) else {
                 panic!("record {} missing", c.seq)
             };
             assert!(rec == *want, "record {}: {rec:?} != {want:?}", c.seq);
             c = next;
         }
-        assert_eq!(r.read(c), Read::End);
+        assert_eq!(r.read(c, &mut scratch), Read::End);
         // Every cursor reads what the model says.
         for c in &cursors {
-            match r.read(*c) {
+            match r.read(*c, &mut scratch) {
                 Read::Record(rec, _) => {
                     assert!(c.seq >= first);
                     assert!(rec == model[(c.seq - first) as usize], "record {}", c.seq);

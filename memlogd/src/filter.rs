@@ -483,7 +483,8 @@ mod tests {
             ..Filter::default()
         };
         let mut c = r.oldest();
-        while let ring::Read::Record(rec, next) = r.read(c) {
+        let mut scratch = r.scratch();
+        while let ring::Read::Record(rec, next) = r.read(c, &mut scratch) {
             let mut line = Vec::new();
             proto::encode_record(&mut line, &rec, true);
             line.pop();

@@ -34,6 +34,7 @@ pub const SPEC: Spec = Spec {
         "socket-query-mode",
         "syslog-mode",
         "socket-group",
+        "ring-compress",
     ],
     bytes: &[
         "socket-log",
@@ -51,6 +52,14 @@ fn size(s: &str) -> Result<usize, String> {
 
 fn duration(s: &str) -> Result<Duration, String> {
     goflags::parse_duration(s)
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" | "on" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" | "off" => Ok(false),
+        _ => Err(format!("invalid boolean value {s:?} (true or false)")),
+    }
 }
 
 fn mode(s: &str) -> Result<u32, String> {
@@ -102,6 +111,9 @@ pub struct Args {
     /// ring size in bytes, suffixes k, M, G (default 2M); e.g. -buffer-size 16M
     #[argh(option, default = "2 << 20", from_str_fn(size))]
     pub buffer_size: usize,
+    /// compress the ring: the newest records raw, older ones in LZ4-compressed chunks, several times the records in -buffer-size (default false: its dump-rate and memory goals are not met yet; -ring-compress=true turns it on)
+    #[argh(option, default = "false", from_str_fn(boolean))]
+    pub ring_compress: bool,
     /// longest log name accepted on the log socket (default 256)
     #[argh(option, default = "256")]
     pub max_name_len: usize,
@@ -175,6 +187,7 @@ pub struct Config {
     pub max_lines: u64,
     pub max_line_len: usize,
     pub buffer_size: usize,
+    pub ring_compress: bool,
     pub max_name_len: usize,
     pub max_inputs: usize,
     pub max_readers: usize,
@@ -238,6 +251,7 @@ impl Config {
             max_lines: a.max_lines,
             max_line_len: a.max_line_len,
             buffer_size: a.buffer_size,
+            ring_compress: a.ring_compress,
             max_name_len: a.max_name_len,
             max_inputs: a.max_inputs,
             max_readers: a.max_readers,
@@ -389,6 +403,25 @@ mod tests {
         assert_eq!((a.socket_query_mode, a.socket_group), (0o640, Some(0)));
         assert!(parse(&["-socket-log-mode", "999"]).is_err());
         assert!(parse(&["-socket-group", "no-such-group-here"]).is_err());
+    }
+
+    #[test]
+    fn ring_compress_is_off_unless_turned_on() {
+        assert!(!parse(&[]).expect("defaults").ring_compress);
+        for off in [
+            "-ring-compress=false",
+            "--ring-compress=0",
+            "-ring-compress=off",
+        ] {
+            assert!(!parse(&[off]).expect(off).ring_compress, "{off}");
+        }
+        assert!(
+            !parse(&["-ring-compress", "false"])
+                .expect("spaced")
+                .ring_compress
+        );
+        assert!(parse(&["-ring-compress=true"]).expect("on").ring_compress);
+        assert!(parse(&["-ring-compress=maybe"]).is_err());
     }
 
     #[test]

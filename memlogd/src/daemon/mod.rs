@@ -37,6 +37,8 @@ const MAX_SYSLOG_SOCKETS: usize = 0x1000;
 const KIND_INPUT: u64 = 1 << 62;
 const KIND_READER: u64 = 2 << 62;
 const KIND_MASK: u64 = 3 << 62;
+/// An epoll wait at least this long means the loop was idle (not a flood).
+const IDLE_WAIT: Duration = Duration::from_micros(500);
 
 /// Signals read through the signalfd: the three that stop the daemon
 /// cleanly, and three that are noted (see [`Daemon::on_signal`]).
@@ -100,6 +102,8 @@ pub struct Daemon {
     instance: u64,
     epoll: Epoll,
     ring: Ring,
+    /// Decompressed chunks, shared by every reader (see [`ring::Scratch`]).
+    ring_scratch: ring::Scratch,
     log_sock: Bound,
     listener: UnixListener,
     _query_path: sockets::PathGuard,
@@ -248,11 +252,24 @@ impl Daemon {
                 )
                 .map_err(RunError::Epoll)?;
         }
-        let ring = Ring::new(cfg.buffer_size, cfg.max_lines);
+        let ring = if cfg.ring_compress {
+            // Chunks hold the longest record the inputs make: a source (a
+            // name, or a syslog tag, at most a line), a line, metadata.
+            let longest =
+                cfg.max_name_len.max(cfg.max_line_len) + cfg.max_line_len + ring::MAX_META;
+            let mut r = Ring::compressed(cfg.buffer_size, cfg.max_lines, longest);
+            // A flood of writes is slowed by compression by at most this
+            // share; beyond it, chunks are kept as they are.
+            r.set_compress_share(ring::chunked::DAEMON_COMPRESS_SHARE);
+            r
+        } else {
+            Ring::new(cfg.buffer_size, cfg.max_lines)
+        };
         let rate = ratelimit::RateLimiter::new(cfg.rate_interval, cfg.rate_burst);
         let echo = cfg.echo.then(echo::Echo::start);
         let mut d = Daemon {
             instance: sys::random_u64(),
+            ring_scratch: ring.scratch(),
             ring,
             // Room for a Docker-framed handover (its own limit), whose
             // fields are more than a name; plain names stay within -max-name-len.
@@ -369,6 +386,9 @@ impl Daemon {
             evicted: self.ring.evicted(),
             bytes_used: self.ring.bytes_used(),
             buffer_size: self.ring.capacity(),
+            raw_bytes: self.ring.raw_bytes(),
+            ring_compressed: self.ring.is_compressed(),
+            compress_skipped: self.ring.compress_skipped(),
             inputs: self.inputs.len(),
             readers: self.readers.len(),
             syslog_conns: self.syslog_conns,
@@ -386,11 +406,16 @@ impl Daemon {
             } else {
                 EpollTimeout::from(1000u16)
             };
+            let waited = Instant::now();
             let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(nix::Error::EINTR) => 0,
                 Err(e) => break Err(RunError::Epoll(e)),
             };
+            if waited.elapsed() >= IDLE_WAIT {
+                // Not a flood: the ring may spend time compressing again.
+                self.ring.note_idle();
+            }
             let mut stop_signal = None;
             for ev in &events[..n] {
                 let (token, flags) = (ev.data(), ev.events());

@@ -8,7 +8,7 @@ use super::stats::Counters;
 use super::{Daemon, KIND_READER, TOKEN_QUERY};
 use crate::filter::Filter;
 use crate::proto::{self, Mode, Parsed, PartialRecord};
-use crate::ring::{Cursor, Read as RingRead, Ring};
+use crate::ring::{Cursor, Read as RingRead, Ring, Scratch};
 use crate::timefmt;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 use std::io::{self, Read, Write};
@@ -122,14 +122,20 @@ impl Tail {
 
     /// Reads up to `budget` records; returns where to stream from once the
     /// scan is complete.
-    fn scan(&mut self, ring: &Ring, filter: &Filter, budget: &mut usize) -> Option<TailStart> {
+    fn scan(
+        &mut self,
+        ring: &Ring,
+        scratch: &mut Scratch,
+        filter: &Filter,
+        budget: &mut usize,
+    ) -> Option<TailStart> {
         loop {
             while self.scan.seq < self.hi {
                 if *budget == 0 {
                     return None;
                 }
                 *budget -= 1;
-                match ring.read(self.scan) {
+                match ring.read(self.scan, scratch) {
                     RingRead::Record(rec, next) => {
                         if filter.matches_ring(&rec) {
                             if self.skip == Some(self.in_block) {
@@ -202,10 +208,16 @@ impl Reader {
 
     /// Encodes from the cursor into the output buffer, up to `limit` bytes.
     /// Returns true if it stopped early with records left to examine.
-    fn fill(&mut self, ring: &Ring, counters: &mut Counters, limit: usize) -> bool {
+    fn fill(
+        &mut self,
+        ring: &Ring,
+        scratch: &mut Scratch,
+        counters: &mut Counters,
+        limit: usize,
+    ) -> bool {
         let mut budget = EXAMINE_PER_TURN;
         if let Some(t) = &mut self.tail {
-            match t.scan(ring, &self.filter, &mut budget) {
+            match t.scan(ring, scratch, &self.filter, &mut budget) {
                 Some(TailStart::At(start)) => self.cursor = start,
                 Some(TailStart::LostFrom(seq)) => {
                     let lost = ring.first_seq().saturating_sub(seq);
@@ -233,7 +245,7 @@ impl Reader {
         }
         while self.out.len() < limit {
             if let Some(p) = self.partial {
-                match ring.read(self.cursor) {
+                match ring.read(self.cursor, scratch) {
                     RingRead::Record(rec, next) => {
                         self.partial = p.resume(&mut self.out, &rec, self.ext, limit);
                         if self.partial.is_none() {
@@ -258,7 +270,7 @@ impl Reader {
                 return true;
             }
             budget -= 1;
-            match ring.read(self.cursor) {
+            match ring.read(self.cursor, scratch) {
                 RingRead::Record(rec, next) => {
                     if !self.filter.matches_ring(&rec) {
                         self.cursor = next;
@@ -295,7 +307,13 @@ impl Reader {
         false
     }
 
-    fn pump(&mut self, ring: &Ring, counters: &mut Counters, limit: usize) -> Outcome {
+    fn pump(
+        &mut self,
+        ring: &Ring,
+        scratch: &mut Scratch,
+        counters: &mut Counters,
+        limit: usize,
+    ) -> Outcome {
         loop {
             while self.sent < self.out.len() {
                 match (&self.stream).write(&self.out[self.sent..]) {
@@ -314,7 +332,7 @@ impl Reader {
             if self.close_when_flushed {
                 return Outcome::Finished;
             }
-            let more = self.fill(ring, counters, limit);
+            let more = self.fill(ring, scratch, counters, limit);
             if self.out.is_empty() && !self.close_when_flushed {
                 return Outcome::Idle { more };
             }
@@ -682,7 +700,12 @@ impl Daemon {
                 continue;
             }
             let lost_before = self.counters.reader_records_lost;
-            match r.pump(&self.ring, &mut self.counters, limit) {
+            match r.pump(
+                &self.ring,
+                &mut self.ring_scratch,
+                &mut self.counters,
+                limit,
+            ) {
                 Outcome::Idle { more } => {
                     self.busy |= more;
                     if r.polling_out {
@@ -721,8 +744,9 @@ mod tests {
     fn model(ring: &Ring, filter: &Filter, want: u64, floor: Cursor, end: u64) -> u64 {
         let mut matches = Vec::new();
         let mut c = floor;
+        let mut scratch = ring.scratch();
         while c.seq < end {
-            let RingRead::Record(rec, next) = ring.read(c) else {
+            let RingRead::Record(rec, next) = ring.read(c, &mut scratch) else {
                 break;
             };
             if filter.matches_ring(&rec) {
@@ -738,9 +762,10 @@ mod tests {
     }
 
     fn run(ring: &Ring, filter: &Filter, t: &mut Tail, per_turn: usize) -> TailStart {
+        let mut scratch = ring.scratch();
         loop {
             let mut budget = per_turn;
-            if let Some(s) = t.scan(ring, filter, &mut budget) {
+            if let Some(s) = t.scan(ring, &mut scratch, filter, &mut budget) {
                 return s;
             }
             assert_eq!(budget, 0, "a turn ends only when its budget is spent");
@@ -750,37 +775,45 @@ mod tests {
     #[test]
     fn tail_scan_finds_the_same_start_as_a_forward_walk() {
         let n = 3 * TAIL_BLOCK + 777;
-        let mut ring = Ring::new(1 << 22, u64::MAX);
-        for i in 0..n {
-            // "a" every 3rd record, "b" only in one stretch, "z" never.
-            let src: &[u8] = match i {
-                _ if i % 3 == 0 => b"a",
-                _ if (5000..5010).contains(&i) => b"b",
-                _ => b"c",
+        for mut ring in [
+            Ring::new(1 << 22, u64::MAX),
+            Ring::compressed(1 << 22, u64::MAX, 2048),
+        ] {
+            let mut scratch = ring.scratch();
+            for i in 0..n {
+                // "a" every 3rd record, "b" only in one stretch, "z" never.
+                let src: &[u8] = match i {
+                    _ if i % 3 == 0 => b"a",
+                    _ if (5000..5010).contains(&i) => b"b",
+                    _ => b"c",
+                };
+                ring.push(0, src, b"m", 0);
+            }
+            let only = |s: &[u8]| Filter {
+                include: vec![crate::filter::Pattern::Exact(s.to_vec())],
+                ..Filter::default()
             };
-            ring.push(0, src, b"m", 0);
-        }
-        let only = |s: &[u8]| Filter {
-            include: vec![crate::filter::Pattern::Exact(s.to_vec())],
-            ..Filter::default()
-        };
-        let end = ring.next_seq();
-        for (filter, name) in [(only(b"a"), "a"), (only(b"b"), "b"), (only(b"z"), "z")] {
-            for floor in [0, 1, 4000, 5005, end - 10] {
-                let floor = ring.seek(floor);
-                for want in [1, 2, 3, 10, 1365, 1366, 4096, 5000, n] {
-                    let expect = model(&ring, &filter, want, floor, end);
-                    for per_turn in [1, 7, EXAMINE_PER_TURN] {
-                        let mut t = Tail::new(&ring, want, floor, end);
-                        let TailStart::At(c) = run(&ring, &filter, &mut t, per_turn) else {
-                            panic!("nothing was overwritten")
-                        };
-                        assert_eq!(
-                            c.seq, expect,
-                            "{name}: want {want} from {} (turns of {per_turn})",
-                            floor.seq
-                        );
-                        assert!(matches!(ring.read(c), RingRead::Record(..)) || c.seq == end);
+            let end = ring.next_seq();
+            for (filter, name) in [(only(b"a"), "a"), (only(b"b"), "b"), (only(b"z"), "z")] {
+                for floor in [0, 1, 4000, 5005, end - 10] {
+                    let floor = ring.seek(floor);
+                    for want in [1, 2, 3, 10, 1365, 1366, 4096, 5000, n] {
+                        let expect = model(&ring, &filter, want, floor, end);
+                        for per_turn in [1, 7, EXAMINE_PER_TURN] {
+                            let mut t = Tail::new(&ring, want, floor, end);
+                            let TailStart::At(c) = run(&ring, &filter, &mut t, per_turn) else {
+                                panic!("nothing was overwritten")
+                            };
+                            assert_eq!(
+                                c.seq, expect,
+                                "{name}: want {want} from {} (turns of {per_turn})",
+                                floor.seq
+                            );
+                            assert!(
+                                matches!(ring.read(c, &mut scratch), RingRead::Record(..))
+                                    || c.seq == end
+                            );
+                        }
                     }
                 }
             }
@@ -789,24 +822,30 @@ mod tests {
 
     #[test]
     fn tail_scan_overtaken_by_writers_reports_the_loss() {
-        let mut ring = Ring::new(1 << 20, 3 * TAIL_BLOCK);
-        for _ in 0..3 * TAIL_BLOCK {
-            ring.push(0, b"a", b"m", 0);
+        for mut ring in [
+            Ring::new(1 << 20, 3 * TAIL_BLOCK),
+            Ring::compressed(1 << 20, 3 * TAIL_BLOCK, 2048),
+        ] {
+            for _ in 0..3 * TAIL_BLOCK {
+                ring.push(0, b"a", b"m", 0);
+            }
+            let filter = Filter {
+                grep: vec![b"m".to_vec()],
+                ..Filter::default()
+            };
+            let mut t = Tail::new(&ring, 2 * TAIL_BLOCK + 5, ring.oldest(), ring.next_seq());
+            let mut budget = TAIL_BLOCK as usize + 10;
+            assert!(t
+                .scan(&ring, &mut ring.scratch(), &filter, &mut budget)
+                .is_none());
+            // The writers overwrite the lower blocks before the scan gets there.
+            for _ in 0..2 * TAIL_BLOCK {
+                ring.push(0, b"a", b"m", 0);
+            }
+            let TailStart::LostFrom(seq) = run(&ring, &filter, &mut t, EXAMINE_PER_TURN) else {
+                panic!("the records to start from are gone")
+            };
+            assert!(seq < ring.first_seq());
         }
-        let filter = Filter {
-            grep: vec![b"m".to_vec()],
-            ..Filter::default()
-        };
-        let mut t = Tail::new(&ring, 2 * TAIL_BLOCK + 5, ring.oldest(), ring.next_seq());
-        let mut budget = TAIL_BLOCK as usize + 10;
-        assert!(t.scan(&ring, &filter, &mut budget).is_none());
-        // The writers overwrite the lower blocks before the scan gets there.
-        for _ in 0..2 * TAIL_BLOCK {
-            ring.push(0, b"a", b"m", 0);
-        }
-        let TailStart::LostFrom(seq) = run(&ring, &filter, &mut t, EXAMINE_PER_TURN) else {
-            panic!("the records to start from are gone")
-        };
-        assert!(seq < ring.first_seq());
     }
 }

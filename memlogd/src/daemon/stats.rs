@@ -59,6 +59,14 @@ pub struct Gauges {
     pub evicted: u64,
     pub bytes_used: usize,
     pub buffer_size: usize,
+    /// What the records held take uncompressed (`bytes_used` is what they
+    /// take stored: the same for the raw ring).
+    pub raw_bytes: usize,
+    /// 1 if the ring is compressed (`-ring-compress`), else 0.
+    pub ring_compressed: bool,
+    /// Chunks the compressed ring kept as they were: its share of time for
+    /// compressing was spent (a flood of writes).
+    pub compress_skipped: u64,
     pub inputs: usize,
     pub readers: usize,
     /// Stream syslog connections open (part of `inputs`).
@@ -67,7 +75,7 @@ pub struct Gauges {
 
 impl Counters {
     /// Every figure by name, in the order of the stats reply.
-    pub fn pairs(&self, g: &Gauges) -> [(&'static str, u64); 30] {
+    pub fn pairs(&self, g: &Gauges) -> [(&'static str, u64); 34] {
         [
             ("first", g.first),
             ("next", g.next),
@@ -75,6 +83,10 @@ impl Counters {
             ("evicted", g.evicted),
             ("bytes_used", g.bytes_used as u64),
             ("buffer_size", g.buffer_size as u64),
+            ("raw_bytes", g.raw_bytes as u64),
+            ("stored_bytes", g.bytes_used as u64),
+            ("ring_compressed", u64::from(g.ring_compressed)),
+            ("ring_chunks_uncompressed", g.compress_skipped),
             ("inputs", g.inputs as u64),
             ("readers", g.readers as u64),
             ("syslog_conns", g.syslog_conns as u64),

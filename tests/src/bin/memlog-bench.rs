@@ -97,7 +97,9 @@ usage: cargo run --release -p memlog-tests --bin memlog-bench -- [OPTIONS]
   --writers LIST      writer counts for ingest (default 1,4,16)
   --ingest-buffer SZ  memlogd -buffer-size for ingest (default 64M)
   --mem-sizes LIST    buffer sizes for the memory test (default 1M,16M,64M)
-  --only LIST         sections to run: ingest,latency,dump,memory,size
+  --only LIST         sections to run: ingest,latency,dump,memory,ring,size
+  --ring-sizes LIST   buffer sizes for the ring section's records-held chart
+                      (default 256k,512k,1M,2M,4M,8M,16M)
   --timeout SECS      longest wait for any one step (default 60)
   --json FILE         also write the results as JSON
   --quick             short smoke run (small counts, 1 repetition)
@@ -120,9 +122,12 @@ struct Opts {
     quick: bool,
     /// Flags given to every memlogd (see [`base_flags`]).
     base_flags: Vec<String>,
+    /// This memlogd has `-ring-compress` (the ring section needs it).
+    ring_flag: bool,
+    ring_sizes: Vec<u64>,
 }
 
-const SECTIONS: [&str; 5] = ["ingest", "latency", "dump", "memory", "size"];
+const SECTIONS: [&str; 6] = ["ingest", "latency", "dump", "memory", "ring", "size"];
 
 impl Opts {
     fn runs(&self, section: &str) -> bool {
@@ -188,6 +193,20 @@ fn parse_opts() -> Res<Opts> {
         json: None,
         quick,
         base_flags: Vec::new(),
+        ring_flag: false,
+        ring_sizes: if quick {
+            vec![256 << 10, 2 << 20]
+        } else {
+            vec![
+                256 << 10,
+                512 << 10,
+                1 << 20,
+                2 << 20,
+                4 << 20,
+                8 << 20,
+                16 << 20,
+            ]
+        },
     };
     let mut memlogd = None;
     let mut i = 0;
@@ -220,6 +239,7 @@ fn parse_opts() -> Res<Opts> {
             }
             "ingest-buffer" => o.ingest_buffer = parse_size(&val)?,
             "mem-sizes" => o.mem_sizes = val.split(',').map(parse_size).collect::<Res<_>>()?,
+            "ring-sizes" => o.ring_sizes = val.split(',').map(parse_size).collect::<Res<_>>()?,
             "only" => {
                 o.only = val.split(',').map(|s| s.trim().to_string()).collect();
                 if let Some(bad) = o.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
@@ -249,7 +269,9 @@ fn parse_opts() -> Res<Opts> {
             o.memlogd.display()
         ));
     }
-    o.base_flags = base_flags(&o.memlogd)?;
+    let help = memlogd_help(&o.memlogd)?;
+    o.base_flags = base_flags(&help);
+    o.ring_flag = help.contains("ring-compress");
     Ok(o)
 }
 
@@ -257,7 +279,16 @@ fn parse_opts() -> Res<Opts> {
 /// limit (when this build has one) is off, or it would drop the lines of a
 /// benchmark writer past its burst. Found in `memlogd --help`, so that the
 /// benchmark also runs builds without the flag.
-fn base_flags(bin: &Path) -> Res<Vec<String>> {
+fn base_flags(help: &str) -> Vec<String> {
+    if help.contains("rate-limit-burst") {
+        vec!["-rate-limit-burst".into(), "0".into()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// `memlogd --help`.
+fn memlogd_help(bin: &Path) -> Res<String> {
     let out = std::env::temp_dir().join(format!("memlog-bench.{}.help", std::process::id()));
     let f = fs::File::create(&out).ctx(&format!("creating {}", out.display()))?;
     let mut child = Command::new(bin)
@@ -283,11 +314,7 @@ fn base_flags(bin: &Path) -> Res<Vec<String>> {
     }
     let help = fs::read_to_string(&out).unwrap_or_default();
     let _ = fs::remove_file(&out);
-    Ok(if help.contains("rate-limit-burst") {
-        vec!["-rate-limit-burst".into(), "0".into()]
-    } else {
-        Vec::new()
-    })
+    Ok(help)
 }
 
 /// `target/release/memlogd`: next to this binary when it is a release
@@ -1425,6 +1452,9 @@ fn run(o: &Opts, r: &mut Report) -> Res<()> {
     if o.runs("memory") {
         memory(o, r)?;
     }
+    if o.runs("ring") {
+        ring_section(o, r)?;
+    }
     if o.runs("size") {
         sizes(o, r)?;
     }
@@ -1515,12 +1545,19 @@ fn ingest(o: &Opts, r: &mut Report) -> Res<()> {
     let mut d = Daemon::start(o, &args)?;
     // One untimed pass that fills the ring: a long-running memlogd has
     // every page of it resident, a fresh one takes page faults first.
+    // (A compressed ring holds several times the raw one: passes until it
+    // evicts.)
     let fill = buffer / ring::record_size(5, LINE_LEN - 1) as u64 + 1_000;
-    let secs = ingest_memlogd(&mut d, 1, fill, "warm")?;
-    progress!(
-        "ingest warm-up: {fill} lines into a fresh ring at {:.3} M lines/s",
-        fill as f64 / secs / 1e6
-    );
+    for pass in 0..64 {
+        let secs = ingest_memlogd(&mut d, 1, fill, "warm")?;
+        progress!(
+            "ingest warm-up {pass}: {fill} lines into the ring at {:.3} M lines/s",
+            fill as f64 / secs / 1e6
+        );
+        if stat(&d.stats()?, "evicted")? > 0 {
+            break;
+        }
+    }
     // Per writer count: (memlogd lines/s, baseline lines/s, ratio) per rep.
     let mut res: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(); o.writers.len()];
     for rep in 0..o.reps {
@@ -1960,15 +1997,27 @@ fn memory_one(o: &Opts, size: u64) -> Res<MemRow> {
             s.spawn(move || reading_follower(ext_f, stop)),
             s.spawn(move || reading_follower(legacy_f, stop)),
         ];
-        let r = ingest_memlogd(&mut d, 4, lines, "m");
+        // Until the ring has wrapped (a compressed ring holds several
+        // times the lines), then once more.
+        let mut r = ingest_memlogd(&mut d, 4, lines, "m");
+        let mut written = lines;
+        for _ in 0..64 {
+            match d.stats().and_then(|s| stat(&s, "evicted")) {
+                Ok(0) => r = r.and_then(|_| ingest_memlogd(&mut d, 4, lines, "m")),
+                _ => break,
+            }
+            written += lines;
+        }
+        r = r.and_then(|_| ingest_memlogd(&mut d, 4, lines, "m"));
+        written += lines;
         thread::sleep(Duration::from_millis(200));
         stop.store(true, Ordering::Relaxed);
         for f in fs {
             let _ = f.join();
         }
-        r
+        r.map(|_| written)
     });
-    res?;
+    let lines = res?;
     let stats = d.stats()?;
     check_clean(&stats)?;
     let evicted = stat(&stats, "evicted")?;
@@ -1999,7 +2048,7 @@ fn memory(o: &Opts, r: &mut Report) -> Res<()> {
     let m = &mut r.md;
     let _ = writeln!(
         m,
-        "\n## 4. Memory\n\nmemlogd with `-buffer-size SIZE` and `-max-lines SIZE/{}` (bytes are the bound), three readers connected (an extended follower and a LinuxKit follower that read everything, and an extended dump+follow reader that never reads), then 4 writers write 2×SIZE/{LINE_LEN} lines (the ring wraps at least twice). VmHWM and VmRSS from `/proc/PID/status` afterwards; idle is VmHWM right after start. Overhead = VmHWM − buffer size.\n",
+        "\n## 4. Memory\n\nmemlogd with `-buffer-size SIZE` and `-max-lines SIZE/{}` (bytes are the bound), three readers connected (an extended follower and a LinuxKit follower that read everything, and an extended dump+follow reader that never reads), then 4 writers write 2×SIZE/{LINE_LEN} lines, and as many again until the ring has evicted records (a compressed ring holds several times as many), then once more. VmHWM and VmRSS from `/proc/PID/status` afterwards; idle is VmHWM right after start. Overhead = VmHWM − buffer size.\n",
         ring::record_size(0, 0)
     );
     let _ = writeln!(
@@ -2036,10 +2085,678 @@ fn memory(o: &Opts, r: &mut Report) -> Res<()> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------
+// 5. The compressed ring, on real log text
+
+/// Lines per second at which the rings are filled for the records-held
+/// figures: far more than any real logging (memlogd's /dev/log path takes
+/// some 200,000 a second), and less than the compressed ring compresses
+/// within its share of time, so that the figures say what the ring holds
+/// of real logging. What a flood leaves is reported apart.
+const HELD_PACE: f64 = 1_000_000.0;
+/// Longest line replayed: memlogd's default `-max-line-len` is 1024, and a
+/// cut line would be counted (`lines_truncated`).
+const TEXT_MAX_LINE: usize = 1023;
+/// Most bytes per `write` of a replaying writer (whole lines).
+const TEXT_BATCH: usize = 64 * 1024;
+
+/// Lines of one real log, replayed as records.
+struct Text {
+    /// What it is and where it came from.
+    name: String,
+    /// The source name its records get.
+    source: &'static str,
+    /// Every line with its `\n`, back to back.
+    tape: Vec<u8>,
+    /// `ends[i]`: offset after line `i`'s `\n`.
+    ends: Vec<usize>,
+}
+
+impl Text {
+    fn new(name: String, source: &'static str, text: &[u8]) -> Option<Text> {
+        let mut tape = Vec::with_capacity(text.len());
+        let mut ends = Vec::new();
+        for l in text.split(|&b| b == b'\n') {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            if l.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            tape.extend_from_slice(&l[..l.len().min(TEXT_MAX_LINE)]);
+            tape.push(b'\n');
+            ends.push(tape.len());
+        }
+        (!ends.is_empty()).then_some(Text {
+            name,
+            source,
+            tape,
+            ends,
+        })
+    }
+
+    fn lines(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1]
+        }
+    }
+
+    /// Mean line length without `\n`.
+    fn mean_len(&self) -> f64 {
+        self.tape.len() as f64 / self.lines() as f64 - 1.0
+    }
+}
+
+/// The kernel log's messages: a capture of the boot test's guest if one is
+/// named by `MEMLOG_BENCH_KMSG`, else this machine's `/dev/kmsg` (read
+/// without blocking to its end), else `dmesg`.
+fn kernel_text() -> Option<Text> {
+    if let Ok(p) = std::env::var("MEMLOG_BENCH_KMSG") {
+        if let Ok(b) = fs::read(&p) {
+            return Text::new(format!("kernel log, {p}"), "kmsg", &b);
+        }
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(mut f) = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+    {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                // PRI,SEQ,TIME,FLAGS;MESSAGE\n then continuation lines.
+                Ok(n) => {
+                    let rec = &buf[..n];
+                    let Some(semi) = rec.iter().position(|&b| b == b';') else {
+                        continue;
+                    };
+                    let msg = &rec[semi + 1..];
+                    let end = msg.iter().position(|&b| b == b'\n').unwrap_or(msg.len());
+                    out.extend_from_slice(&msg[..end]);
+                    out.push(b'\n');
+                }
+                // EPIPE: records overwritten while reading; go on.
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if let Some(t) = Text::new("kernel log, /dev/kmsg of this machine".into(), "kmsg", &out) {
+            return Some(t);
+        }
+    }
+    let out = Command::new("dmesg").stderr(Stdio::null()).output().ok()?;
+    let text: Vec<u8> = out
+        .stdout
+        .split(|&b| b == b'\n')
+        .flat_map(|l| {
+            // "[    0.000000] message"
+            let m = match l.iter().position(|&b| b == b']') {
+                Some(i) if l.starts_with(b"[") => {
+                    l[i + 1..].strip_prefix(b" ").unwrap_or(&l[i + 1..])
+                }
+                _ => l,
+            };
+            m.iter().copied().chain([b'\n'])
+        })
+        .collect();
+    Text::new("kernel log, `dmesg` of this machine".into(), "kmsg", &text)
+}
+
+/// Every real text there is, and notes on what is missing.
+fn real_texts() -> (Vec<Text>, Vec<String>) {
+    let mut texts = Vec::new();
+    let mut missing = Vec::new();
+    match kernel_text() {
+        Some(t) => texts.push(t),
+        None => missing.push("the kernel log (no /dev/kmsg, no dmesg)".to_string()),
+    }
+    for (p, source) in [
+        ("/var/log/dpkg.log", "dpkg"),
+        ("/var/log/apt/term.log", "apt-term"),
+    ] {
+        match fs::read(p)
+            .ok()
+            .and_then(|b| Text::new(p.to_string(), source, &b))
+        {
+            Some(t) => texts.push(t),
+            None => missing.push(p.to_string()),
+        }
+    }
+    (texts, missing)
+}
+
+/// A writer replaying `text` from line `at`: `n` lines in batches of whole
+/// lines of at most [`TEXT_BATCH`] bytes, looping over the text.
+fn replay(
+    mut w: UnixStream,
+    text: &Text,
+    mut at: usize,
+    mut n: u64,
+    pace: Option<f64>,
+    start: &Barrier,
+) -> Res<UnixStream> {
+    start.wait();
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    at %= text.lines();
+    while n > 0 {
+        if let Some(rate) = pace {
+            let due = Duration::from_secs_f64(sent as f64 / rate);
+            if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                thread::sleep(wait);
+            }
+        }
+        let from = text.start(at);
+        let mut j = at + 1;
+        while j < text.lines() && ((j - at) as u64) < n && text.ends[j] - from <= TEXT_BATCH {
+            j += 1;
+        }
+        w.write_all(&text.tape[from..text.ends[j - 1]])
+            .io_ctx("replaying writer: write")?;
+        n -= (j - at) as u64;
+        sent += (j - at) as u64;
+        at = j % text.lines();
+    }
+    Ok(w)
+}
+
+/// Replays: writer `i` writes `per_writer` lines of `texts[i % len]` (from
+/// a line of its own); seconds until memlogd stored them all.
+fn ingest_texts(
+    d: &mut Daemon,
+    texts: &[&Text],
+    writers: usize,
+    per_writer: u64,
+    round: u64,
+    pace: Option<f64>,
+) -> Res<f64> {
+    let (ws, rs) = pairs(writers, d.timeout)?;
+    let before = d.next_seq()?;
+    for (i, r) in rs.iter().enumerate() {
+        d.pass(texts[i % texts.len()].source, r.as_fd())?;
+    }
+    drop(rs);
+    let base = d.settle(before)?;
+    let start = Barrier::new(writers + 1);
+    let lines = per_writer * writers as u64;
+    let (secs, socks) = thread::scope(|s| {
+        let hs: Vec<_> = ws
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let (t, start) = (texts[i % texts.len()], &start);
+                // Writers of the same text start at different lines, and
+                // each round goes on where the last one stopped.
+                let at = (i / texts.len()) * 7919 + (round * per_writer) as usize;
+                let pace = pace.map(|p| p / writers as f64);
+                s.spawn(move || replay(w, t, at, per_writer, pace, start))
+            })
+            .collect();
+        start.wait();
+        let t0 = Instant::now();
+        let done = d.wait_stored(base, lines, t0);
+        if done.is_err() {
+            d.kill();
+        }
+        let (socks, err) = join_writers(hs);
+        let t = done?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(((t - t0).as_secs_f64(), socks)),
+        }
+    })?;
+    drop(socks);
+    Ok(secs)
+}
+
+/// `-ring-compress=BOOL` and a ring of `size` bytes bounded by bytes only.
+fn ring_args(size: u64, compress: bool) -> Vec<String> {
+    vec![
+        "-buffer-size".into(),
+        size_arg(size),
+        "-max-lines".into(),
+        "1000000000".into(),
+        format!("-ring-compress={compress}"),
+    ]
+}
+
+/// What a full ring holds.
+#[derive(Clone, Copy)]
+struct Held {
+    records: u64,
+    raw_bytes: u64,
+    stored_bytes: u64,
+    hwm: u64,
+}
+
+/// Replays `texts` (one writer each) into a fresh ring of `size` bytes
+/// until it has evicted records, then as much again: what it holds then.
+fn held(o: &Opts, texts: &[&Text], size: u64, compress: bool) -> Res<Held> {
+    let mut d = Daemon::start(o, &ring_args(size, compress))?;
+    let mean = texts.iter().map(|t| t.mean_len()).sum::<f64>() / texts.len() as f64;
+    // A raw-ring's worth of lines per round, over the writers.
+    let per = (size as f64 / (mean + 40.0) / texts.len() as f64) as u64 + 1;
+    let mut round = 0;
+    let mut full = None;
+    while round < 200 {
+        ingest_texts(&mut d, texts, texts.len(), per, round, Some(HELD_PACE))?;
+        round += 1;
+        let st = d.stats()?;
+        if stat(&st, "evicted")? > 0 {
+            match full {
+                None => full = Some(round),
+                // As many rounds again as it took to fill it.
+                Some(f) if round >= 2 * f => break,
+                Some(_) => {}
+            }
+        }
+    }
+    let st = d.stats()?;
+    check_clean(&st)?;
+    let (hwm, _) = d.memory()?;
+    Ok(Held {
+        records: stat(&st, "records")?,
+        raw_bytes: stat(&st, "raw_bytes").unwrap_or(0),
+        stored_bytes: stat(&st, "stored_bytes").unwrap_or(0),
+        hwm,
+    })
+}
+
+fn ring_section(o: &Opts, r: &mut Report) -> Res<()> {
+    let m = &mut r.md;
+    if !o.ring_flag {
+        let _ = writeln!(
+            m,
+            "\n## 5. Compressed ring\n\nSkipped: this memlogd has no `-ring-compress` flag.\n"
+        );
+        return Ok(());
+    }
+    let (texts, missing) = real_texts();
+    if texts.is_empty() {
+        return Err(format!(
+            "ring: no real log text on this machine (looked for {})",
+            missing.join(", ")
+        ));
+    }
+    let all: Vec<&Text> = texts.iter().collect();
+    // 1. Records held in 2 MiB, each text alone and all together.
+    let mut sets: Vec<(String, Vec<&Text>)> = texts
+        .iter()
+        .map(|t| (t.source.to_string(), vec![t]))
+        .collect();
+    if texts.len() > 1 {
+        sets.push(("all, interleaved".into(), all.clone()));
+    }
+    let size = 2u64 << 20;
+    let mut held_rows = Vec::new();
+    for (name, set) in &sets {
+        let raw = held(o, set, size, false)?;
+        let comp = held(o, set, size, true)?;
+        progress!(
+            "ring: {name}: 2M holds {} records raw, {} compressed ({:.2}x)",
+            raw.records,
+            comp.records,
+            comp.records as f64 / raw.records as f64
+        );
+        held_rows.push((name.clone(), raw, comp));
+    }
+    // 2. Records held by buffer size (the chart), all texts together.
+    let mut by_size = Vec::new();
+    for &sz in &o.ring_sizes {
+        let raw = held(o, &all, sz, false)?;
+        let comp = held(o, &all, sz, true)?;
+        progress!(
+            "ring: {} holds {} records raw, {} compressed",
+            size_arg(sz),
+            raw.records,
+            comp.records
+        );
+        by_size.push((sz, raw, comp));
+    }
+    // 3. Ingest, 4 writers, raw and compressed rings of 2 MiB, full and
+    // taking turns.
+    let mut dr = Daemon::start(o, &ring_args(size, false))?;
+    let mut dc = Daemon::start(o, &ring_args(size, true))?;
+    let per = (o.lines / 4).max(1000);
+    for (d, what) in [(&mut dr, "raw"), (&mut dc, "compressed")] {
+        // Full first: a compressed ring holds several times as much.
+        for round in 0..16 {
+            ingest_texts(d, &all, 4, per / 4 + 1, 1000 + round, Some(HELD_PACE))?;
+            if stat(&d.stats()?, "evicted")? > 0 {
+                break;
+            }
+        }
+        progress!("ring: {what} ring of 2M full");
+    }
+    let (mut ing_raw, mut ing_comp, mut ing_ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..o.reps {
+        let a = 4.0 * per as f64 / ingest_texts(&mut dr, &all, 4, per, 2 * rep as u64, None)?;
+        let b = 4.0 * per as f64 / ingest_texts(&mut dc, &all, 4, per, 2 * rep as u64, None)?;
+        progress!(
+            "ring ingest rep {}/{}: raw {:.3} M lines/s, compressed {:.3} M lines/s",
+            rep + 1,
+            o.reps,
+            a / 1e6,
+            b / 1e6
+        );
+        ing_raw.push(a);
+        ing_comp.push(b);
+        ing_ratio.push(b / a);
+    }
+    // What the floods left in the rings.
+    let flood = (dr.stats()?, dc.stats()?);
+    let flood = (
+        stat(&flood.0, "records")?,
+        stat(&flood.1, "records")?,
+        stat(&flood.1, "ring_chunks_uncompressed").unwrap_or(0),
+    );
+    // 4. Dump of the full rings, filled again at HELD_PACE (all chunks
+    // compressed), taking turns.
+    let again = held_rows.last().map_or(1 << 20, |h| 2 * h.2.records) / 4 + 1;
+    for (d, round) in [(&mut dr, 5000), (&mut dc, 5000)] {
+        ingest_texts(d, &all, 4, again, round, Some(HELD_PACE))?;
+    }
+    let (mut dump_raw_r, mut dump_comp_r, mut dump_ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let mut dump_recs = (0, 0);
+    for rep in 0..o.reps {
+        let a = dump_raw(&dr, true, &mut Vec::new()).map_err(|e| dr.why(e))?;
+        let b = dump_raw(&dc, true, &mut Vec::new()).map_err(|e| dc.why(e))?;
+        let (ra, rb) = (a.records as f64 / a.secs, b.records as f64 / b.secs);
+        progress!(
+            "ring dump rep {}/{}: raw {} records at {:.3} M/s, compressed {} at {:.3} M/s",
+            rep + 1,
+            o.reps,
+            a.records,
+            ra / 1e6,
+            b.records,
+            rb / 1e6
+        );
+        dump_recs = (a.records, b.records);
+        dump_raw_r.push(ra);
+        dump_comp_r.push(rb);
+        dump_ratio.push(rb / ra);
+    }
+    let mem = (dr.memory()?, dc.memory()?);
+    let scr = (dr.stats()?, dc.stats()?);
+    check_clean(&scr.0)?;
+    check_clean(&scr.1)?;
+    drop((dr, dc));
+    // 5. Follow latency through full rings of 2 MiB, one CPU.
+    let mut dr = Daemon::start(o, &ring_args(size, false))?;
+    let mut dc = Daemon::start(o, &ring_args(size, true))?;
+    for d in [&mut dr, &mut dc] {
+        for round in 0..16 {
+            ingest_texts(d, &all, 4, per / 4 + 1, 3000 + round, Some(HELD_PACE))?;
+            if stat(&d.stats()?, "evicted")? > 0 {
+                break;
+            }
+        }
+    }
+    let names = ["memlogd, raw ring", "memlogd, compressed ring"];
+    let why = |pi: usize, e: String| if pi == 0 { dr.why(e) } else { dc.why(e) };
+    let mut paths = [
+        memlogd_path(&dr, false).map_err(|e| why(0, e))?,
+        memlogd_path(&dc, false).map_err(|e| why(1, e))?,
+    ];
+    let cpu = *allowed_cpus()
+        .first()
+        .ok_or("cannot read this process's CPU affinity")?;
+    let restore = AffinityGuard(sched_getaffinity(Pid::from_raw(0)).ok());
+    pin(Pid::from_raw(0), cpu)?;
+    for p in &paths {
+        pin(p.far, cpu)?;
+    }
+    for (pi, p) in paths.iter_mut().enumerate() {
+        p.rounds(o.warmup, &mut Vec::new())
+            .map_err(|e| why(pi, e))?;
+    }
+    let lat = latency_reps(
+        o,
+        &names,
+        &mut paths,
+        &why,
+        &format!("ring, one CPU ({cpu})"),
+    )?;
+    drop(restore);
+    drop(paths);
+    drop((dr, dc));
+    ring_report(
+        o,
+        r,
+        &RingResults {
+            texts: &texts,
+            missing: &missing,
+            held: &held_rows,
+            by_size: &by_size,
+            ingest: [&ing_raw, &ing_comp, &ing_ratio],
+            per_rep: 4 * per,
+            dump: [&dump_raw_r, &dump_comp_r, &dump_ratio],
+            dump_recs,
+            flood,
+            mem,
+            lat: &lat,
+            cpu,
+        },
+    );
+    Ok(())
+}
+
+struct RingResults<'a> {
+    texts: &'a [Text],
+    missing: &'a [String],
+    held: &'a [(String, Held, Held)],
+    by_size: &'a [(u64, Held, Held)],
+    ingest: [&'a [f64]; 3],
+    per_rep: u64,
+    dump: [&'a [f64]; 3],
+    dump_recs: (u64, u64),
+    /// Records the raw and the compressed ring held after the ingest
+    /// floods, and the compressed ring's chunks kept uncompressed.
+    flood: (u64, u64, u64),
+    /// (VmHWM, VmRSS) of the raw and the compressed memlogd.
+    mem: ((u64, u64), (u64, u64)),
+    /// [path][statistic] -> per-rep values.
+    lat: &'a [Vec<Vec<f64>>],
+    cpu: usize,
+}
+
+fn ring_report(o: &Opts, r: &mut Report, x: &RingResults<'_>) {
+    let m = &mut r.md;
+    let _ = writeln!(
+        m,
+        "\n## 5. Compressed ring (`-ring-compress`) on real log text\n\nReal text, replayed line by line as records (lines cut at {TEXT_MAX_LINE} bytes, blank lines left out): {}.{} Each memlogd runs with `-buffer-size SIZE -max-lines 1000000000` (bytes are the bound) and `-ring-compress=false` (raw) or `=true` (compressed), fed by one writer per text (a socketpair each, batches of whole lines up to 64 KiB, the text looped, {:.0} lines per second in all) until it evicts records, then as much again; `records` is what its `stats` says it then holds.\n",
+        x.texts
+            .iter()
+            .map(|t| format!(
+                "{} ({} lines, {} bytes, mean line {:.0} bytes; source `{}`)",
+                t.name,
+                t.lines(),
+                t.tape.len(),
+                t.mean_len(),
+                t.source
+            ))
+            .collect::<Vec<_>>()
+            .join("; "),
+        if x.missing.is_empty() {
+            String::new()
+        } else {
+            format!(" Not found here: {}.", x.missing.join(", "))
+        },
+        HELD_PACE
+    );
+    let _ = writeln!(
+        m,
+        "| text | raw ring, records | compressed, records | held ratio | raw bytes / stored bytes | compressed ring VmHWM |"
+    );
+    let _ = writeln!(m, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    let mut js_held = Vec::new();
+    for (name, raw, comp) in x.held {
+        let ratio = comp.records as f64 / raw.records as f64;
+        let _ = writeln!(
+            m,
+            "| {name} | {} | {} | {ratio:.2}× | {:.2} | {} |",
+            raw.records,
+            comp.records,
+            comp.raw_bytes as f64 / comp.stored_bytes.max(1) as f64,
+            mib(comp.hwm)
+        );
+        js_held.push(J::O(vec![
+            ("text", J::S(name.clone())),
+            ("buffer_bytes", n(2 << 20)),
+            ("raw_records", n(raw.records)),
+            ("compressed_records", n(comp.records)),
+            ("ratio", J::N(ratio)),
+            ("raw_bytes", n(comp.raw_bytes)),
+            ("stored_bytes", n(comp.stored_bytes)),
+            ("raw_vm_hwm", n(raw.hwm)),
+            ("compressed_vm_hwm", n(comp.hwm)),
+        ]));
+    }
+    let _ = writeln!(
+        m,
+        "\nRecords held by buffer size, all texts interleaved (the chart in the report):\n\n| buffer | raw ring, records | compressed, records | ratio | raw VmHWM | compressed VmHWM |\n| ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let mut js_size = Vec::new();
+    for (sz, raw, comp) in x.by_size {
+        let ratio = comp.records as f64 / raw.records as f64;
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {ratio:.2}× | {} | {} |",
+            size_arg(*sz),
+            raw.records,
+            comp.records,
+            mib(raw.hwm),
+            mib(comp.hwm)
+        );
+        js_size.push(J::O(vec![
+            ("buffer_bytes", n(*sz)),
+            ("raw_records", n(raw.records)),
+            ("compressed_records", n(comp.records)),
+            ("ratio", J::N(ratio)),
+            ("raw_vm_hwm", n(raw.hwm)),
+            ("compressed_vm_hwm", n(comp.hwm)),
+        ]));
+    }
+    let [ir, ic, iq] = x.ingest;
+    let [dr, dc, dq] = x.dump;
+    let ((hr, _), (hc, _)) = x.mem;
+    let _ = writeln!(
+        m,
+        "\nSpeed, 2 MiB rings of every text interleaved, each full before it is timed; the raw and the compressed memlogd take turns, {} repetitions. Ingest: 4 writers (one per text, the fourth on the first text again), {} lines per repetition. Dump: a mode-0 extended dump of the whole ring read raw to EOF ({} records raw, {} compressed), records per second. Follow latency: one extended follower per memlogd, writer and memlogd pinned to CPU {}, as in section 2, {} samples per repetition.\n",
+        o.reps, x.per_rep, x.dump_recs.0, x.dump_recs.1, x.cpu, o.samples
+    );
+    let _ = writeln!(
+        m,
+        "| measure | raw ring | compressed ring | compressed / raw |"
+    );
+    let _ = writeln!(m, "| --- | ---: | ---: | ---: |");
+    let _ = writeln!(
+        m,
+        "| ingest, 4 writers, M lines/s | {} | {} | {} |",
+        cell(summary(&scaled(ir, 1e-6)), 3),
+        cell(summary(&scaled(ic, 1e-6)), 3),
+        cell(summary(iq), 2)
+    );
+    let _ = writeln!(
+        m,
+        "| dump, M records/s | {} | {} | {} |",
+        cell(summary(&scaled(dr, 1e-6)), 3),
+        cell(summary(&scaled(dc, 1e-6)), 3),
+        cell(summary(dq), 2)
+    );
+    let lat_ratio = |k: usize| -> Vec<f64> {
+        x.lat[1][k]
+            .iter()
+            .zip(&x.lat[0][k])
+            .map(|(c, r)| c / r)
+            .collect()
+    };
+    for (k, what) in [(0, "p50"), (2, "p99")] {
+        let _ = writeln!(
+            m,
+            "| follow latency {what}, µs | {} | {} | {} |",
+            cell(summary(&x.lat[0][k]), 1),
+            cell(summary(&x.lat[1][k]), 1),
+            cell(summary(&lat_ratio(k)), 2)
+        );
+    }
+    let _ = writeln!(
+        m,
+        "| VmHWM after the dumps | {} | {} | {:.3} |",
+        mib(hr),
+        mib(hc),
+        hc as f64 / hr as f64
+    );
+    let (fr, fc, fu) = x.flood;
+    let _ = writeln!(
+        m,
+        "\nAfter the unpaced ingest runs (a flood: compression may take {:.0}% of memlogd's time, chunks sealed past that are kept uncompressed), the raw ring held {fr} records and the compressed one {fc} ({:.2}×; {fu} chunks kept uncompressed).",
+        100.0 * memlog::ring::chunked::DAEMON_COMPRESS_SHARE,
+        fc as f64 / fr.max(1) as f64
+    );
+    let lj = |p: usize, k: usize| jsum(summary(&x.lat[p][k]), &x.lat[p][k]);
+    let texts: Vec<J> = x
+        .texts
+        .iter()
+        .map(|t| {
+            J::O(vec![
+                ("name", J::S(t.name.clone())),
+                ("source", J::S(t.source.to_string())),
+                ("lines", n(t.lines() as u64)),
+                ("bytes", n(t.tape.len() as u64)),
+            ])
+        })
+        .collect();
+    r.json.push((
+        "ring",
+        J::O(vec![
+            ("texts", J::A(texts)),
+            (
+                "missing",
+                J::A(x.missing.iter().map(|s| J::S(s.clone())).collect()),
+            ),
+            ("held", J::A(js_held)),
+            ("by_size", J::A(js_size)),
+            ("ingest_lines_per_rep", n(x.per_rep)),
+            ("ingest_raw", jsum(summary(ir), ir)),
+            ("ingest_compressed", jsum(summary(ic), ic)),
+            ("ingest_ratio", jsum(summary(iq), iq)),
+            ("dump_raw_records", n(x.dump_recs.0)),
+            ("dump_compressed_records", n(x.dump_recs.1)),
+            ("dump_raw", jsum(summary(dr), dr)),
+            ("dump_compressed", jsum(summary(dc), dc)),
+            ("dump_ratio", jsum(summary(dq), dq)),
+            ("latency_p50_raw", lj(0, 0)),
+            ("latency_p50_compressed", lj(1, 0)),
+            ("latency_p99_raw", lj(0, 2)),
+            ("latency_p99_compressed", lj(1, 2)),
+            (
+                "latency_p99_ratio",
+                jsum(summary(&lat_ratio(2)), &lat_ratio(2)),
+            ),
+            ("flood_raw_records", n(fr)),
+            ("flood_compressed_records", n(fc)),
+            ("flood_chunks_uncompressed", n(fu)),
+            ("held_pace_lines_per_s", J::N(HELD_PACE)),
+            ("vm_hwm_raw", n(hr)),
+            ("vm_hwm_compressed", n(hc)),
+            ("buffer_bytes", n(2 << 20)),
+        ]),
+    ));
+}
+
 fn sizes(o: &Opts, r: &mut Report) -> Res<()> {
     let dir = o.memlogd.parent().unwrap_or(Path::new("."));
     let m = &mut r.md;
-    let _ = writeln!(m, "\n## 5. Binary sizes\n");
+    let _ = writeln!(m, "\n## 6. Binary sizes\n");
     let _ = writeln!(m, "| binary | bytes | KiB |");
     let _ = writeln!(m, "| --- | ---: | ---: |");
     let mut js = Vec::new();

@@ -59,7 +59,13 @@ const PARTS: [&str; 5] = ["bench", "syslog", "logwrite", "startup", "static"];
 const BINARIES: [&str; 4] = ["memlogd", "logread", "logwrite", "init-shim"];
 
 /// The charts, written beside report.md.
-const CHARTS: [&str; 4] = ["ingest.svg", "latency.svg", "syslog.svg", "startup.svg"];
+const CHARTS: [&str; 5] = [
+    "ingest.svg",
+    "latency.svg",
+    "syslog.svg",
+    "startup.svg",
+    "ring.svg",
+];
 
 struct Opts {
     quick: bool,
@@ -1352,6 +1358,45 @@ fn glance(d: &Data) -> String {
             format!("{:.3}×", hwm / size),
         );
     }
+    let g = b.get("ring");
+    if let Some(x) = g.get("held").arr().last() {
+        row(
+            &format!(
+                "records held in a 2 MiB ring, real log text ({}), compressed",
+                x.get("text").str().unwrap_or("?")
+            ),
+            thousands(x.get("compressed_records").f()),
+            format!("{} (raw ring)", thousands(x.get("raw_records").f())),
+            format!("{:.2}×", x.get("ratio").f()),
+        );
+        row(
+            "compressed ring: ingest, 4 writers, M lines/s",
+            fixed(g.at("ingest_compressed.median").f() / 1e6, 1),
+            format!(
+                "{} (raw ring)",
+                fixed(g.at("ingest_raw.median").f() / 1e6, 1)
+            ),
+            format!("{:.2}×", g.at("ingest_ratio.median").f()),
+        );
+        row(
+            "compressed ring: dump, M records/s",
+            fixed(g.at("dump_compressed.median").f() / 1e6, 2),
+            format!("{} (raw ring)", fixed(g.at("dump_raw.median").f() / 1e6, 2)),
+            format!("{:.2}×", g.at("dump_ratio.median").f()),
+        );
+        row(
+            "compressed ring: follow latency p99, µs",
+            fixed(g.at("latency_p99_compressed.median").f(), 1),
+            format!(
+                "{} (raw ring)",
+                fixed(g.at("latency_p99_raw.median").f(), 1)
+            ),
+            ratio(
+                g.at("latency_p99_compressed.median").f(),
+                g.at("latency_p99_raw.median").f(),
+            ),
+        );
+    }
     let size = |v: &[(String, u64)]| {
         v.iter()
             .find(|(n, _)| n == "memlogd")
@@ -1402,6 +1447,217 @@ fn glance(d: &Data) -> String {
         &[false, true, true, true],
         &rows,
     )
+}
+
+/// 9. The compressed ring against the raw one, on real log text.
+fn ring(r: &mut Report, d: &Data, ran: Option<&Ran>) {
+    let _ = writeln!(
+        r.md,
+        "## 9. Compressed ring (`-ring-compress`) on real log text\n"
+    );
+    let Some(b) = d
+        .bench
+        .as_ref()
+        .filter(|b| !b.at("ring.held").arr().is_empty())
+    else {
+        return missing(r, "bench", ran);
+    };
+    let g = b.get("ring");
+    let texts: Vec<String> = g
+        .get("texts")
+        .arr()
+        .iter()
+        .map(|t| {
+            format!(
+                "{} ({} lines, {} bytes; source `{}`)",
+                t.get("name").str().unwrap_or("?"),
+                thousands(t.get("lines").f()),
+                thousands(t.get("bytes").f()),
+                t.get("source").str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let missing_texts: Vec<&str> = g
+        .get("missing")
+        .arr()
+        .iter()
+        .filter_map(|x| x.str())
+        .collect();
+    let _ = writeln!(
+        r.md,
+        "The ring holds the newest records raw in an open chunk and compresses each chunk (LZ4) as it is sealed. Real text replayed line by line as records: {}.{} Each memlogd runs with `-buffer-size SIZE -max-lines 1000000000` and `-ring-compress=false` (raw) or `=true` (compressed), fed by one writer per text at {} lines per second in all (far above any real logging; a flood is reported below) until it evicts records, then as much again; records held are what its `stats` then says.\n",
+        texts.join("; "),
+        if missing_texts.is_empty() {
+            String::new()
+        } else {
+            format!(" Not on this machine: {}.", missing_texts.join(", "))
+        },
+        thousands(g.get("held_pace_lines_per_s").f())
+    );
+    failed_note(r, ran);
+    let rows: Vec<Vec<String>> = g
+        .get("held")
+        .arr()
+        .iter()
+        .map(|x| {
+            vec![
+                x.get("text").str().unwrap_or("?").to_string(),
+                thousands(x.get("raw_records").f()),
+                thousands(x.get("compressed_records").f()),
+                format!("{:.2}×", x.get("ratio").f()),
+                fixed(x.get("raw_bytes").f() / x.get("stored_bytes").f(), 2),
+                mib(x.get("raw_vm_hwm").f()),
+                mib(x.get("compressed_vm_hwm").f()),
+            ]
+        })
+        .collect();
+    let _ = writeln!(r.md, "Records held in a 2 MiB ring:\n");
+    r.md.push_str(&table(
+        &[
+            "text",
+            "raw ring, records",
+            "compressed, records",
+            "compressed / raw",
+            "raw bytes / stored bytes",
+            "raw ring VmHWM, MiB",
+            "compressed VmHWM, MiB",
+        ],
+        &[false, true, true, true, true, true, true],
+        &rows,
+    ));
+    let by: Vec<&Json> = g.get("by_size").arr().iter().collect();
+    let rows: Vec<Vec<String>> = by
+        .iter()
+        .map(|x| {
+            vec![
+                mib(x.get("buffer_bytes").f()),
+                thousands(x.get("raw_records").f()),
+                thousands(x.get("compressed_records").f()),
+                format!("{:.2}×", x.get("ratio").f()),
+                mib(x.get("raw_vm_hwm").f()),
+                mib(x.get("compressed_vm_hwm").f()),
+            ]
+        })
+        .collect();
+    let _ = writeln!(
+        r.md,
+        "\nRecords held by buffer size, every text interleaved:\n"
+    );
+    r.md.push_str(&table(
+        &[
+            "buffer, MiB",
+            "raw ring, records",
+            "compressed, records",
+            "compressed / raw",
+            "raw ring VmHWM, MiB",
+            "compressed VmHWM, MiB",
+        ],
+        &[true; 6],
+        &rows,
+    ));
+    let _ = writeln!(r.md, "\n![records held by buffer size](ring.svg)\n");
+    let _ = writeln!(
+        r.md,
+        "Speed, 2 MiB rings of every text interleaved, full before they are timed; the raw and the compressed memlogd take turns, median (min–max) of {} repetitions. Ingest: 4 writers, unpaced ({} lines per repetition). Dump: a mode-0 extended dump of the whole ring read to EOF ({} records raw, {} compressed). Follow latency: an extended follower, writer and memlogd on one CPU. The ratio is the median of per-repetition ratios.\n",
+        b.get("reps").f(),
+        thousands(g.get("ingest_lines_per_rep").f()),
+        thousands(g.get("dump_raw_records").f()),
+        thousands(g.get("dump_compressed_records").f())
+    );
+    let p99_ratio = g.at("latency_p99_compressed.median").f() / g.at("latency_p99_raw.median").f();
+    let rows = vec![
+        vec![
+            "ingest, 4 writers, M lines/s".to_string(),
+            cell(g.get("ingest_raw"), 1e-6, 2),
+            cell(g.get("ingest_compressed"), 1e-6, 2),
+            format!("{:.2}", g.at("ingest_ratio.median").f()),
+        ],
+        vec![
+            "dump, M records/s".to_string(),
+            cell(g.get("dump_raw"), 1e-6, 2),
+            cell(g.get("dump_compressed"), 1e-6, 2),
+            format!("{:.2}", g.at("dump_ratio.median").f()),
+        ],
+        vec![
+            "follow latency p50, µs".to_string(),
+            cell(g.get("latency_p50_raw"), 1.0, 1),
+            cell(g.get("latency_p50_compressed"), 1.0, 1),
+            fixed(
+                g.at("latency_p50_compressed.median").f() / g.at("latency_p50_raw.median").f(),
+                2,
+            ),
+        ],
+        vec![
+            "follow latency p99, µs".to_string(),
+            cell(g.get("latency_p99_raw"), 1.0, 1),
+            cell(g.get("latency_p99_compressed"), 1.0, 1),
+            fixed(p99_ratio, 2),
+        ],
+        vec![
+            "VmHWM after the dumps, MiB".to_string(),
+            mib(g.get("vm_hwm_raw").f()),
+            mib(g.get("vm_hwm_compressed").f()),
+            fixed(g.get("vm_hwm_compressed").f() / g.get("vm_hwm_raw").f(), 3),
+        ],
+    ];
+    r.md.push_str(&table(
+        &["measure", "raw ring", "compressed ring", "compressed / raw"],
+        &[false, true, true, true],
+        &rows,
+    ));
+    let _ = writeln!(
+        r.md,
+        "\nA flood (the unpaced ingest runs) left {} records in the raw ring and {} in the compressed one ({}; {} chunks kept uncompressed: compression may take 40% of memlogd's time, a chunk sealed past that is kept as it is).\n",
+        thousands(g.get("flood_raw_records").f()),
+        thousands(g.get("flood_compressed_records").f()),
+        ratio(
+            g.get("flood_compressed_records").f(),
+            g.get("flood_raw_records").f()
+        ),
+        thousands(g.get("flood_chunks_uncompressed").f())
+    );
+    raw_links(r, ran, true);
+    let line = |name: &str, key: &str, dashed: bool| svg::Line {
+        name: name.into(),
+        dashed,
+        points: by
+            .iter()
+            .map(|x| svg::Point {
+                x: x.get("buffer_bytes").f() / 1048576.0,
+                y: x.get(key).f() / 1000.0,
+                range: None,
+            })
+            .collect(),
+    };
+    let chart = svg::LineChart {
+        title: "Records held by buffer size: compressed ring against raw".into(),
+        subtitle: format!(
+            "real log text ({}), every text interleaved{}",
+            g.get("texts")
+                .arr()
+                .iter()
+                .filter_map(|t| t.get("source").str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if r.quick {
+                " (--quick: not meaningful)"
+            } else {
+                ""
+            }
+        ),
+        x_label: "-buffer-size, MiB".into(),
+        y_label: "thousand records held".into(),
+        log2_x: true,
+        lines: vec![
+            line(
+                "compressed ring (-ring-compress)",
+                "compressed_records",
+                false,
+            ),
+            line("raw ring (-ring-compress=false)", "raw_records", true),
+        ],
+    };
+    r.charts.push(("ring.svg", chart.svg()));
 }
 
 /// Parses `scripts/build-static`'s table: `NAME BYTES static`.
@@ -1485,7 +1741,7 @@ fn run(o: &Opts) -> i32 {
             "--writers".into(),
             "1,4,16,64".into(),
             "--only".into(),
-            "ingest,latency,dump,memory".into(),
+            "ingest,latency,dump,memory,ring".into(),
         ];
         q(&mut v);
         jobs.push(("memlog-bench", v));
@@ -1567,6 +1823,7 @@ fn run(o: &Opts) -> i32 {
     memory(&mut r, &data, find("memlog-bench"));
     sizes(&mut r, &data, find("build-static"), &target);
     startup(&mut r, &data, find("memlog-startup-bench"));
+    ring(&mut r, &data, find("memlog-bench"));
     commands(&mut r, &ran);
     let status = match write_out(o, &r, &ran, tmp.path()) {
         Ok(()) => {
