@@ -28,11 +28,11 @@
 //! raised past it; then the message is cut to fit ([`MAX_DATA`]), counted
 //! and reported, and never sent as a frame the server would refuse.
 
-use crate::dir::{Dir, State};
+use crate::dir::State;
 use crate::follow::{Sink, Stop};
 use crate::relpframe::{parse_frame, rsp_code, write_frame, Frame, MAX_DATA};
-use crate::remote::{ByteStream, RemoteConfig};
-use crate::report::{say, Episode, LostCounter, INTERVAL};
+use crate::remote::{ByteStream, PositionStore, RemoteConfig};
+use crate::report::{say, LostCounter, INTERVAL};
 use crate::syslog::{Formatter, Framing};
 use memlog::proto::{Position, RecordRef, Request};
 use std::collections::VecDeque;
@@ -112,7 +112,7 @@ pub struct Relp {
     conn: Option<Box<dyn ByteStream>>,
     /// Bytes read from the server, not yet a whole frame.
     rbuf: Vec<u8>,
-    dir: Option<Dir>,
+    store: PositionStore,
     loaded: bool,
     /// The position saved (everything up to it acknowledged).
     committed: Option<Position>,
@@ -135,7 +135,6 @@ pub struct Relp {
     dup_until: Option<Position>,
     dups: DupCounter,
     lost: LostCounter,
-    state_trouble: Episode,
     /// Records acknowledged since the last commit.
     acks: u64,
     stall_said: Option<Instant>,
@@ -160,12 +159,12 @@ impl Relp {
         };
         let name = cfg.name.clone();
         Relp {
+            store: PositionStore::new(&cfg),
             cfg,
             fmt,
             stop,
             conn: None,
             rbuf: Vec::new(),
-            dir: None,
             loaded: false,
             committed: None,
             saved_sent: None,
@@ -185,7 +184,6 @@ impl Relp {
                 last_print: None,
             },
             lost: LostCounter::new(&name),
-            state_trouble: Episode::new(&name, "cannot save position"),
             acks: 0,
             stall_said: None,
             stalled: false,
@@ -199,80 +197,28 @@ impl Relp {
 
     /// Saves the position (and `sent`), best effort as every remote.
     fn save(&mut self, sync: bool) {
-        if self.dir.is_none() {
-            match Dir::open(&self.cfg.state_dir) {
-                Ok(d) => self.dir = Some(d),
-                Err(e) => {
-                    self.state_trouble
-                        .fail(&format!("{}: {e}", self.cfg.state_dir.display()));
-                    return;
-                }
-            }
-        }
         let st = State {
             position: self.committed,
             sent: self.saved_sent,
             ..State::default()
         };
-        let name = self.cfg.state_file();
-        let res = self
-            .dir
-            .as_ref()
-            .map(|d| d.write_atomic(&name, &st.encode(), sync));
-        match res {
-            Some(Ok(())) => self.state_trouble.recover("saving the position again"),
-            Some(Err(e)) => {
-                self.state_trouble.fail(&format!(
-                    "{}: {e}",
-                    self.cfg.state_dir.join(&name).display()
-                ));
-                self.dir = None;
-            }
-            None => {}
-        }
+        self.store.save(&st, sync);
     }
 
     fn load(&mut self) {
         self.loaded = true;
-        let d = match Dir::open(&self.cfg.state_dir) {
-            Ok(d) => d,
-            Err(e) => {
-                self.state_trouble
-                    .fail(&format!("{}: {e}", self.cfg.state_dir.display()));
-                return;
-            }
-        };
-        let name = self.cfg.state_file();
-        d.remove_stale_temps(&name);
-        let st = match d.read_state(&name) {
-            Ok(None) => None,
-            Ok(Some(data)) => Some(State::decode(&data)),
-            Err(e) => Some(Err(e.to_string())),
-        };
-        match st {
-            Some(Ok(st)) => {
-                self.committed = st.position;
-                self.acked = st.position;
-                self.taken = st.position;
-                self.saved_sent = st.sent;
-                // Sent before the kill and not acknowledged: possibly
-                // on the server already.
-                self.dup_until = st.sent.filter(|s| match st.position {
-                    Some(p) => p.instance != s.instance || p.seq < s.seq,
-                    None => true,
-                });
-            }
-            Some(Err(why)) => say(
-                &self.cfg.name,
-                &format!(
-                    "no usable saved position in {} ({why}): forwarding from memlogd's oldest record \
-                     (the server may get records twice)",
-                    self.cfg.state_dir.join(&name).display()
-                ),
-            ),
-            None => {}
+        if let Some(st) = self.store.load() {
+            self.committed = st.position;
+            self.acked = st.position;
+            self.taken = st.position;
+            self.saved_sent = st.sent;
+            // Sent before the kill and not acknowledged: possibly
+            // on the server already.
+            self.dup_until = st.sent.filter(|s| match st.position {
+                Some(p) => p.instance != s.instance || p.seq < s.seq,
+                None => true,
+            });
         }
-        self.dir = Some(d);
     }
 
     /// Writes the buffered frames to the server, saving first the position
@@ -762,7 +708,7 @@ impl Sink for Relp {
             &format!(
                 "no usable saved position in {} (it names record {} of this memlogd, which {reached}): \
                  forwarding from memlogd's oldest record (the server may get records twice)",
-                self.cfg.state_dir.join(self.cfg.state_file()).display(),
+                self.store.path().display(),
                 saved.seq
             ),
         );

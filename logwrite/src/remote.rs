@@ -390,12 +390,107 @@ fn peer_gone(s: &TcpStream) -> bool {
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
+/// A remote's saved position (`.logwrite-remote-NAME.state` in the log
+/// directory), shared by every kind of remote. Saving is best effort:
+/// forwarding goes on if the directory cannot be written, and the trouble
+/// is reported (once, then every 10 s).
+pub struct PositionStore {
+    state_dir: PathBuf,
+    name: String,
+    /// Who says it (the remote's name).
+    who: String,
+    dir: Option<Dir>,
+    trouble: Episode,
+}
+
+impl PositionStore {
+    pub fn new(cfg: &RemoteConfig) -> PositionStore {
+        PositionStore {
+            state_dir: cfg.state_dir.clone(),
+            name: cfg.state_file(),
+            who: cfg.name.clone(),
+            dir: None,
+            trouble: Episode::new(&cfg.name, "cannot save position"),
+        }
+    }
+
+    /// Opens the log directory if it is not open; true if it is.
+    fn open(&mut self) -> bool {
+        if self.dir.is_none() {
+            match Dir::open(&self.state_dir) {
+                Ok(d) => self.dir = Some(d),
+                Err(e) => {
+                    self.trouble
+                        .fail(&format!("{}: {e}", self.state_dir.display()));
+                }
+            }
+        }
+        self.dir.is_some()
+    }
+
+    /// Saves `st`, fsynced with `sync`.
+    pub fn save(&mut self, st: &State, sync: bool) {
+        if !self.open() {
+            return;
+        }
+        let res = self
+            .dir
+            .as_ref()
+            .map(|d| d.write_atomic(&self.name, &st.encode(), sync));
+        match res.unwrap_or(Ok(())) {
+            Ok(()) => self.trouble.recover("saving the position again"),
+            Err(e) => {
+                let path = self.state_dir.join(&self.name);
+                self.trouble.fail(&format!("{}: {e}", path.display()));
+                self.dir = None;
+            }
+        }
+    }
+
+    /// The saved state, read once at start (stale temporaries of an earlier
+    /// save removed first). `None` when there is none, or when the
+    /// directory cannot be read (reported; forwarding then starts from
+    /// memlogd's oldest record); an unusable one is said here and is `None`
+    /// too.
+    pub fn load(&mut self) -> Option<State> {
+        if !self.open() {
+            return None;
+        }
+        let d = self.dir.as_ref()?;
+        d.remove_stale_temps(&self.name);
+        let st = match d.read_state(&self.name) {
+            Ok(None) => return None,
+            Ok(Some(data)) => State::decode(&data),
+            Err(e) => Err(e.to_string()),
+        };
+        match st {
+            Ok(st) => Some(st),
+            Err(why) => {
+                crate::report::say(
+                    &self.who,
+                    &format!(
+                        "no usable saved position in {} ({why}): forwarding from memlogd's oldest record \
+                         (the server may get records twice)",
+                        self.path().display()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The state file's path (for messages).
+    pub fn path(&self) -> PathBuf {
+        self.state_dir.join(&self.name)
+    }
+}
+
 /// A remote output.
 pub struct Remote {
     cfg: RemoteConfig,
     fmt: Formatter,
     conn: Option<Conn>,
-    dir: Option<Dir>,
+    store: PositionStore,
     loaded: bool,
     committed: Option<Position>,
     taken: Option<Position>,
@@ -409,7 +504,6 @@ pub struct Remote {
     /// Everything up to this position is acknowledged.
     acked: Option<Position>,
     lost: LostCounter,
-    state_trouble: Episode,
     /// Records sent (handed to the kernel or buffered) since the last commit.
     sent: u64,
     /// The key file's mode was warned about.
@@ -425,10 +519,10 @@ impl Remote {
         };
         let name = cfg.name.clone();
         Remote {
+            store: PositionStore::new(&cfg),
             cfg,
             fmt,
             conn: None,
-            dir: None,
             loaded: false,
             committed: None,
             taken: None,
@@ -437,7 +531,6 @@ impl Remote {
             inflight: VecDeque::new(),
             acked: None,
             lost: LostCounter::new(&name),
-            state_trouble: Episode::new(&name, "cannot save position"),
             sent: 0,
             key_warned: false,
         }
@@ -473,74 +566,22 @@ impl Remote {
 
     /// [`Remote::save`], fsynced with `sync`.
     fn save_with(&mut self, sync: bool) {
-        if self.dir.is_none() {
-            match Dir::open(&self.cfg.state_dir) {
-                Ok(d) => self.dir = Some(d),
-                Err(e) => {
-                    self.state_trouble
-                        .fail(&format!("{}: {e}", self.cfg.state_dir.display()));
-                    return;
-                }
-            }
-        }
         let st = State {
             position: self.committed,
             ..State::default()
         };
-        let name = self.cfg.state_file();
-        let res = self
-            .dir
-            .as_ref()
-            .map(|d| d.write_atomic(&name, &st.encode(), sync));
-        match res {
-            Some(Ok(())) => self.state_trouble.recover("saving the position again"),
-            Some(Err(e)) => {
-                self.state_trouble.fail(&format!(
-                    "{}: {e}",
-                    self.cfg.state_dir.join(&name).display()
-                ));
-                self.dir = None;
-            }
-            None => {}
-        }
+        self.store.save(&st, sync);
     }
 
     /// Reads the saved position (once; if the directory cannot be read,
     /// forwarding starts from memlogd's oldest record).
     fn load(&mut self) {
         self.loaded = true;
-        let d = match Dir::open(&self.cfg.state_dir) {
-            Ok(d) => d,
-            Err(e) => {
-                self.state_trouble
-                    .fail(&format!("{}: {e}", self.cfg.state_dir.display()));
-                return;
-            }
-        };
-        let name = self.cfg.state_file();
-        d.remove_stale_temps(&name);
-        let st = match d.read_state(&name) {
-            Ok(None) => None,
-            Ok(Some(data)) => Some(State::decode(&data)),
-            Err(e) => Some(Err(e.to_string())),
-        };
-        match st {
-            Some(Ok(st)) => {
-                self.committed = st.position;
-                self.taken = st.position;
-                self.acked = st.position;
-            }
-            Some(Err(why)) => crate::report::say(
-                &self.cfg.name,
-                &format!(
-                    "no usable saved position in {} ({why}): forwarding from memlogd's oldest record \
-                     (the server may get records twice)",
-                    self.cfg.state_dir.join(&name).display()
-                ),
-            ),
-            None => {}
+        if let Some(st) = self.store.load() {
+            self.committed = st.position;
+            self.taken = st.position;
+            self.acked = st.position;
         }
-        self.dir = Some(d);
     }
 
     /// Drops in-flight entries the server's TCP has acknowledged.
@@ -696,7 +737,7 @@ impl Sink for Remote {
             &format!(
                 "no usable saved position in {} (it names record {} of this memlogd, which {reached}): \
                  forwarding from memlogd's oldest record (the server may get records twice)",
-                self.cfg.state_dir.join(self.cfg.state_file()).display(),
+                self.store.path().display(),
                 saved.seq
             ),
         );
