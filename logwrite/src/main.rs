@@ -2,6 +2,7 @@
 //! per source, as LinuxKit's logwrite does; resume exactly after a restart;
 //! optionally forward to syslog servers. See README.md, section logwrite.
 
+mod argv;
 mod aside;
 mod dir;
 mod files;
