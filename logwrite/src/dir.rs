@@ -214,6 +214,20 @@ pub struct State {
     /// written before it is sent; after a kill, records up to it that are
     /// sent again are counted as possibly duplicated.
     pub sent: Option<Position>,
+    /// The file output's armed triggers (see [`crate::trigger`]).
+    pub armed: Vec<ArmedState>,
+}
+
+/// One armed trigger as saved: the stem it rotates, when it armed and when
+/// it last matched (milliseconds since the epoch), and its quiet and
+/// max-wait (milliseconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArmedState {
+    pub stem: String,
+    pub at_ms: u64,
+    pub last_ms: u64,
+    pub quiet_ms: u64,
+    pub max_wait_ms: u64,
 }
 
 const MAGIC: &str = "logwrite-state 1";
@@ -231,6 +245,12 @@ impl State {
         if let Some(p) = self.sent {
             s.push_str(&format!("sent {p}\n"));
         }
+        for a in &self.armed {
+            s.push_str(&format!(
+                "armed {} {} {} {} {}\n",
+                a.at_ms, a.last_ms, a.quiet_ms, a.max_wait_ms, a.stem
+            ));
+        }
         s.into_bytes()
     }
 
@@ -246,6 +266,24 @@ impl State {
                 Some(("position", "none")) => st.position = None,
                 Some(("position", p)) => st.position = Some(p.parse()?),
                 Some(("sent", p)) => st.sent = Some(p.parse()?),
+                Some(("armed", rest)) => {
+                    let bad = || format!("bad state line {line:?}");
+                    let f: Vec<&str> = rest.splitn(5, ' ').collect();
+                    let [at, last, quiet, max_wait, stem] = f[..] else {
+                        return Err(bad());
+                    };
+                    let n = |s: &str| s.parse::<u64>().map_err(|_| bad());
+                    if stem.contains('/') || stem.starts_with('.') || stem.is_empty() {
+                        return Err(format!("bad file name in {line:?}"));
+                    }
+                    st.armed.push(ArmedState {
+                        stem: stem.to_owned(),
+                        at_ms: n(at)?,
+                        last_ms: n(last)?,
+                        quiet_ms: n(quiet)?,
+                        max_wait_ms: n(max_wait)?,
+                    });
+                }
                 Some(("file", rest)) => {
                     let (size, name) = rest
                         .split_once(' ')
@@ -283,6 +321,7 @@ mod tests {
             }),
             files: vec![("a.log".into(), 10), ("b%2fc.log".into(), 0)],
             sent: None,
+            armed: Vec::new(),
         };
         assert_eq!(State::decode(&st.encode()), Ok(st));
         let relp = State {
@@ -292,8 +331,22 @@ mod tests {
                 instance: 0xabc,
                 seq: 12,
             }),
+            armed: Vec::new(),
         };
         assert_eq!(State::decode(&relp.encode()), Ok(relp));
+        let armed = State {
+            armed: vec![ArmedState {
+                stem: "web".into(),
+                at_ms: 1,
+                last_ms: 2,
+                quiet_ms: 30_000,
+                max_wait_ms: 300_000,
+            }],
+            ..State::default()
+        };
+        assert_eq!(State::decode(&armed.encode()), Ok(armed));
+        assert!(State::decode(b"logwrite-state 1\narmed 1 2 3 4 ../x\n").is_err());
+        assert!(State::decode(b"logwrite-state 1\narmed 1 2 x 4 web\n").is_err());
         assert_eq!(
             State::decode(&State::default().encode()),
             Ok(State::default())

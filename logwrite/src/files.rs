@@ -24,17 +24,21 @@
 
 use crate::aside::Asides;
 use crate::dir::{Dir, Fault, State};
-use crate::follow::Sink;
+use crate::follow::{Sink, Wake};
+use crate::hooks::{Hooks, Job, Reason};
 use crate::names;
 use crate::reconcile::Reconcile;
 use crate::report::{say, LostCounter};
-use crate::rotate::{self, Policy};
+use crate::rotate::{self, Naming, Policy};
 use crate::select::Selector;
+use crate::trigger::{Armed, Trigger};
 use memlog::proto::{Position, Record, RecordRef, Request};
 use memlog::{escape, timefmt};
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The file output's state file in the log directory.
@@ -70,6 +74,10 @@ pub struct FileConfig {
     pub max_size: u64,
     pub max_files: u32,
     pub compress: bool,
+    /// `-rotated-names`.
+    pub naming: Naming,
+    /// `-trigger` (see [`crate::trigger`]).
+    pub triggers: Vec<Trigger>,
     /// Most bytes kept per source (current and rotated files together).
     pub max_source_bytes: Option<u64>,
     /// fsync at least this often while there is unsynced data.
@@ -93,6 +101,10 @@ struct Open {
     /// Records in `buf`.
     buf_records: u64,
     unsynced: bool,
+    /// The time of its last record (for time-named rotation), if known.
+    last_ns: Option<i64>,
+    /// The source's exact name (for the hook), once a record came.
+    source: Vec<u8>,
 }
 
 fn ctx(e: io::Error, what: impl std::fmt::Display) -> io::Error {
@@ -128,12 +140,24 @@ pub struct Files {
     lines: u64,
     /// Matching memlogd's buffer against the files (no usable state).
     reconcile: Option<Reconcile>,
+    /// `-on-rotate`.
+    hooks: Option<Arc<Hooks>>,
+    /// SIGHUP and SIGUSR1: rotate every file (set by the main thread).
+    rotate_all: Option<Arc<Wake>>,
+    /// Armed triggers, by stem.
+    armed: names::StemMap<Armed>,
+    /// Stems of this output's files: opened, or named in the saved state
+    /// (what a SIGHUP rotates).
+    known: std::collections::BTreeSet<String>,
+    /// The time of the record being written.
+    line_ns: i64,
 }
 
 impl Files {
     pub fn new(cfg: FileConfig) -> Files {
         let policy = Policy {
             max_files: cfg.max_files,
+            naming: cfg.naming,
             compress: cfg.compress,
             max_size: cfg.max_size,
             cap: cfg.max_source_bytes,
@@ -155,7 +179,30 @@ impl Files {
             cut: Vec::new(),
             lines: 0,
             reconcile: None,
+            hooks: None,
+            rotate_all: None,
+            armed: names::StemMap::default(),
+            known: std::collections::BTreeSet::new(),
+            line_ns: 0,
         }
+    }
+
+    /// Runs `-on-rotate` through `hooks` after each rotation.
+    pub fn with_hooks(mut self, hooks: Arc<Hooks>) -> Files {
+        self.hooks = Some(hooks);
+        self
+    }
+
+    /// Rotates every file when `wake` is requested (SIGHUP, SIGUSR1).
+    pub fn with_rotate_all(mut self, wake: Arc<Wake>) -> Files {
+        self.rotate_all = Some(wake);
+        self
+    }
+
+    fn new_reconcile(&self, reason: String) -> Reconcile {
+        let mut rc = Reconcile::new(reason);
+        rc.naming = self.cfg.naming;
+        rc
     }
 
     fn dir(&self) -> io::Result<&Dir> {
@@ -182,10 +229,13 @@ impl Files {
             })
             .collect();
         files.sort();
+        let mut armed: Vec<_> = self.armed.iter().map(|(stem, a)| a.save(stem)).collect();
+        armed.sort_by(|a, b| a.stem.cmp(&b.stem));
         let st = State {
             position: pos,
             files,
             sent: None,
+            armed,
         };
         self.dir()?
             .write_atomic(STATE_FILE, &st.encode(), sync)
@@ -218,6 +268,12 @@ impl Files {
         };
         for (name, size) in &st.files {
             self.cut_back(dir, name, *size)?;
+            if let Some(stem) = name.strip_suffix(".log") {
+                self.known.insert(stem.to_owned());
+            }
+        }
+        for a in &st.armed {
+            self.armed.insert(a.stem.clone(), Armed::load(a));
         }
         self.committed = st.position;
         self.taken = st.position;
@@ -260,7 +316,7 @@ impl Files {
             }
             Loaded::Unusable(why) => why,
         };
-        self.reconcile = Some(Reconcile::new(reason));
+        self.reconcile = Some(self.new_reconcile(reason));
         Ok(())
     }
 
@@ -450,27 +506,134 @@ impl Files {
                 buf: Vec::with_capacity(4096),
                 buf_records: 0,
                 unsynced: false,
+                last_ns: None,
+                source: Vec::new(),
             },
         );
+        if !self.known.contains(stem) {
+            self.known.insert(stem.to_owned());
+        }
         // Named in the state before anything is written to it.
         self.save_state(self.committed, false, false)
             .map_err(Fault::Output)
     }
 
-    /// Rotates `stem`'s file. Everything taken so far is written, synced and
-    /// committed first, so the renames never race the state.
-    fn rotate(&mut self, stem: &str) -> Result<(), Fault> {
-        if let Some(o) = self.open.get_mut(stem) {
-            o.unsynced = true;
-        }
+    /// Rotates `stem`'s file for `reason`, then queues the hook. Everything
+    /// taken so far is written, synced and committed first, so the renames
+    /// never race the state. A trigger or signal rotation disarms the
+    /// source's trigger (saved at once, so a restart does not fire it again).
+    fn rotate(&mut self, stem: &str, reason: Reason) -> Result<(), Fault> {
+        let (last_ns, source) = match self.open.get_mut(stem) {
+            Some(o) => {
+                o.unsynced = true;
+                (o.last_ns, std::mem::take(&mut o.source))
+            }
+            None => (None, Vec::new()),
+        };
         self.commit_now(true).map_err(Fault::Output)?;
         self.open.remove(stem);
         let path = self.where_(&format!("{stem}.log"));
         let dir = self.dir().map_err(Fault::Output)?;
-        rotate::rotate(dir, stem, &self.policy).map_err(|f| match f {
+        let last_ns = match (last_ns, self.cfg.naming) {
+            (Some(ns), _) => ns,
+            (None, Naming::Time) => {
+                last_line_time(dir, &format!("{stem}.log")).unwrap_or_else(timefmt::now_ns)
+            }
+            (None, Naming::Index) => 0,
+        };
+        let done = rotate::rotate(dir, stem, &self.policy, last_ns).map_err(|f| match f {
             Fault::File(e) => Fault::File(ctx(e, "rotating it")),
             Fault::Output(e) => Fault::Output(ctx(e, format!("rotating {path}"))),
-        })
+        })?;
+        if reason != Reason::Size && self.armed.remove(stem).is_some() {
+            self.save_state(self.committed, false, false)
+                .map_err(Fault::Output)?;
+        }
+        if let (Some(h), Some(name)) = (&self.hooks, done) {
+            h.run(Job {
+                path: self.cfg.dir.join(name),
+                source: source_env(&source, stem),
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes in `stem`'s file (written and buffered), if it exists.
+    fn size_of(&self, stem: &str) -> u64 {
+        match self.open.get(stem) {
+            Some(o) => o.written + o.buf.len() as u64,
+            None => self
+                .dir
+                .as_ref()
+                .and_then(|d| d.kind(&format!("{stem}.log")).ok().flatten())
+                .map_or(0, |k| match k {
+                    crate::dir::Kind::Regular { size, .. } => size,
+                    _ => 0,
+                }),
+        }
+    }
+
+    /// Rotates `stem`'s file for `reason` if it holds anything; a fault of
+    /// that file puts it aside. Errors only for trouble of the whole output.
+    fn rotate_if_any(&mut self, stem: &str, reason: Reason) -> io::Result<()> {
+        if self.aside.skip(stem) || self.size_of(stem) == 0 {
+            if self.armed.remove(stem).is_some() {
+                self.save_state(self.committed, false, false)?;
+            }
+            return Ok(());
+        }
+        match self.rotate(stem, reason) {
+            Ok(()) => Ok(()),
+            Err(Fault::File(e)) => {
+                if self.armed.remove(stem).is_some() {
+                    self.save_state(self.committed, false, false)?;
+                }
+                self.aside.put(stem, e.to_string(), 0);
+                Ok(())
+            }
+            Err(Fault::Output(e)) => Err(e),
+        }
+    }
+
+    /// Fires the triggers that are due and, when asked (SIGHUP, SIGUSR1),
+    /// rotates every file.
+    fn run_timers(&mut self) -> io::Result<()> {
+        if self.dir.is_none() {
+            return Ok(());
+        }
+        if self.rotate_all.as_ref().is_some_and(|w| w.take()) {
+            let stems: Vec<String> = self.known.iter().cloned().collect();
+            for stem in stems {
+                self.rotate_if_any(&stem, Reason::Signal)?;
+            }
+        }
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .armed
+            .iter()
+            .filter(|(_, a)| a.deadline() <= now)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for stem in due {
+            self.rotate_if_any(&stem, Reason::Trigger)?;
+            // Whatever happened, it is no longer armed.
+            self.armed.remove(&stem);
+        }
+        Ok(())
+    }
+
+    /// Arms (or re-arms) `stem`'s trigger if `r` matches one.
+    fn check_triggers(&mut self, stem: &str, r: &RecordRef<'_>) {
+        let Some(t) = self.cfg.triggers.iter().find(|t| t.fires_on(r)) else {
+            return;
+        };
+        match self.armed.get_mut(stem) {
+            Some(a) => a.again(t),
+            None => {
+                self.armed.insert(stem.to_owned(), Armed::new(t));
+            }
+        }
     }
 
     /// Appends `self.line` to `stem`'s file, rotating first if it would
@@ -483,8 +646,15 @@ impl Files {
             .open
             .get(stem)
             .map_or(0, |o| o.written + o.buf.len() as u64);
-        if size > 0 && size + len > self.cfg.max_size {
-            self.rotate(stem).map_err(|f| (f, 1))?;
+        // While a trigger is armed, the context stays in one file up to
+        // twice the size.
+        let max = if self.armed.contains_key(stem) {
+            self.cfg.max_size.saturating_mul(2)
+        } else {
+            self.cfg.max_size
+        };
+        if size > 0 && size + len > max {
+            self.rotate(stem, Reason::Size).map_err(|f| (f, 1))?;
             self.ensure_open(stem).map_err(|f| (f, 1))?;
         }
         let o = self
@@ -493,6 +663,7 @@ impl Files {
             .ok_or_else(|| (Fault::Output(io::Error::other("file not open")), 0))?;
         o.buf.extend_from_slice(&self.line);
         o.buf_records += 1;
+        o.last_ns = Some(self.line_ns);
         self.lines += 1;
         if o.buf.len() >= BUF {
             self.write_out(stem)?;
@@ -566,6 +737,34 @@ pub fn line_of(out: &mut Vec<u8>, r: &RecordRef<'_>) {
     out.push(b'\n');
 }
 
+/// The time at the start of the last line of the file `name` (for naming a
+/// file rotated before any record of this run reached it).
+fn last_line_time(dir: &Dir, name: &str) -> Option<i64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = dir.open_own(name, false).ok()??;
+    let len = f.metadata().ok()?.len();
+    let from = len.saturating_sub(8192);
+    f.seek(SeekFrom::Start(from)).ok()?;
+    let mut buf = Vec::new();
+    f.take(8192).read_to_end(&mut buf).ok()?;
+    let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line = &body[start..];
+    let end = line.iter().position(|&b| b == b' ')?;
+    timefmt::parse_rfc3339(std::str::from_utf8(&line[..end]).ok()?)
+}
+
+/// `LOGWRITE_SOURCE` for a hook: the source's name, or (not known, or
+/// holding a NUL, which the environment cannot) the file's stem.
+fn source_env(source: &[u8], stem: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStrExt;
+    if source.is_empty() || source.contains(&0) {
+        stem.into()
+    } else {
+        std::ffi::OsStr::from_bytes(source).to_owned()
+    }
+}
+
 /// Is `source` logwrite's own output (never written back: no loops)?
 pub fn is_own(source: &[u8]) -> bool {
     source.starts_with(b"logwrite")
@@ -597,7 +796,20 @@ impl Sink for Files {
             self.cut.pop();
         }
         self.dir = Some(dir);
-        Ok(())
+        // A rotation asked for, or a trigger due, while memlogd was away.
+        self.run_timers()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.armed.values().map(Armed::deadline).min()
+    }
+
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.rotate_all.as_ref().map(|w| w.fd())
+    }
+
+    fn timers(&mut self) -> io::Result<()> {
+        self.run_timers()
     }
 
     fn resume(&self) -> Option<Position> {
@@ -646,7 +858,7 @@ impl Sink for Files {
         };
         self.committed = None;
         self.taken = None;
-        self.reconcile = Some(Reconcile::new(format!(
+        self.reconcile = Some(self.new_reconcile(format!(
             "it names record {} of this memlogd, which {reached}",
             saved.seq
         )));
@@ -662,12 +874,23 @@ impl Sink for Files {
                 self.sync_due = true;
             }
             self.format_line(r);
+            self.line_ns = r.time_ns().unwrap_or_else(timefmt::now_ns);
             let src = r.source_bytes();
             if self.last_stem.0 != src || self.last_stem.1.is_empty() {
                 self.last_stem = (src.to_vec(), names::stem(src));
             }
             let stem = std::mem::take(&mut self.last_stem.1);
             let res = self.take_line(&stem, pos.map(|p| p.seq));
+            if res.is_ok() {
+                if let Some(o) = self.open.get_mut(&stem) {
+                    if o.source.is_empty() {
+                        o.source = src.to_vec();
+                    }
+                }
+                if !self.cfg.triggers.is_empty() {
+                    self.check_triggers(&stem, r);
+                }
+            }
             self.last_stem.1 = stem;
             res?;
         }
@@ -689,6 +912,7 @@ impl Sink for Files {
             ..Record::default()
         };
         self.format_line(&note.as_ref());
+        self.line_ns = now;
         self.write_line(&names::stem(b"memlogd"))?;
         self.took(pos);
         Ok(())

@@ -15,9 +15,11 @@
 use crate::report::{say, Episode};
 use memlog::client::Client;
 use memlog::proto::{Mode, Position, RecordRef, Reply, Request};
-use std::io;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -63,6 +65,20 @@ pub trait Sink {
     }
     /// Periodic work (timed fsync, health checks); about every [`TICK`].
     fn tick(&mut self) -> io::Result<()>;
+    /// The next time [`Sink::timers`] is due (the wait for memlogd ends
+    /// then at the latest).
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+    /// A descriptor that becomes readable when [`Sink::timers`] should run
+    /// at once (a [`Wake`]).
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Work at [`Sink::deadline`] or when [`Sink::wake_fd`] is readable.
+    fn timers(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// Drops everything written since the last commit and closes the
     /// output; the next [`Sink::open`] starts again from [`Sink::resume`].
     fn fail(&mut self);
@@ -102,6 +118,68 @@ impl Stop {
                 .0;
         }
         *stopped
+    }
+}
+
+/// A request from another thread (the signal handler's), that wakes an
+/// output waiting for memlogd: a flag and a socket pair.
+#[derive(Debug)]
+pub struct Wake {
+    pending: AtomicBool,
+    rd: UnixStream,
+    wr: UnixStream,
+}
+
+impl Wake {
+    pub fn new() -> io::Result<Wake> {
+        let (rd, wr) = UnixStream::pair()?;
+        rd.set_nonblocking(true)?;
+        wr.set_nonblocking(true)?;
+        Ok(Wake {
+            pending: AtomicBool::new(false),
+            rd,
+            wr,
+        })
+    }
+
+    /// Asks, and wakes the output (never blocks: a full socket already
+    /// wakes it).
+    pub fn request(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+        let _ = (&self.wr).write(b"!");
+    }
+
+    /// True (once) if asked since the last call.
+    pub fn take(&self) -> bool {
+        let mut buf = [0u8; 64];
+        while matches!((&self.rd).read(&mut buf), Ok(n) if n > 0) {}
+        self.pending.swap(false, Ordering::SeqCst)
+    }
+
+    /// Readable while a request is pending.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.rd.as_fd()
+    }
+}
+
+/// Waits at most `timeout` for `conn` to be readable or `wake` to be;
+/// (conn readable, woken).
+fn wait_for(conn: BorrowedFd<'_>, wake: Option<BorrowedFd<'_>>, timeout: Duration) -> (bool, bool) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let ms =
+        PollTimeout::try_from(timeout.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::ZERO);
+    let mut fds = vec![PollFd::new(conn, PollFlags::POLLIN)];
+    if let Some(w) = wake {
+        fds.push(PollFd::new(w, PollFlags::POLLIN));
+    }
+    match poll(&mut fds, ms) {
+        Ok(n) if n > 0 => {
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), fds.get(1).is_some_and(ready))
+        }
+        // Interrupted or failed: let the read find out.
+        Ok(_) => (false, false),
+        Err(_) => (true, false),
     }
 }
 
@@ -259,6 +337,23 @@ fn pump(
             last_tick = Instant::now();
             if let Err(e) = sink.tick() {
                 return Ended::Sink(e);
+            }
+        }
+        if !client.ready() {
+            // Wait for memlogd, a wake-up or the output's next deadline,
+            // whichever comes first (at most until the next tick).
+            let mut wait = TICK.saturating_sub(last_tick.elapsed());
+            if let Some(d) = sink.deadline() {
+                wait = wait.min(d.saturating_duration_since(Instant::now()));
+            }
+            let (readable, woken) = wait_for(client.stream().as_fd(), sink.wake_fd(), wait);
+            if woken || sink.deadline().is_some_and(|d| d <= Instant::now()) {
+                if let Err(e) = sink.timers() {
+                    return Ended::Sink(e);
+                }
+            }
+            if !readable {
+                continue;
             }
         }
         let line = match client.next_ref() {

@@ -7,6 +7,7 @@ mod aside;
 mod dir;
 mod files;
 mod follow;
+mod hooks;
 mod names;
 mod reconcile;
 mod relp;
@@ -19,6 +20,7 @@ mod syslog;
 mod tls;
 #[cfg(feature = "tls")]
 mod tlsconn;
+mod trigger;
 
 use argh::FromArgs;
 use files::{FileConfig, Files};
@@ -27,6 +29,7 @@ use memlog::goflags::{self, Spec};
 use memlog::proto;
 use nix::sys::signal::{SigSet, Signal};
 use remote::{Proto, Remote, RemoteConfig};
+use rotate::Naming;
 use select::Selector;
 use std::path::Path;
 use std::process::ExitCode;
@@ -51,6 +54,11 @@ const SPEC: Spec = Spec {
         "remote",
         "hostname",
         "max-backoff",
+        "on-rotate",
+        "on-rotate-jobs",
+        "on-rotate-timeout",
+        "rotated-names",
+        "trigger",
     ],
     bytes: &["socket", "log-dir"],
     bytes_positionals: false,
@@ -90,8 +98,24 @@ const SPEC: Spec = Spec {
 /// each file (nothing written twice). A -compress interrupted by a kill is
 /// finished at the next start.
 ///
+/// -on-rotate CMD: after a file is rotated (and compressed), run CMD
+/// with the rotated file's path as its last argument and LOGWRITE_SOURCE,
+/// LOGWRITE_FILE and LOGWRITE_REASON (size, trigger or signal) in its
+/// environment. No shell: CMD is split into words at spaces and tabs,
+/// '...' and "..." quote (\" and \\ inside "..."), \ escapes one
+/// character; write sh -c '...' for a shell. At most -on-rotate-jobs run at
+/// once; one still running after -on-rotate-timeout is killed. Its exit
+/// status and last stderr line are said on logwrite's stderr.
+///
+/// -trigger 'match=REGEX&quiet=30s[&source=GLOB][&min-severity=LEVEL][&max-wait=5m]'
+/// (repeatable): a matching record arms the trigger for its source; when
+/// no further match came for quiet (or max-wait after it armed), that
+/// source's file is rotated (reason trigger) and the hook runs. While
+/// armed, a file is rotated for size only at twice -max-log-size.
+///
 /// SIGTERM, SIGINT and SIGQUIT: write and fsync what was taken, save every position,
-/// exit 0. SIGHUP, SIGUSR1 and SIGUSR2 are ignored.
+/// exit 0. SIGHUP and SIGUSR1: rotate every file of this logwrite that is
+/// not empty (reason signal). SIGUSR2 is ignored.
 #[derive(FromArgs, Debug)]
 struct Args {
     /// memlogd query socket (default /var/run/memlogdq.sock)
@@ -151,6 +175,33 @@ struct Args {
     /// longest wait between retries when memlogd or an output is down (default 5s)
     #[argh(option, default = "Duration::from_secs(5)", from_str_fn(duration))]
     max_backoff: Duration,
+    /// run this command after each rotation, the rotated file's path last
+    /// (see above)
+    #[argh(option)]
+    on_rotate: Option<String>,
+    /// most -on-rotate commands running at once (default 2)
+    #[argh(option, default = "2")]
+    on_rotate_jobs: usize,
+    /// kill an -on-rotate command still running after this long (default 5m)
+    #[argh(option, default = "Duration::from_secs(300)", from_str_fn(duration))]
+    on_rotate_timeout: Duration,
+    /// names of rotated files: index (SOURCE.log.0 newest, as LinuxKit)
+    /// or time (SOURCE.log.20261201T221500Z, the UTC time of its last
+    /// record; -max-log-files and -max-source-bytes keep the newest) (default index)
+    #[argh(option, default = "Naming::Index", from_str_fn(naming))]
+    rotated_names: Naming,
+    /// rotate a source's file once matching records stopped (see above)
+    /// (repeatable)
+    #[argh(option)]
+    trigger: Vec<String>,
+}
+
+fn naming(s: &str) -> Result<Naming, String> {
+    match s {
+        "index" => Ok(Naming::Index),
+        "time" => Ok(Naming::Time),
+        _ => Err(format!("invalid -rotated-names {s:?} (index or time)")),
+    }
 }
 
 fn regexes(res: &[String], what: &str) -> Result<Vec<select::Regex>, String> {
@@ -214,8 +265,29 @@ fn run(args: Args) -> Result<(), String> {
     let dir = goflags::path(&args.log_dir);
     let stop = Arc::new(Stop::default());
     let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
+    let triggers = args
+        .trigger
+        .iter()
+        .map(|t| trigger::Trigger::parse(t, duration))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hook_argv = match &args.on_rotate {
+        Some(cmd) => Some(argv::split(cmd).map_err(|e| format!("-on-rotate: {e}"))?),
+        None => None,
+    };
+    if args.no_files && (hook_argv.is_some() || !triggers.is_empty()) {
+        return Err("-on-rotate and -trigger act on files: not with -no-files".into());
+    }
+    let hooks = hook_argv.map(|argv| {
+        Arc::new(hooks::Hooks::new(hooks::HookConfig {
+            argv,
+            jobs: args.on_rotate_jobs.max(1),
+            timeout: args.on_rotate_timeout.max(Duration::from_millis(1)),
+        }))
+    });
+    let rotate_all =
+        Arc::new(follow::Wake::new().map_err(|e| format!("cannot make a socket pair: {e}"))?);
     if !args.no_files {
-        sinks.push(Box::new(Files::new(FileConfig {
+        let files = Files::new(FileConfig {
             dir: dir.clone(),
             max_size: args.max_log_size.max(1),
             max_files: args.max_log_files,
@@ -231,7 +303,15 @@ fn run(args: Args) -> Result<(), String> {
                 not_matching: regexes(&args.exclude_match, "-exclude-match")?,
             },
             socket: goflags::path(&args.socket),
-        })));
+            naming: args.rotated_names,
+            triggers,
+        })
+        .with_rotate_all(Arc::clone(&rotate_all));
+        let files = match &hooks {
+            Some(h) => files.with_hooks(Arc::clone(h)),
+            None => files,
+        };
+        sinks.push(Box::new(files));
     }
     let hostname = args
         .hostname
@@ -262,10 +342,14 @@ fn run(args: Args) -> Result<(), String> {
     let max_backoff = args.max_backoff.max(Duration::from_millis(100));
     // Signals are blocked here, before any output thread exists (each
     // inherits the mask), and taken by sigwait below: SIGTERM, SIGINT and SIGQUIT
-    // stop every output cleanly; SIGHUP, SIGUSR1 and SIGUSR2 are ignored
-    // (for now).
+    // stop every output cleanly; SIGHUP and SIGUSR1 rotate every file;
+    // SIGUSR2 is ignored.
     let mut mask = SigSet::empty();
-    for s in STOP_SIGNALS.iter().chain(IGNORED_SIGNALS) {
+    for s in STOP_SIGNALS
+        .iter()
+        .chain(ROTATE_SIGNALS)
+        .chain(IGNORED_SIGNALS)
+    {
         mask.add(*s);
     }
     mask.thread_block()
@@ -283,6 +367,7 @@ fn run(args: Args) -> Result<(), String> {
     loop {
         match mask.wait() {
             Ok(s) if STOP_SIGNALS.contains(&s) => break,
+            Ok(s) if ROTATE_SIGNALS.contains(&s) => rotate_all.request(),
             Ok(_) => {}
             Err(e) => return Err(format!("waiting for signals: {e}")),
         }
@@ -291,14 +376,19 @@ fn run(args: Args) -> Result<(), String> {
     for t in threads {
         let _ = t.join();
     }
+    if let Some(h) = hooks.and_then(Arc::into_inner) {
+        h.finish(hooks::EXIT_GRACE);
+    }
     Ok(())
 }
 
 /// Signals that make logwrite write what it took, save its positions and
 /// exit 0.
 const STOP_SIGNALS: &[Signal] = &[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT];
-/// Signals that do nothing (yet), rather than kill logwrite.
-const IGNORED_SIGNALS: &[Signal] = &[Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2];
+/// Signals that rotate every file (reason `signal`).
+const ROTATE_SIGNALS: &[Signal] = &[Signal::SIGHUP, Signal::SIGUSR1];
+/// Signals that do nothing, rather than kill logwrite.
+const IGNORED_SIGNALS: &[Signal] = &[Signal::SIGUSR2];
 
 #[cfg(test)]
 mod tests {

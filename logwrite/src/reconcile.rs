@@ -25,7 +25,7 @@
 //! [`MAX_TAIL`] bytes of a file are read.
 
 use crate::dir::Dir;
-use crate::rotate::rotated;
+use crate::rotate::{newest_rotated, Naming};
 use memlog::client::Client;
 use memlog::proto::{Line, Mode, Position, RecordRef, Request};
 use sha2::{Digest, Sha256};
@@ -133,20 +133,23 @@ fn tail_of_gz(dir: &Dir, name: &str) -> io::Result<Option<Tail>> {
     Ok(parse_tail(&buf, !dropped))
 }
 
-fn read_tail(dir: &Dir, stem: &str) -> io::Result<Tail> {
+fn read_tail(dir: &Dir, stem: &str, naming: Naming) -> io::Result<Tail> {
     if let Some(t) = tail_of_plain(dir, &format!("{stem}.log"), true)? {
         return Ok(t);
     }
-    // Just rotated: its last lines are in .0.
-    if let Some(t) = tail_of_plain(dir, &rotated(stem, 0, false), false)? {
-        return Ok(t);
+    // Just rotated: its last lines are in the newest rotated file.
+    match newest_rotated(dir, stem, naming)? {
+        Some((name, false)) => Ok(tail_of_plain(dir, &name, false)?.unwrap_or_default()),
+        Some((name, true)) => Ok(tail_of_gz(dir, &name)?.unwrap_or_default()),
+        None => Ok(Tail::default()),
     }
-    Ok(tail_of_gz(dir, &rotated(stem, 0, true))?.unwrap_or_default())
 }
 
 /// Matching in progress (see the module documentation).
 #[derive(Debug)]
 pub struct Reconcile {
+    /// How rotated files are named (where a just-rotated file's end is).
+    pub naming: Naming,
     /// Why there is no usable saved position.
     reason: String,
     /// Off once memlogd turned out to have restarted.
@@ -171,6 +174,7 @@ pub struct Reconcile {
 impl Reconcile {
     pub fn new(reason: String) -> Reconcile {
         Reconcile {
+            naming: Naming::Index,
             reason,
             matching: true,
             end: None,
@@ -280,7 +284,7 @@ impl Reconcile {
     /// for writing: this may cut a last line without its `\n`).
     pub fn prepare(&mut self, dir: &Dir, stem: &str) -> io::Result<()> {
         if self.matching && !self.tails.contains_key(stem) {
-            let t = read_tail(dir, stem)?;
+            let t = read_tail(dir, stem, self.naming)?;
             self.tails.insert(stem.to_owned(), t);
         }
         Ok(())

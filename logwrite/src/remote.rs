@@ -73,7 +73,7 @@ pub struct RemoteConfig {
 
 /// `%XX` escapes decoded; `+` is a space where `plus_is_space` (not in a
 /// regular expression, where it is a repetition).
-fn pct_decode(s: &str, plus_is_space: bool) -> Result<String, String> {
+pub(crate) fn pct_decode(s: &str, plus_is_space: bool) -> Result<String, String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -27,10 +27,22 @@ use crate::report::say;
 use std::collections::BTreeMap;
 use std::io;
 
+/// How rotated files are named (`-rotated-names`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Naming {
+    /// `STEM.log.0` newest, shifted up at each rotation (LinuxKit's).
+    #[default]
+    Index,
+    /// `STEM.log.20261201T221500Z`: the UTC time of the file's last record
+    /// (see [`time_key`]); a name never changes once given.
+    Time,
+}
+
 /// How one source's files are rotated.
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub max_files: u32,
+    pub naming: Naming,
     pub compress: bool,
     /// The size at which `STEM.log` is rotated (counted as full in `cap`).
     pub max_size: u64,
@@ -74,23 +86,32 @@ fn size(k: Option<Kind>) -> u64 {
     }
 }
 
-/// Rotates `STEM.log` (closed by the caller, everything in it committed).
-pub fn rotate(dir: &Dir, stem: &str, p: &Policy) -> Result<(), Fault> {
+fn at(e: io::Error, what: &str) -> Fault {
+    Fault::of(e, NAME_ERRORS).context(what)
+}
+
+/// Rotates `STEM.log` (closed by the caller, everything in it committed);
+/// `last_ns` is the time of its last record (for [`Naming::Time`]). Gives
+/// the name the rotated file has now (after compression), or `None` if it
+/// was removed (`-max-log-files 0`).
+pub fn rotate(dir: &Dir, stem: &str, p: &Policy, last_ns: i64) -> Result<Option<String>, Fault> {
     let name = format!("{stem}.log");
-    let at = |e: io::Error, what: &str| Fault::of(e, NAME_ERRORS).context(what);
     if p.max_files == 0 {
         dir.remove(&name)
             .map_err(|e| at(e, &format!("removing {name}")))?;
-        return dir
-            .sync()
-            .map_err(|e| Fault::Output(e).context("fsync of the log directory"));
+        dir.sync()
+            .map_err(|e| Fault::Output(e).context("fsync of the log directory"))?;
+        return Ok(None);
+    }
+    if p.naming == Naming::Time {
+        return rotate_time(dir, stem, p, last_ns).map(Some);
     }
     let n = p.max_files as usize;
     if p.compress {
         // A .0 left plain by an interrupted compression goes first.
         let (plain0, gz0) = (rotated(stem, 0, false), rotated(stem, 0, true));
         if dir.kind(&plain0).ok().flatten().is_some() && dir.kind(&gz0).ok().flatten().is_none() {
-            compress_or_say(dir, stem, 0)?;
+            compress_or_say(dir, &plain0)?;
         }
     }
     let mut run: Vec<Slot> = Vec::new();
@@ -130,8 +151,10 @@ pub fn rotate(dir: &Dir, stem: &str, p: &Policy) -> Result<(), Fault> {
     dir.rename(&name, &rotated(stem, 0, false))
         .map_err(|e| at(e, &format!("renaming {name} to {stem}.log.0")))?;
     let mut first: Slot = (dir.kind(&rotated(stem, 0, false)).ok().flatten(), None);
-    if p.compress && compress_or_say(dir, stem, 0)? {
+    let mut now = rotated(stem, 0, false);
+    if p.compress && compress_or_say(dir, &now)? {
         first = (None, dir.kind(&rotated(stem, 0, true)).ok().flatten());
+        now = rotated(stem, 0, true);
     }
     if let Some(cap) = p.cap {
         // What is kept now: .0, then the run shifted up by one.
@@ -152,23 +175,204 @@ pub fn rotate(dir: &Dir, stem: &str, p: &Policy) -> Result<(), Fault> {
         }
     }
     dir.sync()
-        .map_err(|e| Fault::Output(e).context("fsync of the log directory"))
+        .map_err(|e| Fault::Output(e).context("fsync of the log directory"))?;
+    Ok(Some(now))
+}
+
+/// The UTC time `ns` as a rotated file's time: `20261201T221500Z`.
+pub fn time_stamp(ns: i64) -> String {
+    let mut v = Vec::with_capacity(24);
+    memlog::timefmt::write_rfc3339_secs(&mut v, ns);
+    v.retain(|&b| b != b'-' && b != b':');
+    String::from_utf8(v).unwrap_or_default()
+}
+
+/// The order of time-named rotated files: (time stamp, counter), oldest
+/// first. `STEM.log.T` is (T, 0), `STEM.log.T-001` (T, 1): a second file
+/// rotated in the same second (or when the clock went back) gets the
+/// newest's time and the next counter, so names sort as they were made.
+pub type TimeKey = (String, u32);
+
+/// `T` or `T-N` (see [`TimeKey`]).
+pub fn time_suffix(k: &TimeKey) -> String {
+    match k.1 {
+        0 => k.0.clone(),
+        n => format!("{}-{n:03}", k.0),
+    }
+}
+
+/// Parses the part after `STEM.log.` of a time-named file.
+fn parse_time_suffix(s: &str) -> Option<TimeKey> {
+    let (t, n) = match s.split_once('-') {
+        Some((t, n)) => {
+            if n.is_empty() || n.len() > 9 || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            (t, n.parse().ok().filter(|&n| n > 0)?)
+        }
+        None => (s, 0),
+    };
+    let b = t.as_bytes();
+    let shape = b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
+    shape.then(|| (t.to_owned(), n))
+}
+
+/// `STEM.log.TIME[.gz]` -> (STEM, key, gz).
+pub fn parse_time_rotated(name: &str) -> Option<(&str, TimeKey, bool)> {
+    let (base, gz) = match name.strip_suffix(".gz") {
+        Some(b) => (b, true),
+        None => (name, false),
+    };
+    let (base, suffix) = base.rsplit_once('.')?;
+    let key = parse_time_suffix(suffix)?;
+    let stem = base.strip_suffix(".log")?;
+    if stem.is_empty() || stem.starts_with('.') {
+        return None;
+    }
+    Some((stem, key, gz))
+}
+
+/// `stem`'s time-named rotated files, oldest first: key -> (plain, gz).
+fn time_rotated(dir: &Dir, stem: &str) -> io::Result<BTreeMap<TimeKey, Slot>> {
+    let mut out: BTreeMap<TimeKey, Slot> = BTreeMap::new();
+    for e in std::fs::read_dir(dir.path())? {
+        let Ok(e) = e else { continue };
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        let Some((s, key, gz)) = parse_time_rotated(&name) else {
+            continue;
+        };
+        if s != stem {
+            continue;
+        }
+        let kind = dir.kind(&name).ok().flatten();
+        let slot = out.entry(key).or_default();
+        if gz {
+            slot.1 = kind;
+        } else {
+            slot.0 = kind;
+        }
+    }
+    Ok(out)
+}
+
+/// [`rotate`] with [`Naming::Time`]: `STEM.log` becomes
+/// `STEM.log.TIME` (see [`TimeKey`]); then the oldest beyond
+/// `-max-log-files`, and beyond the cap, are removed. A file a hook moved
+/// or removed is simply not there any more.
+fn rotate_time(dir: &Dir, stem: &str, p: &Policy, last_ns: i64) -> Result<String, Fault> {
+    let name = format!("{stem}.log");
+    let mut have = time_rotated(dir, stem)
+        .map_err(|e| Fault::Output(e).context(format!("listing {}", dir.path().display())))?;
+    let t = time_stamp(last_ns);
+    let mut key = match have.keys().next_back() {
+        Some(newest) if newest.0 >= t => (newest.0.clone(), newest.1 + 1),
+        _ => (t, 0),
+    };
+    // Never over anything already there (something not ours, say).
+    loop {
+        let plain = format!("{name}.{}", time_suffix(&key));
+        let taken = dir.kind(&plain).map_err(|e| at(e, &plain))?.is_some()
+            || dir
+                .kind(&format!("{plain}.gz"))
+                .map_err(|e| at(e, &plain))?
+                .is_some();
+        if !taken {
+            break;
+        }
+        key.1 += 1;
+    }
+    let plain = format!("{name}.{}", time_suffix(&key));
+    dir.rename(&name, &plain)
+        .map_err(|e| at(e, &format!("renaming {name} to {plain}")))?;
+    have.insert(key.clone(), (dir.kind(&plain).ok().flatten(), None));
+    let mut now = plain.clone();
+    if p.compress {
+        // The new one, and any left plain by an interrupted compression.
+        let plains: Vec<TimeKey> = have
+            .iter()
+            .filter(|(_, s)| s.0.is_some() && s.1.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in plains {
+            let f = format!("{name}.{}", time_suffix(&k));
+            if compress_or_say(dir, &f)? {
+                let gz = dir.kind(&format!("{f}.gz")).ok().flatten();
+                have.insert(k.clone(), (None, gz));
+                if k == key {
+                    now = format!("{f}.gz");
+                }
+            }
+        }
+    }
+    let remove = |have: &mut BTreeMap<TimeKey, Slot>| -> Result<u64, Fault> {
+        let Some((k, slot)) = have.pop_first() else {
+            return Ok(0);
+        };
+        let f = format!("{name}.{}", time_suffix(&k));
+        for (gz, there) in [(false, slot.0), (true, slot.1)] {
+            if there.is_some() {
+                let old = if gz { format!("{f}.gz") } else { f.clone() };
+                dir.remove(&old)
+                    .map_err(|e| at(e, &format!("removing {old}")))?;
+            }
+        }
+        Ok(size(slot.0) + size(slot.1))
+    };
+    while have.len() > p.max_files as usize {
+        remove(&mut have)?;
+    }
+    if let Some(cap) = p.cap {
+        let mut total: u64 = have.values().map(|s| size(s.0) + size(s.1)).sum::<u64>() + p.max_size;
+        while total > cap && !have.is_empty() {
+            total = total.saturating_sub(remove(&mut have)?);
+        }
+    }
+    dir.sync()
+        .map_err(|e| Fault::Output(e).context("fsync of the log directory"))?;
+    Ok(now)
+}
+
+/// The newest rotated file of `stem` and whether it is gzipped, under
+/// either naming (for matching memlogd's buffer against the files).
+pub fn newest_rotated(dir: &Dir, stem: &str, naming: Naming) -> io::Result<Option<(String, bool)>> {
+    if naming == Naming::Index {
+        for gz in [false, true] {
+            let n = rotated(stem, 0, gz);
+            if dir.kind(&n)?.is_some() {
+                return Ok(Some((n, gz)));
+            }
+        }
+        return Ok(None);
+    }
+    let have = time_rotated(dir, stem)?;
+    Ok(have.iter().next_back().map(|(k, slot)| {
+        let f = format!("{stem}.log.{}", time_suffix(k));
+        match slot.0 {
+            Some(_) => (f, false),
+            None => (format!("{f}.gz"), true),
+        }
+    }))
 }
 
 /// [`compress`], with a failure that is not the disk's said and passed
 /// over (the file stays plain). True if it was compressed.
-fn compress_or_say(dir: &Dir, stem: &str, i: u32) -> Result<bool, Fault> {
-    match compress(dir, stem, i) {
+fn compress_or_say(dir: &Dir, plain: &str) -> Result<bool, Fault> {
+    match compress(dir, plain) {
         Ok(done) => Ok(done),
         Err(e) if is_disk_error(&e) => {
-            Err(Fault::Output(e).context(format!("compressing {}", rotated(stem, i, false))))
+            Err(Fault::Output(e).context(format!("compressing {plain}")))
         }
         Err(e) => {
             say(
                 "files",
                 &format!(
                     "cannot compress {}: {e}; left as it is",
-                    dir.path().join(rotated(stem, i, false)).display()
+                    dir.path().join(plain).display()
                 ),
             );
             Ok(false)
@@ -176,11 +380,13 @@ fn compress_or_say(dir: &Dir, stem: &str, i: u32) -> Result<bool, Fault> {
     }
 }
 
-/// `STEM.log.I` -> `STEM.log.I.gz` (see the module documentation).
-/// `Ok(false)` if the plain file is not logwrite's own (not a regular file
-/// with one link): it is left as it is, and that is said on stderr.
-pub fn compress(dir: &Dir, stem: &str, i: u32) -> io::Result<bool> {
-    let (plain, gz) = (rotated(stem, i, false), rotated(stem, i, true));
+/// The rotated file `plain` (`STEM.log.I`, `STEM.log.TIME`) ->
+/// `plain.gz` (see the module documentation). `Ok(false)` if the plain
+/// file is not logwrite's own (not a regular file with one link): it is
+/// left as it is, and that is said on stderr.
+pub fn compress(dir: &Dir, plain: &str) -> io::Result<bool> {
+    let gz = format!("{plain}.gz");
+    let plain = plain.to_owned();
     let Some(mut src) = dir.open_own(&plain, false)? else {
         say(
             "files",
@@ -282,8 +488,8 @@ pub fn recover(dir: &Dir) -> io::Result<Recovered> {
             false
         }
     };
-    // (stem, index) -> (plain, gz) are regular files.
-    let mut slots: BTreeMap<(String, u32), (bool, bool)> = BTreeMap::new();
+    // plain name -> (plain, gz) are regular files.
+    let mut slots: BTreeMap<String, (bool, bool)> = BTreeMap::new();
     for e in std::fs::read_dir(dir.path())? {
         let Ok(e) = e else { continue };
         let Ok(name) = e.file_name().into_string() else {
@@ -296,19 +502,20 @@ pub fn recover(dir: &Dir) -> io::Result<Recovered> {
             }
         } else if !name.starts_with('.') && name.ends_with(".log") {
             out.has_logs |= regular;
-        } else if let Some((stem, i, gz)) = parse_rotated(&name) {
-            if regular {
-                let s = slots.entry((stem.to_owned(), i)).or_default();
-                if gz {
-                    s.1 = true;
-                } else {
-                    s.0 = true;
-                }
+        } else if regular && (parse_rotated(&name).is_some() || parse_time_rotated(&name).is_some())
+        {
+            let gz = name.ends_with(".gz");
+            let plain = name.strip_suffix(".gz").unwrap_or(&name).to_owned();
+            let s = slots.entry(plain).or_default();
+            if gz {
+                s.1 = true;
+            } else {
+                s.0 = true;
             }
         }
     }
-    for ((stem, i), (plain, gz)) in slots {
-        if plain && gz && remove(&rotated(&stem, i, false)) {
+    for (name, (plain, gz)) in slots {
+        if plain && gz && remove(&name) {
             out.twins += 1;
         }
     }
@@ -342,6 +549,7 @@ mod tests {
     fn policy(max_files: u32, compress: bool) -> Policy {
         Policy {
             max_files,
+            naming: Naming::Index,
             compress,
             max_size: 10,
             cap: None,
@@ -384,7 +592,7 @@ mod tests {
         let d = Dir::open(&p).expect("dir");
         for round in 0..5 {
             std::fs::write(p.join("s.log"), format!("{round}")).expect("write");
-            rotate(&d, "s", &policy(100_000, false)).expect("rotate");
+            rotate(&d, "s", &policy(100_000, false), 0).expect("rotate");
         }
         for i in 0..5 {
             let got = std::fs::read_to_string(p.join(format!("s.log.{i}"))).expect("read");
@@ -395,12 +603,106 @@ mod tests {
         // rotation fills it, and the files past it keep their order.
         std::fs::rename(p.join("s.log.1"), p.join("gone")).expect("rename");
         std::fs::write(p.join("s.log"), "5").expect("write");
-        rotate(&d, "s", &policy(100_000, false)).expect("rotate");
+        rotate(&d, "s", &policy(100_000, false), 0).expect("rotate");
         let order: Vec<String> = (0..5)
             .map(|i| std::fs::read_to_string(p.join(format!("s.log.{i}"))).expect("read"))
             .collect();
         assert_eq!(order, ["5", "4", "2", "1", "0"]);
         let _ = std::fs::remove_dir_all(&p);
+    }
+
+    fn ls(p: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(p)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn time_names_sort_as_made_and_keep_the_newest() {
+        let p = tmp("time");
+        let d = Dir::open(&p).expect("dir");
+        let pol = |max_files, compress| Policy {
+            naming: Naming::Time,
+            ..policy(max_files, compress)
+        };
+        // 2026-12-01T22:15:00Z, then twice in the same second, then a
+        // clock that went back an hour.
+        let t = 1_796_163_300 * 1_000_000_000i64;
+        for (i, ns) in [t, t + 400_000_000, t + 900_000_000, t - 3_600_000_000_000]
+            .into_iter()
+            .enumerate()
+        {
+            std::fs::write(p.join("s.log"), format!("{i}\n")).expect("write");
+            let got = rotate(&d, "s", &pol(10, false), ns).expect("rotate");
+            let want = [
+                "s.log.20261201T221500Z",
+                "s.log.20261201T221500Z-001",
+                "s.log.20261201T221500Z-002",
+                "s.log.20261201T221500Z-003",
+            ][i];
+            assert_eq!(got.as_deref(), Some(want));
+        }
+        // Sorted by name is the order they were made in.
+        let names = ls(&p);
+        let contents: Vec<String> = names
+            .iter()
+            .map(|n| std::fs::read_to_string(p.join(n)).expect("read"))
+            .collect();
+        assert_eq!(contents, ["0\n", "1\n", "2\n", "3\n"]);
+        // A hook took one away: nothing trips over it. -max-log-files 2
+        // keeps the two newest, -compress compresses the new one.
+        std::fs::remove_file(p.join("s.log.20261201T221500Z-001")).expect("rm");
+        std::fs::write(p.join("s.log"), "4\n").expect("write");
+        let got = rotate(&d, "s", &pol(2, true), t + 1_000_000_000).expect("rotate");
+        assert_eq!(got.as_deref(), Some("s.log.20261201T221501Z.gz"));
+        assert_eq!(
+            ls(&p),
+            ["s.log.20261201T221500Z-003.gz", "s.log.20261201T221501Z.gz"]
+        );
+        assert_eq!(gunzip(&p.join("s.log.20261201T221501Z.gz")), "4\n");
+        assert_eq!(
+            newest_rotated(&d, "s", Naming::Time).expect("newest"),
+            Some(("s.log.20261201T221501Z.gz".into(), true))
+        );
+        // The cap keeps the newest that fit.
+        std::fs::write(p.join("s.log"), "5\n").expect("write");
+        let capped = Policy {
+            cap: Some(10 + 2 + 5),
+            ..pol(10, false)
+        };
+        rotate(&d, "s", &capped, t + 2_000_000_000).expect("rotate");
+        assert_eq!(ls(&p), ["s.log.20261201T221502Z"]);
+        let _ = std::fs::remove_dir_all(&p);
+    }
+
+    #[test]
+    fn time_names_parse_only_their_shape() {
+        assert_eq!(
+            parse_time_rotated("a.log.20261201T221500Z-002.gz"),
+            Some(("a", ("20261201T221500Z".into(), 2), true))
+        );
+        assert_eq!(
+            parse_time_rotated("a.log.1.log.20261201T221500Z"),
+            Some(("a.log.1", ("20261201T221500Z".into(), 0), false))
+        );
+        for n in [
+            "a.log.20261201T221500",
+            "a.log.20261201X221500Z",
+            "a.log.20261201T221500Z-",
+            "a.log.20261201T221500Z-000",
+            "a.log.20261201T22150aZ",
+            ".a.log.20261201T221500Z",
+            "a.20261201T221500Z",
+        ] {
+            assert_eq!(parse_time_rotated(n), None, "{n}");
+        }
+        assert_eq!(
+            time_stamp(1_796_163_300 * 1_000_000_000),
+            "20261201T221500Z"
+        );
     }
 
     #[test]
@@ -411,7 +713,7 @@ mod tests {
         // A .gz left at the last index (from a run with -compress).
         std::fs::write(p.join("s.log.1.gz"), "old").expect("write");
         std::fs::write(p.join("s.log"), "c").expect("write");
-        rotate(&d, "s", &policy(2, false)).expect("rotate");
+        rotate(&d, "s", &policy(2, false), 0).expect("rotate");
         assert_eq!(std::fs::read_to_string(p.join("s.log.0")).expect("r"), "c");
         assert_eq!(std::fs::read_to_string(p.join("s.log.1")).expect("r"), "b");
         assert!(!p.join("s.log.1.gz").exists());
@@ -428,7 +730,7 @@ mod tests {
                 cap: Some(1000),
                 ..policy(10, true)
             };
-            rotate(&d, "s", &pol).expect("rotate");
+            rotate(&d, "s", &pol, 0).expect("rotate");
         }
         assert_eq!(gunzip(&p.join("s.log.0.gz")), "line 3\n");
         assert!(!p.join("s.log.0").exists());
@@ -439,7 +741,7 @@ mod tests {
             cap: Some(10 + size_gz + 5),
             ..policy(10, true)
         };
-        rotate(&d, "s", &pol).expect("rotate");
+        rotate(&d, "s", &pol, 0).expect("rotate");
         assert_eq!(gunzip(&p.join("s.log.0.gz")), "line 4\n");
         assert!(!p.join("s.log.1.gz").exists());
         let _ = std::fs::remove_dir_all(&p);
@@ -451,7 +753,7 @@ mod tests {
         let d = Dir::open(&p).expect("dir");
         std::fs::write(p.join("secret"), "precious").expect("write");
         std::fs::hard_link(p.join("secret"), p.join("s.log.0")).expect("link");
-        assert!(!compress(&d, "s", 0).expect("compress"));
+        assert!(!compress(&d, "s.log.0").expect("compress"));
         assert!(!p.join("s.log.0.gz").exists());
         assert_eq!(
             std::fs::read_to_string(p.join("secret")).expect("r"),
@@ -501,7 +803,7 @@ mod tests {
         // Killed after SOURCE.log became .0, before its compression.
         std::fs::write(p.join("s.log.0"), "older\n").expect("write");
         std::fs::write(p.join("s.log"), "newer\n").expect("write");
-        rotate(&d, "s", &policy(5, true)).expect("rotate");
+        rotate(&d, "s", &policy(5, true), 0).expect("rotate");
         let mut names: Vec<String> = std::fs::read_dir(&p)
             .expect("ls")
             .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))

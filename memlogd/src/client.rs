@@ -93,6 +93,11 @@ impl Client {
         })
     }
 
+    /// The connection (to wait on it with other things).
+    pub fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
     /// Which server answered (known after the first line).
     pub fn server(&self) -> Server {
         self.server
