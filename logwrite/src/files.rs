@@ -45,6 +45,10 @@ use std::time::{Duration, Instant};
 pub const STATE_FILE: &str = ".logwrite.state";
 /// Most files kept open at once; past this all are closed (after a commit).
 const MAX_OPEN: usize = 256;
+/// Most triggers armed at once (each is a line of the saved state, which
+/// is read back bounded: [`crate::dir::MAX_STATE`]); a source arming one
+/// past this is said and not armed.
+const MAX_ARMED: usize = 1024;
 /// Buffered bytes per file before they are written out.
 const BUF: usize = 64 * 1024;
 
@@ -146,6 +150,8 @@ pub struct Files {
     rotate_all: Option<Arc<Wake>>,
     /// Armed triggers, by stem.
     armed: names::StemMap<Armed>,
+    /// Records that would have armed a trigger past [`MAX_ARMED`].
+    armed_over: u64,
     /// Stems of this output's files: opened, or named in the saved state
     /// (what a SIGHUP rotates).
     known: std::collections::BTreeSet<String>,
@@ -182,6 +188,7 @@ impl Files {
             hooks: None,
             rotate_all: None,
             armed: names::StemMap::default(),
+            armed_over: 0,
             known: std::collections::BTreeSet::new(),
             line_ns: 0,
         }
@@ -550,10 +557,15 @@ impl Files {
                 .map_err(Fault::Output)?;
         }
         if let (Some(h), Some(name)) = (&self.hooks, done) {
+            let index = (self.cfg.naming == Naming::Index).then(|| {
+                let gz = name.ends_with(".gz");
+                (stem.to_owned(), h.rotated(stem), gz, self.cfg.max_files)
+            });
             h.run(Job {
                 path: self.cfg.dir.join(name),
                 source: source_env(&source, stem),
                 reason,
+                index,
             });
         }
         Ok(())
@@ -628,11 +640,22 @@ impl Files {
         let Some(t) = self.cfg.triggers.iter().find(|t| t.fires_on(r)) else {
             return;
         };
-        match self.armed.get_mut(stem) {
-            Some(a) => a.again(t),
-            None => {
-                self.armed.insert(stem.to_owned(), Armed::new(t));
+        if let Some(a) = self.armed.get_mut(stem) {
+            a.again(t);
+        } else if self.armed.len() >= MAX_ARMED {
+            self.armed_over += 1;
+            if self.armed_over == 1 || self.armed_over % 1000 == 0 {
+                say(
+                    "files",
+                    &format!(
+                        "{MAX_ARMED} triggers are armed already: not arming one for {stem} \
+                         ({} such records so far)",
+                        self.armed_over
+                    ),
+                );
             }
+        } else {
+            self.armed.insert(stem.to_owned(), Armed::new(t));
         }
     }
 

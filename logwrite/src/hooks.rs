@@ -72,6 +72,11 @@ pub struct Job {
     pub path: PathBuf,
     pub source: OsString,
     pub reason: Reason,
+    /// With index naming: (stem, its rotation count, gzipped, -max-log-files)
+    /// from [`Hooks::rotated`]. Later rotations of the source rename
+    /// `STEM.log.0` up while the job waits, so the path is worked out again
+    /// when the hook starts.
+    pub index: Option<(String, u64, bool, u32)>,
 }
 
 #[derive(Default)]
@@ -85,6 +90,8 @@ struct Queue {
 
 struct Shared {
     cfg: HookConfig,
+    /// Rotations so far, by stem (index naming).
+    gens: Mutex<std::collections::HashMap<String, u64>>,
     q: Mutex<Queue>,
     /// Wakes workers (a job, or closing) and the exit wait (a job done).
     cv: Condvar,
@@ -101,6 +108,7 @@ impl Hooks {
         let jobs = cfg.jobs.max(1);
         let shared = Arc::new(Shared {
             cfg,
+            gens: Mutex::new(std::collections::HashMap::new()),
             q: Mutex::new(Queue::default()),
             cv: Condvar::new(),
         });
@@ -111,6 +119,19 @@ impl Hooks {
             })
             .collect();
         Hooks { shared, workers }
+    }
+
+    /// Counts a rotation of `stem` (index naming); its number, for
+    /// [`Job::index`].
+    pub fn rotated(&self, stem: &str) -> u64 {
+        let mut g = self
+            .shared
+            .gens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = g.entry(stem.to_owned()).or_insert(0);
+        *n += 1;
+        *n
     }
 
     /// Queues `job`; never blocks.
@@ -175,6 +196,44 @@ impl Hooks {
 }
 
 impl Shared {
+    /// `job` with the rotated file's name as it is now (index naming: the
+    /// rotations since moved it up), or `None` if it was rotated away.
+    fn current(&self, mut job: Job) -> Option<Job> {
+        let Some((stem, gen, gz, max_files)) = job.index.clone() else {
+            if std::fs::symlink_metadata(&job.path).is_err() {
+                say(
+                    "hook",
+                    &format!(
+                        "{}: gone (removed by -max-log-files or -max-source-bytes?) before its hook could run",
+                        job.path.display()
+                    ),
+                );
+                return None;
+            }
+            return Some(job);
+        };
+        let now = *self
+            .gens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&stem)
+            .unwrap_or(&gen);
+        let i = now.saturating_sub(gen);
+        if i >= u64::from(max_files) {
+            say(
+                "hook",
+                &format!(
+                    "{}: rotated away (-max-log-files {max_files}) before its hook could run",
+                    job.path.display()
+                ),
+            );
+            return None;
+        }
+        let name = format!("{stem}.log.{i}{}", if gz { ".gz" } else { "" });
+        job.path = job.path.with_file_name(name);
+        Some(job)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.q.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -194,7 +253,8 @@ fn worker(s: &Shared) {
         };
         q.running += 1;
         drop(q);
-        let timed_out = run_one(&s.cfg, &job);
+        let job = s.current(job);
+        let timed_out = job.as_ref().is_some_and(|j| run_one(&s.cfg, j));
         let mut q = s.lock();
         q.running -= 1;
         if timed_out {
@@ -206,7 +266,8 @@ fn worker(s: &Shared) {
                 &format!(
                     "{} {}: still running after {:?}: killed ({n} hooks killed so far)",
                     s.cfg.argv.join(" "),
-                    job.path.display(),
+                    job.as_ref()
+                        .map_or_else(String::new, |j| j.path.display().to_string()),
                     s.cfg.timeout
                 ),
             );
@@ -405,6 +466,7 @@ mod tests {
             path: dir.join("a.log.0"),
             source: "a".into(),
             reason: Reason::Size,
+            index: None,
         });
         hooks.finish(Duration::from_secs(20));
         let got = std::fs::read_to_string(&out).expect("hook output");

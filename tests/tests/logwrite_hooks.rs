@@ -402,3 +402,70 @@ fn time_named_rotation_resumes_exactly_after_kill9() {
         ls(logs.path())
     );
 }
+
+#[test]
+fn a_hook_may_take_the_rotated_file_away() {
+    let m = Memlogd::start(&[]);
+    let logs = TempDir::new("lw-hookrm");
+    let errs = TempDir::new("lw-err");
+    let tools = TempDir::new("lw-tools");
+    let all = tools.join("all.txt");
+    // Quoted for logwrite's own word splitting (no shell of logwrite's):
+    // the shell is the user's, the file is its $1. Time names: a name
+    // never changes under a hook (index names move up at each rotation).
+    let hook = format!(
+        r#"sh -c 'gunzip -c "$1" >> "{}" && rm "$1"' hook"#,
+        all.display()
+    );
+    let lw = Logwrite::start(
+        m.query_socket(),
+        logs.path(),
+        &errs,
+        &[
+            "-compress",
+            "-rotated-names",
+            "time",
+            "-max-log-size",
+            "1k",
+            "-max-log-files",
+            "1000",
+            "-on-rotate",
+            &hook,
+            "-on-rotate-jobs",
+            "1",
+        ],
+    );
+    let lines = numbered("line", 0..300, 40);
+    write_lines(&m, "svc", &lines);
+    let got = || {
+        let mut v: Vec<String> = std::fs::read_to_string(&all)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.splitn(3, ' ').nth(2).unwrap_or("").to_owned())
+            .collect();
+        v.extend(msgs(logs.path(), "svc.log"));
+        v
+    };
+    assert!(
+        wait_for(|| got().len() >= lines.len(), TIMEOUT),
+        "{} of {} lines handed to the hook or in svc.log; {}",
+        got().len(),
+        lines.len(),
+        lw.stderr()
+    );
+    // Every rotated file went through the hook once, in order, and is gone;
+    // rotation and retention went on over the holes.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(got(), lines, "{}", lw.stderr());
+    let left: Vec<String> = ls(logs.path())
+        .into_iter()
+        .filter(|n| n.starts_with("svc.log."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!lw.stderr().contains("cannot"), "{}", lw.stderr());
+    assert!(
+        lw.stderr().contains("exited with status 0"),
+        "{}",
+        lw.stderr()
+    );
+}
