@@ -462,6 +462,7 @@ mod tests {
             jobs: 2,
             timeout: Duration::from_secs(30),
         });
+        std::fs::write(dir.join("a.log.0"), "x\n").expect("write");
         hooks.run(Job {
             path: dir.join("a.log.0"),
             source: "a".into(),
@@ -484,6 +485,7 @@ mod tests {
                 path: "x".into(),
                 source: "x".into(),
                 reason: Reason::Signal,
+                index: None,
             }
         ));
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
