@@ -302,6 +302,7 @@ fn run_one(cfg: &HookConfig, job: &Job) -> bool {
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0);
+    memlog::sys::default_signals_in_child(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

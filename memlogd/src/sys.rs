@@ -685,6 +685,31 @@ pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
     }
 }
 
+/// Makes a command start as a program expects to: no signal blocked (see
+/// [`unblock_signals_in_child`]) and no signal ignored (SIG_IGN survives
+/// exec; handlers do not): for the programs logwrite runs (`-on-rotate`,
+/// `exec:`).
+pub fn default_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // calls signal(2) and sigprocmask(2), both async-signal-safe, on local
+    // data (no allocation). signal() refuses SIGKILL, SIGSTOP and the C
+    // library's own signals, which changes nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            for sig in 1..=libc::SIGRTMAX() {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            )
+            .map_err(io::Error::from)
+        });
+    }
+}
+
 /// Ignores SIGPIPE so writes to a vanished peer fail with EPIPE instead.
 pub fn ignore_sigpipe() {
     // SAFETY: installing SIG_IGN for SIGPIPE has no memory effects.

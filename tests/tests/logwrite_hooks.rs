@@ -27,7 +27,7 @@ fn upload_hook(tools: &TempDir, up: &Path) -> PathBuf {
         tools,
         "upload.sh",
         &format!(
-            "set -e\ncp \"$1\" '{up}/'\necho \"$LOGWRITE_REASON $LOGWRITE_SOURCE $LOGWRITE_FILE $1\" >> '{up}/../hook.log'",
+            "set -e\ncp \"$1\" '{up}/'\ngrep -E '^Sig(Blk|Ign)' /proc/$$/status > '{up}/../signals.txt'\necho \"$LOGWRITE_REASON $LOGWRITE_SOURCE $LOGWRITE_FILE $1\" >> '{up}/../hook.log'",
             up = up.display()
         ),
     )
@@ -266,6 +266,26 @@ fn sighup_and_sigusr1_rotate_every_file_that_is_not_empty() {
     assert_eq!(ours(&up).len(), 3, "{:?}", hook_log(&up));
     assert!(!logs.join("b.log.1").exists());
     assert_eq!(msgs(logs.path(), "b.log.0"), b);
+    // The hook starts with no signal blocked or ignored (logwrite blocks
+    // its own and ignores stray ones: neither is the hook's business).
+    let sigs = std::fs::read_to_string(up.join("../signals.txt")).expect("signals.txt");
+    let mask = |name: &str| {
+        let l = sigs.lines().find(|l| l.starts_with(name)).expect(name);
+        u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("?"), 16).expect("hex")
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{sigs}");
+    for sig in [
+        libc::SIGPIPE,
+        libc::SIGALRM,
+        libc::SIGXFSZ,
+        libc::SIGRTMIN() + 1,
+    ] {
+        assert_eq!(
+            mask("SigIgn:") & (1 << (sig - 1)),
+            0,
+            "signal {sig}: {sigs}"
+        );
+    }
 }
 
 #[test]
