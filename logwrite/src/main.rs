@@ -5,6 +5,7 @@
 mod argv;
 mod aside;
 mod dir;
+mod exec;
 mod files;
 mod follow;
 mod names;
@@ -252,7 +253,11 @@ fn run(args: Args) -> Result<(), String> {
                 Arc::clone(&stop),
             )));
         } else {
-            sinks.push(Box::new(Remote::new(cfg, hostname.clone())));
+            sinks.push(Box::new(Remote::new(
+                cfg,
+                hostname.clone(),
+                Arc::clone(&stop),
+            )));
         }
     }
     if sinks.is_empty() {
