@@ -1001,6 +1001,57 @@ mod tests {
         tls_urls();
     }
 
+    #[test]
+    fn exec_urls() {
+        let c = RemoteConfig::parse(
+            "exec:sh -c 'gzip -c > /tmp/a%3Fb.gz' %25x+y?format=json&include=web.*",
+            PathBuf::from("/x"),
+        )
+        .expect("parses");
+        assert_eq!(c.proto, Proto::Exec);
+        // `%3F` is `?`, `%25` is `%`, `+` stays `+`; the name is the decoded command.
+        assert_eq!(c.name, "exec:sh -c 'gzip -c > /tmp/a?b.gz' %x+y");
+        assert_eq!(c.argv, ["sh", "-c", "gzip -c > /tmp/a?b.gz", "%x+y"]);
+        assert_eq!(c.lines, Lines::Json);
+        assert_eq!(c.select.include, vec!["web.*"]);
+        // logwrite's own output is never fed to the program (a loop).
+        assert_eq!(c.select.exclude, vec![OWN_SOURCES]);
+        assert!(c.state_file().starts_with(".logwrite-remote-exec:sh%20-c"));
+        let d = RemoteConfig::parse("exec:cat", PathBuf::new()).expect("parses");
+        assert_eq!(
+            (d.lines, d.argv.as_slice(), d.name.as_str()),
+            (Lines::Linuxkit, &["cat".to_owned()][..], "exec:cat")
+        );
+        let r = RemoteConfig::parse(
+            "exec:/usr/bin/up --to x?format=rfc5424&min-severity=err&exclude-match=a+b",
+            PathBuf::new(),
+        )
+        .expect("parses");
+        assert_eq!(
+            (r.lines, r.format, r.framing, r.select.min_severity),
+            (Lines::Syslog, Format::Rfc5424, Framing::Lf, Some(3))
+        );
+        let r = RemoteConfig::parse("exec:x?format=rfc3164", PathBuf::new()).expect("parses");
+        assert_eq!((r.lines, r.format), (Lines::Syslog, Format::Rfc3164));
+        for (bad, says) in [
+            ("exec:", "empty command"),
+            ("exec:   ?format=json", "empty command"),
+            ("exec:?format=json", "empty command"),
+            ("exec:sh -c 'x", "unterminated"),
+            ("exec:x?format=xml", "format is linuxkit"),
+            ("exec:x?framing=lf", "no framing"),
+            ("exec:x?window=4", "unknown option"),
+            ("exec:x?ca=/a", "unknown option"),
+            ("exec:a%zz", "bad %-escape"),
+            ("exec:a%00b", "NUL"),
+            ("exec:a%ff", "not UTF-8"),
+            ("exec:x?match=(", "invalid regular expression"),
+        ] {
+            let e = RemoteConfig::parse(bad, PathBuf::new()).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
     #[cfg(not(feature = "tls"))]
     fn tls_urls() {
         let e = RemoteConfig::parse("tls://127.0.0.1:6514", PathBuf::new()).expect_err("no TLS");
