@@ -202,6 +202,34 @@ fn a_program_that_never_reads_blocks_nothing_and_is_killed_at_stop() {
     );
     let pid = pid.expect("pid");
     assert!(process_alive(pid));
+    // Its own process group, no signal blocked, and none ignored that
+    // logwrite ignores itself (only what logwrite inherited from us).
+    let mask = |pid: &str, key: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let v = status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .expect(key)
+            .trim()
+            .to_owned();
+        u64::from_str_radix(&v, 16).expect("hex")
+    };
+    let p = pid.to_string();
+    assert_eq!(mask(&p, "SigBlk:"), 0, "signals blocked in the program");
+    let extra = mask(&p, "SigIgn:") & !mask("self", "SigIgn:");
+    assert_eq!(extra, 0, "signals ignored in the program: {extra:x}");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let pgrp = stat
+        .rsplit_once(')')
+        .expect("comm")
+        .1
+        .split_whitespace()
+        .nth(2);
+    assert_eq!(
+        pgrp,
+        Some(pid.to_string().as_str()),
+        "its own process group"
+    );
     let t = Instant::now();
     lw.signal(libc::SIGTERM);
     let st = lw.wait_exit();
@@ -440,7 +468,7 @@ fn a_program_that_exits_at_once_is_restarted_with_backoff_not_spinning() {
     let out = TempDir::new("exec-out");
     let starts = out.join("starts");
     let url = format!(
-        "exec:sh -c 'echo x >> {}; exec 0<&-; exit 0'",
+        "exec:sh -c 'echo \"$LOGWRITE_DESTINATION\" >> {}; exec 0<&-; exit 0'",
         starts.display()
     );
     let mut lw = Logwrite::start(
@@ -452,8 +480,13 @@ fn a_program_that_exits_at_once_is_restarted_with_backoff_not_spinning() {
     write_lines(&m, "svc", &numbered("q", 0..10, 0));
     let t0 = lw.cpu_ticks();
     std::thread::sleep(Duration::from_secs(4));
-    let n = lines(out.path(), "starts").len();
+    let started = lines(out.path(), "starts");
+    let n = started.len();
     assert!((1..=20).contains(&n), "started {n} times in 4 s");
+    assert!(
+        started.iter().all(|l| l.starts_with("exec:sh -c 'echo ")),
+        "{started:?}"
+    );
     assert!(lw.cpu_ticks() - t0 < 100, "logwrite spins");
     wait_msgs(logs.path(), "svc.log", &numbered("q", 0..10, 0), &lw);
     lw.signal(libc::SIGTERM);
