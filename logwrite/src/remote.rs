@@ -2,7 +2,10 @@
 //! `tls://` (the same over TLS, RFC 5425; see [`crate::tls`]) or `udp://`
 //! (one datagram per message), with its own saved position in the log
 //! directory (`.logwrite-remote-NAME.state`). (`relp://` and `relp+tls://`
-//! parse here and run in [`crate::relp`].)
+//! parse here and run in [`crate::relp`].) `exec:CMD` runs here too, over
+//! a program's stdin pipe instead of a socket ([`crate::exec`]): the same
+//! saved position, resend and stop, with the pipe's unread bytes in the
+//! place of TCP's unacknowledged ones.
 //!
 //! Delivery over TCP. A record counts as delivered once the kernel took its
 //! bytes; that is the position saved, because the kernel still delivers
