@@ -765,7 +765,7 @@ impl Remote {
         }
     }
 
-    /// logwrite stops, exec: what was written (until [`exec::STOP_GRACE`])
+    /// logwrite stops, exec: what was written (until [`crate::exec::STOP_GRACE`])
     /// and read by the program is committed and saved; what it did not
     /// read is fed again at the next start; then its stdin closes and it
     /// is waited for (the rest of the grace period) and reaped.
