@@ -54,6 +54,18 @@ fn zombie_children(pid: u32) -> Vec<u32> {
     z
 }
 
+/// Kills a program of the test's on drop (if an assertion failed before
+/// logwrite did).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if process_alive(self.0) {
+            let _ = memlog_tests::signal(self.0, libc::SIGKILL);
+        }
+    }
+}
+
 /// Waits until `path` holds at least `n` lines; its lines.
 fn wait_lines(path: &Path, n: usize, lw: &Logwrite) -> Vec<String> {
     let dir = path.parent().expect("parent");
@@ -201,6 +213,7 @@ fn a_program_that_never_reads_blocks_nothing_and_is_killed_at_stop() {
         lw.stderr()
     );
     let pid = pid.expect("pid");
+    let _cleanup = KillOnDrop(pid);
     assert!(process_alive(pid));
     // Its own process group, no signal blocked, and none ignored that
     // logwrite ignores itself (only what logwrite inherited from us).
