@@ -14,9 +14,6 @@
 //! An unterminated quote, a trailing `\`, a NUL byte or an empty command is
 //! an error.
 
-// Used by the hooks and the exec destination as they land.
-#![allow(dead_code)]
-
 /// `cmd` split into words (see the module documentation).
 pub fn split(cmd: &str) -> Result<Vec<String>, String> {
     if cmd.contains('\0') {

@@ -5,6 +5,7 @@
 mod argv;
 mod aside;
 mod dir;
+mod exec;
 mod files;
 mod follow;
 mod hooks;
@@ -88,6 +89,15 @@ const SPEC: Spec = Spec {
 /// verify), fingerprint=SHA256:HEX (pin the server's certificate); RELP:
 /// window=N (default 128). Values may use %XX escapes (write & as %26). Example:
 /// -remote 'tcp://10.0.0.1:514?min-severity=warning&exclude=debug.*'
+///
+/// -remote exec:CMD[?OPTIONS]: start CMD (no shell: words split on spaces,
+/// with '...', "..." and \ quoting; %XX escapes, ? as %3F, % as %25) and
+/// feed it the selected records on its stdin, one per line:
+/// format=linuxkit (the file line, default), json (logread -o json's) or
+/// rfc5424|rfc3164; selection options as above. A record counts as delivered
+/// once written to the pipe; when CMD exits it is started again with
+/// backoff and fed what it had not read. Example:
+/// -remote "exec:sh -c 'gzip -c >> /var/log/all.gz'"
 ///
 /// Lines escape control characters and invalid UTF-8 (\n, \r, \xNN). Only
 /// a regular SOURCE.log with one link is appended to (anything else that
@@ -332,7 +342,11 @@ fn run(args: Args) -> Result<(), String> {
                 Arc::clone(&stop),
             )));
         } else {
-            sinks.push(Box::new(Remote::new(cfg, hostname.clone())));
+            sinks.push(Box::new(Remote::new(
+                cfg,
+                hostname.clone(),
+                Arc::clone(&stop),
+            )));
         }
     }
     if sinks.is_empty() {

@@ -2,7 +2,10 @@
 //! `tls://` (the same over TLS, RFC 5425; see [`crate::tls`]) or `udp://`
 //! (one datagram per message), with its own saved position in the log
 //! directory (`.logwrite-remote-NAME.state`). (`relp://` and `relp+tls://`
-//! parse here and run in [`crate::relp`].)
+//! parse here and run in [`crate::relp`].) `exec:CMD` runs here too, over
+//! a program's stdin pipe instead of a socket ([`crate::exec`]): the same
+//! saved position, resend and stop, with the pipe's unread bytes in the
+//! place of TCP's unacknowledged ones.
 //!
 //! Delivery over TCP. A record counts as delivered once the kernel took its
 //! bytes; that is the position saved, because the kernel still delivers
@@ -23,7 +26,7 @@
 //! plain text at the end of each write.
 
 use crate::dir::{Dir, State};
-use crate::follow::Sink;
+use crate::follow::{Sink, Stop};
 use crate::names;
 use crate::report::{Episode, LostCounter};
 use crate::select::Selector;
@@ -35,7 +38,8 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Frames are handed to the kernel in writes of about this size (and
 /// whatever is buffered when memlogd's stream pauses).
@@ -50,7 +54,23 @@ pub enum Proto {
     Tls,
     /// RELP (plain, or over TLS with [`RemoteConfig::tls`] set).
     Relp,
+    /// `exec:CMD`: a program's stdin ([`crate::exec`]).
+    Exec,
 }
+
+/// How a record is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// A syslog message ([`Formatter`], with the remote's format and framing).
+    Syslog,
+    /// The line of a log file, `TIME SOURCE MSG` ([`crate::files::line_of`]).
+    Linuxkit,
+    /// logread's JSON, one object per line ([`RecordRef::write_json`]).
+    Json,
+}
+
+/// The sources exec: never takes: logwrite's own output.
+const OWN_SOURCES: &str = "logwrite*";
 
 /// One `-remote` URL, parsed.
 #[derive(Debug, Clone)]
@@ -58,10 +78,13 @@ pub struct RemoteConfig {
     /// `tcp://host:port` (without the options): the name in messages and state.
     pub name: String,
     pub proto: Proto,
-    /// `host:port`.
+    /// `host:port` (exec: the command).
     pub addr: String,
+    /// exec: the program and its arguments.
+    pub argv: Vec<String>,
     pub format: Format,
     pub framing: Framing,
+    pub lines: Lines,
     pub select: Selector,
     /// Where the position is saved (the log directory).
     pub state_dir: PathBuf,
@@ -101,14 +124,41 @@ pub(crate) fn pct_decode(s: &str, plus_is_space: bool) -> Result<String, String>
 }
 
 impl RemoteConfig {
-    /// Parses `tcp://HOST:PORT[?OPTION&...]`, `udp://`, `tls://`, `relp://`
-    /// or `relp+tls://`. Options: `format=rfc5424|rfc3164`,
+    /// Parses `tcp://HOST:PORT[?OPTION&...]`, `udp://`, `tls://`, `relp://`,
+    /// `relp+tls://` or `exec:CMD` (CMD `%XX`-decoded, then split into words
+    /// by [`crate::argv::split`]). Options: `format=rfc5424|rfc3164`
+    /// (exec also `linuxkit`, the default, and `json`),
     /// `framing=octet|lf` (TCP), `include=GLOB`, `exclude=GLOB`, `match=REGEX`,
     /// `exclude-match=REGEX` (all repeatable), `min-severity=LEVEL`; with TLS `ca=`, `cert=`, `key=`,
     /// `name=`, `fingerprint=` ([`TlsOptions`]); RELP `window=N`.
     pub fn parse(url: &str, state_dir: PathBuf) -> Result<RemoteConfig, String> {
+        if let Some(rest) = url.strip_prefix("exec:") {
+            let (cmd, query) = rest.split_once('?').unwrap_or((rest, ""));
+            // `+` is itself in a command (`%20` or a space is a space).
+            let cmd = pct_decode(cmd, false).map_err(|e| format!("remote {url:?}: {e}"))?;
+            let argv = crate::argv::split(&cmd).map_err(|e| format!("remote {url:?}: {e}"))?;
+            let mut select = Selector::default();
+            // The program's stdout and stderr are logwrite's, which reach
+            // memlogd as `logwrite` under init: feeding them back to it
+            // would be a loop (as for the files).
+            select.exclude.push(OWN_SOURCES.into());
+            let cfg = RemoteConfig {
+                name: format!("exec:{cmd}"),
+                proto: Proto::Exec,
+                addr: cmd,
+                argv,
+                format: Format::Rfc5424,
+                framing: Framing::Lf,
+                lines: Lines::Linuxkit,
+                select,
+                state_dir,
+                tls: None,
+                window: crate::relp::WINDOW,
+            };
+            return cfg.options(url, query);
+        }
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            format!("remote {url:?}: want SCHEME://HOST:PORT (tcp, udp, tls, relp, relp+tls)")
+            format!("remote {url:?}: want SCHEME://HOST:PORT (tcp, udp, tls, relp, relp+tls) or exec:CMD")
         })?;
         let (proto, tls) = match scheme {
             "tcp" => (Proto::Tcp, None),
@@ -118,7 +168,7 @@ impl RemoteConfig {
             "relp+tls" => (Proto::Relp, Some(TlsOptions::default())),
             _ => {
                 return Err(format!(
-                    "remote {url:?}: unknown scheme {scheme:?} (tcp, udp, tls, relp or relp+tls)"
+                    "remote {url:?}: unknown scheme {scheme:?} (tcp, udp, tls, relp, relp+tls or exec:)"
                 ))
             }
         };
@@ -129,27 +179,50 @@ impl RemoteConfig {
         if !port_ok {
             return Err(format!("remote {url:?}: want HOST:PORT after {scheme}://"));
         }
-        let mut cfg = RemoteConfig {
+        let cfg = RemoteConfig {
             name: format!("{scheme}://{addr}"),
             proto,
             addr: addr.to_owned(),
+            argv: Vec::new(),
             format: Format::Rfc5424,
             framing: if proto == Proto::Udp || proto == Proto::Relp {
                 Framing::None
             } else {
                 Framing::OctetCount
             },
+            lines: Lines::Syslog,
             select: Selector::default(),
             state_dir,
             tls,
             window: crate::relp::WINDOW,
         };
+        cfg.options(url, query)
+    }
+
+    /// Applies the options of `url` (its `query`, after `?`).
+    fn options(self, url: &str, query: &str) -> Result<RemoteConfig, String> {
+        let mut cfg = self;
+        let proto = cfg.proto;
         let mut framing = None;
         for kv in query.split('&').filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             let regex = matches!(k, "match" | "exclude-match");
             let v = pct_decode(v, !regex).map_err(|e| format!("remote {url:?}: {e}"))?;
             match k {
+                "format" if proto == Proto::Exec => {
+                    cfg.lines = Lines::Syslog;
+                    match v.as_str() {
+                        "linuxkit" => cfg.lines = Lines::Linuxkit,
+                        "json" => cfg.lines = Lines::Json,
+                        "rfc5424" | "5424" => cfg.format = Format::Rfc5424,
+                        "rfc3164" | "3164" | "bsd" => cfg.format = Format::Rfc3164,
+                        _ => {
+                            return Err(format!(
+                                "remote {url:?}: format is linuxkit, json, rfc5424 or rfc3164"
+                            ))
+                        }
+                    }
+                }
                 "format" => {
                     cfg.format = match v.as_str() {
                         "rfc5424" | "5424" => Format::Rfc5424,
@@ -203,9 +276,13 @@ impl RemoteConfig {
                 return Err(format!("remote {url:?}: {}", tls::NO_TLS));
             }
             t.check().map_err(|e| format!("remote {url:?}: {e}"))?;
-            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-            t.server_name(host)
+            t.server_name(cfg.host())
                 .map_err(|e| format!("remote {url:?}: {e}"))?;
+        }
+        if proto == Proto::Exec && framing.is_some() {
+            return Err(format!(
+                "remote {url:?}: exec: writes one record per line; no framing="
+            ));
         }
         if proto == Proto::Relp && framing.is_some() {
             return Err(format!(
@@ -307,6 +384,21 @@ pub trait ByteStream: io::Read + Write + Send {
     fn poll_read(&mut self, timeout: Duration) -> io::Result<bool>;
     /// Says goodbye where the protocol has a way (TLS close_notify).
     fn shutdown(&mut self) {}
+    /// The error for a peer found [`ByteStream::gone`] (`name`: the
+    /// destination's).
+    fn gone_error(&mut self, name: &str) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            format!("{name} closed the connection"),
+        )
+    }
+    /// logwrite is stopping: writes may go on until `deadline` even though
+    /// the [`Stop`] is set (exec: so may the program's exit).
+    fn stopping(&mut self, _deadline: Instant) {}
+    /// Waits (until the [`ByteStream::stopping`] deadline at most) for the
+    /// peer to take everything written (exec: the program read the pipe
+    /// empty). Sockets do not wait.
+    fn drain(&mut self) {}
     /// The TCP socket.
     fn fd(&self) -> BorrowedFd<'_>;
 }
@@ -508,10 +600,12 @@ pub struct Remote {
     sent: u64,
     /// The key file's mode was warned about.
     key_warned: bool,
+    /// logwrite's stop (exec: a write to a full pipe gives up on it).
+    stop: Arc<Stop>,
 }
 
 impl Remote {
-    pub fn new(cfg: RemoteConfig, hostname: String) -> Remote {
+    pub fn new(cfg: RemoteConfig, hostname: String, stop: Arc<Stop>) -> Remote {
         let fmt = Formatter {
             format: cfg.format,
             framing: cfg.framing,
@@ -533,10 +627,19 @@ impl Remote {
             lost: LostCounter::new(&name),
             sent: 0,
             key_warned: false,
+            stop,
         }
     }
 
     fn connect(&mut self) -> io::Result<Conn> {
+        if self.cfg.proto == Proto::Exec {
+            let s = crate::exec::ExecStream::spawn(
+                &self.cfg.name,
+                &self.cfg.argv,
+                Arc::clone(&self.stop),
+            )?;
+            return Ok(Conn::Stream(Box::new(s)));
+        }
         if self.cfg.proto != Proto::Udp {
             return Ok(Conn::Stream(
                 self.cfg.connect_stream(None, &mut self.key_warned)?,
@@ -611,10 +714,7 @@ impl Remote {
             return Ok(());
         }
         if s.gone() {
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                format!("{} closed the connection", self.cfg.name),
-            ));
+            return Err(s.gone_error(&self.cfg.name));
         }
         let mut done = 0;
         while done < self.out.len() {
@@ -625,6 +725,11 @@ impl Remote {
                     self.accepted += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // exec, stopping: the rest stays in `out` (not delivered).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.out.drain(..done);
+                    return Ok(());
+                }
                 Err(e) => {
                     self.out.drain(..done);
                     return Err(io::Error::new(
@@ -635,6 +740,48 @@ impl Remote {
             }
         }
         self.out.clear();
+        Ok(())
+    }
+
+    /// The position of the last record whose bytes the kernel all took
+    /// ([`Remote::taken`] unless a stopping exec: left some in `out`).
+    fn written(&self) -> Option<Position> {
+        if self.out.is_empty() {
+            return self.taken;
+        }
+        self.inflight
+            .iter()
+            .rev()
+            .find(|(end, pos)| *end <= self.accepted && pos.is_some())
+            .map_or(self.acked, |&(_, pos)| pos)
+    }
+
+    /// Commits what was written and saves it if it moved.
+    fn commit_written(&mut self) {
+        let w = self.written();
+        if self.committed != w {
+            self.committed = w;
+            self.save();
+        }
+    }
+
+    /// logwrite stops, exec: what was written (until [`crate::exec::STOP_GRACE`])
+    /// and read by the program is committed and saved; what it did not
+    /// read is fed again at the next start; then its stdin closes and it
+    /// is waited for (the rest of the grace period) and reaped.
+    fn finish_exec(&mut self) -> io::Result<()> {
+        if let Some(Conn::Stream(s)) = &mut self.conn {
+            s.stopping(Instant::now() + crate::exec::STOP_GRACE);
+        }
+        self.send_out()?;
+        if let Some(Conn::Stream(s)) = &mut self.conn {
+            s.drain();
+        }
+        self.trim();
+        self.committed = self.acked;
+        self.save_with(true);
+        self.lost.flush(true);
+        self.conn = None;
         Ok(())
     }
 }
@@ -649,8 +796,10 @@ impl Sink for Remote {
             self.load();
         }
         if self.conn.is_none() {
-            let c = self.connect().map_err(|e| {
-                io::Error::new(e.kind(), format!("connecting to {}: {e}", self.cfg.name))
+            let c = self.connect().map_err(|e| match self.cfg.proto {
+                // It says which program.
+                Proto::Exec => e,
+                _ => io::Error::new(e.kind(), format!("connecting to {}: {e}", self.cfg.name)),
             })?;
             self.conn = Some(c);
             self.accepted = 0;
@@ -682,9 +831,11 @@ impl Sink for Remote {
                     })?;
                     self.out.clear();
                 }
-                Some(Conn::Stream(_)) => {
-                    self.fmt.write(&mut self.out, r);
-                }
+                Some(Conn::Stream(_)) => match self.cfg.lines {
+                    Lines::Syslog => self.fmt.write(&mut self.out, r),
+                    Lines::Linuxkit => crate::files::line_of(&mut self.out, r),
+                    Lines::Json => r.write_json(&mut self.out),
+                },
                 None => return Err(io::Error::new(io::ErrorKind::NotConnected, "not connected")),
             }
             self.sent += 1;
@@ -702,10 +853,7 @@ impl Sink for Remote {
                     // burst): a kill -9 resends nothing it took.
                     self.send_out()?;
                     self.trim();
-                    if self.committed != self.taken {
-                        self.committed = self.taken;
-                        self.save();
-                    }
+                    self.commit_written();
                 }
             }
             _ => self.acked = self.taken,
@@ -749,16 +897,16 @@ impl Sink for Remote {
     fn commit(&mut self) -> io::Result<bool> {
         self.send_out()?;
         self.trim();
-        if self.committed != self.taken {
-            self.committed = self.taken;
-            self.save();
-        }
+        self.commit_written();
         let sent = self.sent > 0;
         self.sent = 0;
         Ok(sent)
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        if self.cfg.proto == Proto::Exec {
+            return self.finish_exec();
+        }
         self.send_out()?;
         self.trim();
         self.committed = self.taken;
@@ -771,10 +919,7 @@ impl Sink for Remote {
         self.lost.flush(false);
         if let Some(Conn::Stream(s)) = &mut self.conn {
             if s.gone() {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    format!("{} closed the connection", self.cfg.name),
-                ));
+                return Err(s.gone_error(&self.cfg.name));
             }
         }
         self.commit().map(|_| ())
@@ -857,6 +1002,57 @@ mod tests {
             assert!(RemoteConfig::parse(bad, PathBuf::new()).is_err(), "{bad}");
         }
         tls_urls();
+    }
+
+    #[test]
+    fn exec_urls() {
+        let c = RemoteConfig::parse(
+            "exec:sh -c 'gzip -c > /tmp/a%3Fb.gz' %25x+y?format=json&include=web.*",
+            PathBuf::from("/x"),
+        )
+        .expect("parses");
+        assert_eq!(c.proto, Proto::Exec);
+        // `%3F` is `?`, `%25` is `%`, `+` stays `+`; the name is the decoded command.
+        assert_eq!(c.name, "exec:sh -c 'gzip -c > /tmp/a?b.gz' %x+y");
+        assert_eq!(c.argv, ["sh", "-c", "gzip -c > /tmp/a?b.gz", "%x+y"]);
+        assert_eq!(c.lines, Lines::Json);
+        assert_eq!(c.select.include, vec!["web.*"]);
+        // logwrite's own output is never fed to the program (a loop).
+        assert_eq!(c.select.exclude, vec![OWN_SOURCES]);
+        assert!(c.state_file().starts_with(".logwrite-remote-exec:sh%20-c"));
+        let d = RemoteConfig::parse("exec:cat", PathBuf::new()).expect("parses");
+        assert_eq!(
+            (d.lines, d.argv.as_slice(), d.name.as_str()),
+            (Lines::Linuxkit, &["cat".to_owned()][..], "exec:cat")
+        );
+        let r = RemoteConfig::parse(
+            "exec:/usr/bin/up --to x?format=rfc5424&min-severity=err&exclude-match=a+b",
+            PathBuf::new(),
+        )
+        .expect("parses");
+        assert_eq!(
+            (r.lines, r.format, r.framing, r.select.min_severity),
+            (Lines::Syslog, Format::Rfc5424, Framing::Lf, Some(3))
+        );
+        let r = RemoteConfig::parse("exec:x?format=rfc3164", PathBuf::new()).expect("parses");
+        assert_eq!((r.lines, r.format), (Lines::Syslog, Format::Rfc3164));
+        for (bad, says) in [
+            ("exec:", "empty command"),
+            ("exec:   ?format=json", "empty command"),
+            ("exec:?format=json", "empty command"),
+            ("exec:sh -c 'x", "unterminated"),
+            ("exec:x?format=xml", "format is linuxkit"),
+            ("exec:x?framing=lf", "no framing"),
+            ("exec:x?window=4", "unknown option"),
+            ("exec:x?ca=/a", "unknown option"),
+            ("exec:a%zz", "bad %-escape"),
+            ("exec:a%00b", "NUL"),
+            ("exec:a%ff", "not UTF-8"),
+            ("exec:x?match=(", "invalid regular expression"),
+        ] {
+            let e = RemoteConfig::parse(bad, PathBuf::new()).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[cfg(not(feature = "tls"))]
