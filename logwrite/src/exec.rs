@@ -191,24 +191,9 @@ impl ExecStream {
             .stderr(Stdio::inherit())
             .env("LOGWRITE_DESTINATION", name)
             .process_group(0);
-        let ignored = memlog::sys::ignored_signals();
-        // SAFETY: the closure runs in the child between fork and exec and
-        // calls only async-signal-safe functions (sigemptyset,
-        // sigprocmask, signal) on memory it owns or that was allocated
-        // before the fork; it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                // logwrite blocks its stop signals and ignores stray ones;
-                // the program starts with every signal at its default.
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-                for &sig in &ignored {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-                Ok(())
-            });
-        }
+        // logwrite blocks its stop signals and ignores stray ones; the
+        // program starts with every signal at its default.
+        memlog::sys::default_signals_in_child(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start {prog:?}: {e}")))?;

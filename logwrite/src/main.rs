@@ -175,8 +175,9 @@ struct Args {
     /// write no files (only forward); positions are still kept in -log-dir
     #[argh(switch)]
     no_files: bool,
-    /// forward to a syslog server: tcp://, tls://, relp://, relp+tls:// or
-    /// udp://HOST:PORT, with ?options (see above) (repeatable)
+    /// forward to a syslog server (tcp://, tls://, relp://, relp+tls:// or
+    /// udp://HOST:PORT) or feed a program (exec:CMD), with ?options (see
+    /// above) (repeatable)
     #[argh(option)]
     remote: Vec<String>,
     /// HOSTNAME in forwarded messages (default: this machine's host name)

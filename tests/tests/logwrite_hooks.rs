@@ -302,7 +302,7 @@ fn hooks_never_hold_up_writing_and_are_reported() {
         &tools,
         "slow.sh",
         &format!(
-            "touch '{}'/\"$(basename \"$1\")\"\necho \"stuck on $LOGWRITE_REASON\" >&2\nexec sleep 1000",
+            "touch '{}'/\"$(basename \"$1\")\"\necho \"stuck on $LOGWRITE_REASON\" >&2\nexec sleep 20",
             marks.display()
         ),
     );
