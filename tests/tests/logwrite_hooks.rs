@@ -27,10 +27,42 @@ fn upload_hook(tools: &TempDir, up: &Path) -> PathBuf {
         tools,
         "upload.sh",
         &format!(
-            "set -e\ncp \"$1\" '{up}/'\ngrep -E '^Sig(Blk|Ign)' /proc/$$/status > '{up}/../signals.txt'\necho \"$LOGWRITE_REASON $LOGWRITE_SOURCE $LOGWRITE_FILE $1\" >> '{up}/../hook.log'",
+            "set -e\ncp \"$1\" '{up}/'\ngrep -E '^Sig(Blk|Ign)' /proc/self/status > '{up}/../signals.txt'\necho \"$LOGWRITE_REASON $LOGWRITE_SOURCE $LOGWRITE_FILE $1\" >> '{up}/../hook.log'",
             up = up.display()
         ),
     )
+}
+
+/// memlogd, a log directory and logwrite running with the upload hook
+/// and `extra` flags.
+struct Setup {
+    m: Memlogd,
+    logs: TempDir,
+    errs: TempDir,
+    _tools: TempDir,
+    /// Where the hook copies the rotated files.
+    up: PathBuf,
+    lw: Logwrite,
+}
+
+fn with_upload_hook(tag: &str, extra: &[&str]) -> Setup {
+    let m = Memlogd::start(&[]);
+    let logs = TempDir::new(tag);
+    let errs = TempDir::new("lw-err");
+    let tools = TempDir::new("lw-tools");
+    let up = tools.join("upload");
+    let hook = upload_hook(&tools, &up).display().to_string();
+    let mut args = extra.to_vec();
+    args.extend(["-on-rotate", &hook]);
+    let lw = Logwrite::start(m.query_socket(), logs.path(), &errs, &args);
+    Setup {
+        m,
+        logs,
+        errs,
+        _tools: tools,
+        up,
+        lw,
+    }
 }
 
 /// The files in `dir`, sorted by name.
@@ -77,25 +109,16 @@ fn is_time_named(name: &str) -> bool {
 
 #[test]
 fn the_fast_track_uploads_each_burst_once_with_its_context() {
-    let m = Memlogd::start(&[]);
-    let logs = TempDir::new("lw-fast");
-    let errs = TempDir::new("lw-err");
-    let tools = TempDir::new("lw-tools");
-    let up = tools.join("upload");
-    let hook = upload_hook(&tools, &up);
-    let lw = Logwrite::start(
-        m.query_socket(),
-        logs.path(),
-        &errs,
-        &[
-            "-rotated-names",
-            "time",
-            "-trigger",
-            TRIGGER,
-            "-on-rotate",
-            &hook.display().to_string(),
-        ],
-    );
+    // Every field bound: one left to `..` would be dropped (its directory
+    // removed) at once.
+    let Setup {
+        m,
+        logs,
+        errs: _errs,
+        _tools: _t,
+        up,
+        lw,
+    } = with_upload_hook("lw-fast", &["-rotated-names", "time", "-trigger", TRIGGER]);
     // Access lines, a burst of 503s, more access lines (within the quiet
     // period): all of it is the context of the burst.
     let mut want = access(0..30);
@@ -152,21 +175,22 @@ fn the_fast_track_uploads_each_burst_once_with_its_context() {
 
 #[test]
 fn a_trigger_armed_before_a_kill9_fires_after_the_restart() {
-    let m = Memlogd::start(&[]);
-    let logs = TempDir::new("lw-fast9");
-    let errs = TempDir::new("lw-err");
-    let tools = TempDir::new("lw-tools");
-    let up = tools.join("upload");
-    let hook = upload_hook(&tools, &up);
-    let args = [
-        "-rotated-names",
-        "time",
-        "-trigger",
-        r#"match=HTTP/1\.1"\s5\d\d\s&source=web&quiet=4s"#,
-        "-on-rotate",
-        &hook.display().to_string(),
-    ];
-    let mut lw = Logwrite::start(m.query_socket(), logs.path(), &errs, &args);
+    let Setup {
+        m,
+        logs,
+        errs,
+        up,
+        mut lw,
+        _tools: _t,
+    } = with_upload_hook(
+        "lw-fast9",
+        &[
+            "-rotated-names",
+            "time",
+            "-trigger",
+            r#"match=HTTP/1\.1"\s5\d\d\s&source=web&quiet=4s"#,
+        ],
+    );
     let mut want = access(0..20);
     want.extend(errors(0..10));
     write_lines(&m, "web", &want);
@@ -204,18 +228,16 @@ fn a_trigger_armed_before_a_kill9_fires_after_the_restart() {
 
 #[test]
 fn sighup_and_sigusr1_rotate_every_file_that_is_not_empty() {
-    let m = Memlogd::start(&[]);
-    let logs = TempDir::new("lw-hup");
-    let errs = TempDir::new("lw-err");
-    let tools = TempDir::new("lw-tools");
-    let up = tools.join("upload");
-    let hook = upload_hook(&tools, &up);
-    let lw = Logwrite::start(
-        m.query_socket(),
-        logs.path(),
-        &errs,
-        &["-on-rotate", &hook.display().to_string()],
-    );
+    // Every field bound: one left to `..` would be dropped (its directory
+    // removed) at once.
+    let Setup {
+        m,
+        logs,
+        errs: _errs,
+        _tools: _t,
+        up,
+        lw,
+    } = with_upload_hook("lw-hup", &[]);
     let a = numbered("a", 0..10, 20);
     let b = numbered("b", 0..10, 20);
     write_lines(&m, "a", &a);
@@ -267,7 +289,8 @@ fn sighup_and_sigusr1_rotate_every_file_that_is_not_empty() {
     assert!(!logs.join("b.log.1").exists());
     assert_eq!(msgs(logs.path(), "b.log.0"), b);
     // The hook starts with no signal blocked or ignored (logwrite blocks
-    // its own and ignores stray ones: neither is the hook's business).
+    // its own and ignores stray ones: neither is the hook's business). Read
+    // by grep of its own status (the waiting shell blocks all for a while).
     let sigs = std::fs::read_to_string(up.join("../signals.txt")).expect("signals.txt");
     let mask = |name: &str| {
         let l = sigs.lines().find(|l| l.starts_with(name)).expect(name);
