@@ -31,6 +31,7 @@ use crate::reconcile::Reconcile;
 use crate::report::{say, LostCounter};
 use crate::rotate::{self, Naming, Policy};
 use crate::select::Selector;
+use crate::syncer::Syncer;
 use crate::trigger::{Armed, Trigger};
 use memlog::proto::{Position, Record, RecordRef, Request};
 use memlog::{escape, timefmt};
@@ -157,6 +158,9 @@ pub struct Files {
     known: std::collections::BTreeSet<String>,
     /// The time of the record being written.
     line_ns: i64,
+    /// Fsyncs rotated files and the directory off this thread (started
+    /// at the first rotation).
+    syncer: Option<Syncer>,
 }
 
 impl Files {
@@ -191,6 +195,7 @@ impl Files {
             armed_over: 0,
             known: std::collections::BTreeSet::new(),
             line_ns: 0,
+            syncer: None,
         }
     }
 
@@ -426,6 +431,10 @@ impl Files {
             return Ok(wrote);
         }
         if sync {
+            // Rotated files first: data, then the state naming it.
+            if let Some(sy) = &self.syncer {
+                sy.drain();
+            }
             for (stem, o) in &mut self.open {
                 if o.unsynced {
                     o.file.sync_data().map_err(|e| {
@@ -531,16 +540,25 @@ impl Files {
     /// source's trigger (saved at once, so a restart does not fire it again).
     fn rotate(&mut self, stem: &str, reason: Reason) -> Result<(), Fault> {
         let (last_ns, source) = match self.open.get_mut(stem) {
-            Some(o) => {
-                o.unsynced = true;
-                (o.last_ns, std::mem::take(&mut o.source))
-            }
+            Some(o) => (o.last_ns, std::mem::take(&mut o.source)),
             None => (None, Vec::new()),
         };
-        self.commit_now(true).map_err(Fault::Output)?;
-        self.open.remove(stem);
+        // Written and committed (the state saved, as after any batch); the
+        // fsyncs are the syncer's, after the renames.
+        self.commit_now(false).map_err(Fault::Output)?;
+        let file = self.open.remove(stem).map(|o| o.file);
         let path = self.where_(&format!("{stem}.log"));
+        if self.syncer.is_none() {
+            self.syncer = Some(
+                Syncer::new("files")
+                    .map_err(|e| Fault::Output(ctx(e, "starting the fsync thread")))?,
+            );
+        }
         let dir = self.dir().map_err(Fault::Output)?;
+        let dir_fd = dir
+            .fd()
+            .try_clone_to_owned()
+            .map_err(|e| Fault::Output(ctx(e, "dup of the log directory")))?;
         let last_ns = match (last_ns, self.cfg.naming) {
             (Some(ns), _) => ns,
             (None, Naming::Time) => {
@@ -548,7 +566,13 @@ impl Files {
             }
             (None, Naming::Index) => 0,
         };
-        let done = rotate::rotate(dir, stem, &self.policy, last_ns).map_err(|f| match f {
+        let res = rotate::rotate(dir, stem, &self.policy, last_ns);
+        // Whatever was renamed (all, some, or none), fsynced in the
+        // background: the rotated file, then the directory.
+        if let Some(sy) = &self.syncer {
+            sy.sync(file, dir_fd, path.clone());
+        }
+        let done = res.map_err(|f| match f {
             Fault::File(e) => Fault::File(ctx(e, "rotating it")),
             Fault::Output(e) => Fault::Output(ctx(e, format!("rotating {path}"))),
         })?;
@@ -663,6 +687,23 @@ impl Files {
     /// pass the size limit. On a fault of that file, the number of its
     /// records lost with it.
     fn append(&mut self, stem: &str) -> Result<(), (Fault, u64)> {
+        // The common case, one lookup: the file is open, no trigger is
+        // armed, and the line fits.
+        if self.armed.is_empty() {
+            if let Some(o) = self.open.get_mut(stem) {
+                let size = o.written + o.buf.len() as u64;
+                if size + self.line.len() as u64 <= self.cfg.max_size {
+                    o.buf.extend_from_slice(&self.line);
+                    o.buf_records += 1;
+                    o.last_ns = Some(self.line_ns);
+                    self.lines += 1;
+                    if o.buf.len() >= BUF {
+                        self.write_out(stem)?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
         self.ensure_open(stem).map_err(|f| (f, 1))?;
         let len = self.line.len() as u64;
         let size = self
@@ -717,9 +758,9 @@ impl Files {
     /// are their exact bytes with control characters and invalid UTF-8
     /// escaped ([`memlog::escape`]): a message cannot end its line and
     /// forge another, nor carry terminal escapes into the file.
-    fn format_line(&mut self, r: &RecordRef<'_>) {
+    fn format_line(&mut self, r: &RecordRef<'_>, ns: Option<i64>) {
         self.line.clear();
-        line_of(&mut self.line, r);
+        line_at(&mut self.line, r, ns);
     }
 
     /// Writes `self.line` for `stem` (record `seq`), unless matching finds
@@ -749,7 +790,12 @@ impl Files {
 /// a message cannot end its line and forge another, nor carry terminal
 /// escapes into the file.
 pub fn line_of(out: &mut Vec<u8>, r: &RecordRef<'_>) {
-    match r.time_ns() {
+    line_at(out, r, r.time_ns());
+}
+
+/// [`line_of`] with `r`'s time already parsed (`ns`).
+fn line_at(out: &mut Vec<u8>, r: &RecordRef<'_>, ns: Option<i64>) {
+    match ns {
         Some(ns) => timefmt::write_rfc3339_secs(out, ns),
         None => escape::write(out, r.time.as_bytes()),
     }
@@ -896,8 +942,9 @@ impl Sink for Files {
             {
                 self.sync_due = true;
             }
-            self.format_line(r);
-            self.line_ns = r.time_ns().unwrap_or_else(timefmt::now_ns);
+            let ns = r.time_ns();
+            self.format_line(r, ns);
+            self.line_ns = ns.unwrap_or_else(timefmt::now_ns);
             let src = r.source_bytes();
             if self.last_stem.0 != src || self.last_stem.1.is_empty() {
                 self.last_stem = (src.to_vec(), names::stem(src));
@@ -905,9 +952,13 @@ impl Sink for Files {
             let stem = std::mem::take(&mut self.last_stem.1);
             let res = self.take_line(&stem, pos.map(|p| p.seq));
             if res.is_ok() {
-                if let Some(o) = self.open.get_mut(&stem) {
-                    if o.source.is_empty() {
-                        o.source = src.to_vec();
+                // The source's exact name, for the hook (only hooks and
+                // triggers read it).
+                if self.hooks.is_some() || !self.cfg.triggers.is_empty() {
+                    if let Some(o) = self.open.get_mut(&stem) {
+                        if o.source.is_empty() {
+                            o.source = src.to_vec();
+                        }
                     }
                 }
                 if !self.cfg.triggers.is_empty() {
@@ -934,7 +985,7 @@ impl Sink for Files {
             msg,
             ..Record::default()
         };
-        self.format_line(&note.as_ref());
+        self.format_line(&note.as_ref(), Some(now));
         self.line_ns = now;
         self.write_line(&names::stem(b"memlogd"))?;
         self.took(pos);

@@ -311,15 +311,25 @@ fn pump(
     let mut last_tick = Instant::now();
     let mut last_commit = Instant::now();
     let mut memlogd_ok = false;
+    // Lines handled since the clock and the stop flag were last looked at.
+    let mut run = 0u32;
     loop {
-        if stop.is_set() {
-            return Ended::Stopped;
+        let ready = client.ready();
+        // While lines are buffered, the stop flag and the clock are looked
+        // at every 64 lines (well under a millisecond), not at every one.
+        run += 1;
+        if ready && run < 64 {
+            // Straight to the next line.
+        } else {
+            run = 0;
+            if stop.is_set() {
+                return Ended::Stopped;
+            }
         }
         // Commit before a read that may block; while memlogd keeps the
         // socket full, at most every COMMIT_EVERY (one state save and one
         // large write per batch, not per 64 KiB read).
-        let pause =
-            !client.ready() && (last_commit.elapsed() >= COMMIT_EVERY || !client.more_waiting());
+        let pause = !ready && (last_commit.elapsed() >= COMMIT_EVERY || !client.more_waiting());
         if pause {
             last_commit = Instant::now();
             match sink.commit() {
@@ -333,13 +343,13 @@ fn pump(
                 Err(e) => return Ended::Sink(e),
             }
         }
-        if last_tick.elapsed() >= TICK {
+        if run == 0 && last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
             if let Err(e) = sink.tick() {
                 return Ended::Sink(e);
             }
         }
-        if !client.ready() {
+        if !ready {
             // Wait for memlogd, a wake-up or the output's next deadline,
             // whichever comes first (at most until the next tick).
             let mut wait = TICK.saturating_sub(last_tick.elapsed());

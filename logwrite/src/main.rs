@@ -17,6 +17,7 @@ mod remote;
 mod report;
 mod rotate;
 mod select;
+mod syncer;
 mod syslog;
 mod tls;
 #[cfg(feature = "tls")]

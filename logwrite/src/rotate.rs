@@ -93,14 +93,14 @@ fn at(e: io::Error, what: &str) -> Fault {
 /// Rotates `STEM.log` (closed by the caller, everything in it committed);
 /// `last_ns` is the time of its last record (for [`Naming::Time`]). Gives
 /// the name the rotated file has now (after compression), or `None` if it
-/// was removed (`-max-log-files 0`).
+/// was removed (`-max-log-files 0`). The directory is not fsynced here:
+/// the caller queues that, with the rotated file's fsync, on its
+/// [`crate::syncer::Syncer`] (compression syncs what its own order needs).
 pub fn rotate(dir: &Dir, stem: &str, p: &Policy, last_ns: i64) -> Result<Option<String>, Fault> {
     let name = format!("{stem}.log");
     if p.max_files == 0 {
         dir.remove(&name)
             .map_err(|e| at(e, &format!("removing {name}")))?;
-        dir.sync()
-            .map_err(|e| Fault::Output(e).context("fsync of the log directory"))?;
         return Ok(None);
     }
     if p.naming == Naming::Time {
@@ -174,8 +174,6 @@ pub fn rotate(dir: &Dir, stem: &str, p: &Policy, last_ns: i64) -> Result<Option<
             total -= size(slot.0) + size(slot.1);
         }
     }
-    dir.sync()
-        .map_err(|e| Fault::Output(e).context("fsync of the log directory"))?;
     Ok(Some(now))
 }
 
@@ -332,8 +330,6 @@ fn rotate_time(dir: &Dir, stem: &str, p: &Policy, last_ns: i64) -> Result<String
             total = total.saturating_sub(remove(&mut have)?);
         }
     }
-    dir.sync()
-        .map_err(|e| Fault::Output(e).context("fsync of the log directory"))?;
     Ok(now)
 }
 

@@ -39,6 +39,9 @@ pub struct Client {
     /// Apply `filter` here whatever the server (it was not sent).
     local: bool,
     eof: bool,
+    /// Where a newline in `buf[pos..end]` was found by [`Client::ready`]
+    /// (`usize::MAX`: not known), so the next line is not searched twice.
+    nl: std::cell::Cell<usize>,
 }
 
 /// Error for a line that is not valid protocol.
@@ -90,6 +93,7 @@ impl Client {
             filter: Filter::from_request(req),
             local,
             eof: false,
+            nl: std::cell::Cell::new(usize::MAX),
         })
     }
 
@@ -107,7 +111,22 @@ impl Client {
     /// line is buffered, or the stream ended). Callers flush their output
     /// before a call that may block.
     pub fn ready(&self) -> bool {
-        self.eof || memchr::memchr(b'\n', &self.buf[self.pos..self.end]).is_some()
+        if self.eof || self.known_nl().is_some() {
+            return true;
+        }
+        match memchr::memchr(b'\n', &self.buf[self.pos..self.end]) {
+            Some(i) => {
+                self.nl.set(self.pos + i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The newline [`Client::ready`] found, if it is still ahead.
+    fn known_nl(&self) -> Option<usize> {
+        let nl = self.nl.get();
+        (nl >= self.pos && nl < self.end).then_some(nl)
     }
 
     /// True when more of the reply is already waiting in the socket (a
@@ -124,6 +143,7 @@ impl Client {
         // `buf[pos..end]` is unread; the rest of `buf` is room, zeroed once
         // when it was allocated (not at every read).
         if self.pos > 0 {
+            self.nl.set(usize::MAX);
             self.buf.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;
             self.pos = 0;
@@ -157,9 +177,12 @@ impl Client {
     /// the end of the stream.
     fn next_range(&mut self) -> io::Result<Option<std::ops::Range<usize>>> {
         loop {
-            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..self.end]) {
-                let r = self.pos..self.pos + i;
-                self.pos += i + 1;
+            let nl = self.known_nl().or_else(|| {
+                memchr::memchr(b'\n', &self.buf[self.pos..self.end]).map(|i| self.pos + i)
+            });
+            if let Some(nl) = nl {
+                let r = self.pos..nl;
+                self.pos = nl + 1;
                 return Ok(Some(r));
             }
             if self.eof || !self.fill()? {
