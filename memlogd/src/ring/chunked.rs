@@ -565,9 +565,7 @@ impl ChunkRing {
     /// and `tail` at the first's start and the last's end.
     #[doc(hidden)]
     pub fn layout_error(&self) -> Option<String> {
-        let Some(first) = self.sealed.front() else {
-            return None;
-        };
+        let first = self.sealed.front()?;
         if first.off != self.head {
             return Some(format!(
                 "head {} but oldest chunk at {}",
