@@ -629,6 +629,22 @@ impl Daemon {
         };
         Ok((get("VmHWM:")?, get("VmRSS:")?))
     }
+
+    /// Resident (private, file-backed) bytes: `RssAnon` (the ring, heap,
+    /// stack) and `RssFile` (code and read-only data of the binary and its
+    /// shared libraries, pages the kernel maps from the page cache).
+    fn rss_split(&self) -> Res<(u64, u64)> {
+        let p = format!("/proc/{}/status", self.pid());
+        let s = fs::read_to_string(&p).ctx(&p)?;
+        let get = |k: &str| -> Res<u64> {
+            s.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+                .ok_or_else(|| format!("no {k} in {p}"))
+        };
+        Ok((get("RssAnon:")?, get("RssFile:")?))
+    }
 }
 
 impl Drop for Daemon {
@@ -2520,6 +2536,7 @@ fn ring_section(o: &Opts, r: &mut Report) -> Res<()> {
         dump_ratio.push(rb / ra);
     }
     let mem = (dr.memory()?, dc.memory()?);
+    let split = (dr.rss_split()?, dc.rss_split()?);
     let scr = (dr.stats()?, dc.stats()?);
     check_clean(&scr.0)?;
     check_clean(&scr.1)?;
@@ -2577,6 +2594,7 @@ fn ring_section(o: &Opts, r: &mut Report) -> Res<()> {
             dump_recs,
             flood,
             mem,
+            split,
             lat: &lat,
             cpu,
         },
@@ -2612,6 +2630,8 @@ struct RingResults<'a> {
     flood: Flood,
     /// (VmHWM, VmRSS) of the raw and the compressed memlogd.
     mem: ((u64, u64), (u64, u64)),
+    /// (RssAnon, RssFile) of the raw and the compressed memlogd.
+    split: ((u64, u64), (u64, u64)),
     /// [path][statistic] -> per-rep values.
     lat: &'a [Vec<Vec<f64>>],
     cpu: usize,
@@ -2745,6 +2765,19 @@ fn ring_report(o: &Opts, r: &mut Report, x: &RingResults<'_>) {
         hc as f64 / hr as f64
     );
     let f = &x.flood;
+    let ((ar, fir), (ac, fic)) = x.split;
+    for (what, a, b) in [
+        ("private (RssAnon) then", ar, ac),
+        ("file-backed (RssFile: code) then", fir, fic),
+    ] {
+        let _ = writeln!(
+            m,
+            "| {what} | {} | {} | {:.3} |",
+            mib(a),
+            mib(b),
+            b as f64 / a.max(1) as f64
+        );
+    }
     let (fr, fc, fu) = (f.raw, f.comp, f.uncompressed);
     let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
     let _ = writeln!(
@@ -2813,6 +2846,10 @@ fn ring_report(o: &Opts, r: &mut Report, x: &RingResults<'_>) {
             ("held_pace_lines_per_s", J::N(HELD_PACE)),
             ("vm_hwm_raw", n(hr)),
             ("vm_hwm_compressed", n(hc)),
+            ("rss_anon_raw", n(ar)),
+            ("rss_anon_compressed", n(ac)),
+            ("rss_file_raw", n(fir)),
+            ("rss_file_compressed", n(fic)),
             ("buffer_bytes", n(2 << 20)),
         ]),
     ));
