@@ -26,6 +26,13 @@
 //! place in it. A record takes 6 to 24 bytes more than its text, against 32
 //! to 39 in the raw ring, and the text compresses several times over.
 //!
+//! Compression may be given a share of the thread's time
+//! ([`ChunkRing::set_compress_share`]); a chunk sealed when it is spent (a
+//! flood) is stored raw and marked pending, and
+//! [`ChunkRing::recompress_step`] compresses it later, when the daemon is
+//! idle, moving the chunks after it down so the arena stays packed: a
+//! chunk's id and raw bytes never change, only where and how it is stored.
+//!
 //! `-max-lines` evicts single records: the oldest chunk then holds records
 //! already gone, and its memory is freed when all of them are.
 //!
