@@ -16,7 +16,7 @@
 //!   records; lines cut at `-max-line-len` are counted as `lines_truncated`.
 
 use memlog::proto::{Line, Mode, Request};
-use memlog_tests::{rss_kib, wait_until, Memlogd, TIMEOUT};
+use memlog_tests::{noise_line, rss_kib, wait_until, Memlogd, TIMEOUT};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -304,17 +304,7 @@ fn soak_steady_writers_and_churning_readers() {
     // arena, and the soak's own lines fill the rest afterwards). One
     // source per burst: the rate limit is per source.
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut noise = move || {
-        let mut l = String::with_capacity(MAX_LINE);
-        while l.len() < MAX_LINE - 1 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            l.push(char::from(b'!' + (x % 94) as u8));
-        }
-        l.push('\n');
-        l
-    };
+    let mut noise = move || noise_line(&mut x, MAX_LINE - 1) + "\n";
     let mut sent = 0;
     while m.stat("evicted") == 0 {
         let mut fill = m.writer(&format!("prefill-{sent}"));

@@ -828,7 +828,9 @@ impl ChunkRing {
 /// Decompressed chunks, shared by every reader of a daemon: the last
 /// [`SCRATCH_SLOTS`] chunks read, so that a reader reading a chunk through
 /// decompresses it once, and memory does not grow with the number of
-/// readers. Buffers are allocated on first use.
+/// readers. Buffers are allocated on first use, the second only when a
+/// chunk before the one held is read (two readers at different places):
+/// one pass alone needs one.
 #[derive(Debug, Default)]
 pub struct Scratch {
     chunk: usize,
@@ -872,7 +874,11 @@ impl Scratch {
         let i = match self.slots.iter().position(|s| s.ring == ring && s.id == id) {
             Some(i) => i,
             None => {
-                let i = if self.slots.len() < SCRATCH_SLOTS {
+                // A pass reading on (a later chunk of the same ring) reuses
+                // the one slot it has; a second slot is for a reader
+                // behind it (an earlier chunk, or another ring).
+                let onward = matches!(&self.slots[..], [s] if s.ring == ring && s.id < id);
+                let i = if self.slots.len() < SCRATCH_SLOTS && !onward {
                     self.slots.push(Slot {
                         ring: 0,
                         id: 0,
@@ -1181,6 +1187,38 @@ mod tests {
         assert!(matches!(a.read(c, &mut s), Read::Record(..)));
         assert_eq!(s.decompressions(), 2);
         assert_eq!(s.allocated(), 2 * 1024);
+    }
+
+    #[test]
+    fn one_pass_takes_one_scratch_slot_and_a_reader_behind_it_a_second() {
+        let mut r = ChunkRing::new(64 << 10, u64::MAX, 1024);
+        for i in 0..2000 {
+            r.push_with(0, b"s", &line(i), 0, NO_PRI, b"");
+        }
+        let mut s = Scratch::new(1024);
+        let (recs, _) = collect(&r, &mut s, r.oldest());
+        let held = r.next_seq() - r.first_seq();
+        assert_eq!(recs.len() as u64, held);
+        assert!(r.chunks() > 4);
+        assert_eq!(s.decompressions(), r.chunks() as u64);
+        assert_eq!(s.allocated(), 1024);
+        // Another reader, behind: a second slot, and then the two readers
+        // taking turns decompress each chunk once each.
+        let (mut a, mut b) = (r.oldest(), r.seek(r.first_seq() + held / 2));
+        let before = s.decompressions();
+        loop {
+            let mut moved = false;
+            for c in [&mut a, &mut b] {
+                if let Read::Record(_, next) = r.read(*c, &mut s) {
+                    (*c, moved) = (next, true);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        assert_eq!(s.allocated(), 2 * 1024);
+        assert!(s.decompressions() - before <= r.chunks() as u64 * 3 / 2 + 2);
     }
 
     #[test]
