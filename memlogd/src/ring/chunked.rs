@@ -828,15 +828,17 @@ impl ChunkRing {
 /// Decompressed chunks, shared by every reader of a daemon: the last
 /// [`SCRATCH_SLOTS`] chunks read, so that a reader reading a chunk through
 /// decompresses it once, and memory does not grow with the number of
-/// readers. Buffers are allocated on first use, the second only when a
-/// chunk before the one held is read (two readers at different places):
-/// one pass alone needs one.
+/// readers. Buffers are allocated on first use, the second only when two
+/// readers take turns (the chunk just put out of the one slot is read
+/// again): one pass alone, or passes one after another, need one.
 #[derive(Debug, Default)]
 pub struct Scratch {
     chunk: usize,
     slots: Vec<Slot>,
     clock: u64,
     decompressions: u64,
+    /// (ring id, chunk id) last put out of a slot.
+    victim: (u64, u64),
 }
 
 #[derive(Debug)]
@@ -874,11 +876,11 @@ impl Scratch {
         let i = match self.slots.iter().position(|s| s.ring == ring && s.id == id) {
             Some(i) => i,
             None => {
-                // A pass reading on (a later chunk of the same ring) reuses
-                // the one slot it has; a second slot is for a reader
-                // behind it (an earlier chunk, or another ring).
-                let onward = matches!(&self.slots[..], [s] if s.ring == ring && s.id < id);
-                let i = if self.slots.len() < SCRATCH_SLOTS && !onward {
+                // One pass (one reader) needs one slot; another slot only
+                // once two readers take turns: the chunk just put out of
+                // the one slot is wanted again.
+                let grow = self.slots.is_empty() || self.victim == (ring, id);
+                let i = if self.slots.len() < SCRATCH_SLOTS && grow {
                     self.slots.push(Slot {
                         ring: 0,
                         id: 0,
@@ -895,6 +897,9 @@ impl Scratch {
                         .map_or(0, |(i, _)| i)
                 };
                 let s = &mut self.slots[i];
+                if s.ring != 0 {
+                    self.victim = (s.ring, s.id);
+                }
                 s.ring = 0;
                 if s.buf.len() < raw_len {
                     s.buf = vec![0u8; raw_len].into_boxed_slice();
@@ -1184,8 +1189,14 @@ mod tests {
         // The same chunk id of another ring is another chunk.
         assert!(matches!(b.read(b.oldest(), &mut s), Read::Record(..)));
         assert_eq!(s.decompressions(), 2);
+        // Readers of both taking turns: a second slot, then both held.
         assert!(matches!(a.read(c, &mut s), Read::Record(..)));
-        assert_eq!(s.decompressions(), 2);
+        assert_eq!(s.decompressions(), 3);
+        for _ in 0..3 {
+            assert!(matches!(b.read(b.oldest(), &mut s), Read::Record(..)));
+            assert!(matches!(a.read(c, &mut s), Read::Record(..)));
+        }
+        assert_eq!(s.decompressions(), 3);
         assert_eq!(s.allocated(), 2 * 1024);
     }
 
@@ -1202,8 +1213,11 @@ mod tests {
         assert!(r.chunks() > 4);
         assert_eq!(s.decompressions(), r.chunks() as u64);
         assert_eq!(s.allocated(), 1024);
-        // Another reader, behind: a second slot, and then the two readers
-        // taking turns decompress each chunk once each.
+        // Another pass after it needs no more.
+        collect(&r, &mut s, r.oldest());
+        assert_eq!(s.allocated(), 1024);
+        // Two readers taking turns: a second slot, and then each
+        // decompresses each chunk once.
         let (mut a, mut b) = (r.oldest(), r.seek(r.first_seq() + held / 2));
         let before = s.decompressions();
         loop {
