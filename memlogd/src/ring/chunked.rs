@@ -487,9 +487,9 @@ impl ChunkRing {
     /// a [`Scratch`] stay valid.
     ///
     /// Bounded: one call compresses at most one chunk and copies at most
-    /// [`STEP_MOVE`] bytes (with 64 KiB chunks of real log text some 50 µs on the 2-CPU VM),
-    /// then returns whether work is left; the daemon calls it once per
-    /// loop turn that found nothing else to do. The time it takes is not
+    /// [`STEP_MOVE`] bytes (with 64 KiB chunks of real log text some 50 µs
+    /// on the 2-CPU VM), then returns whether work is left; the daemon
+    /// calls it once per loop turn that found nothing else to do. The time it takes is not
     /// charged to the budget of [`ChunkRing::set_compress_share`]: it only
     /// runs when the loop is idle.
     pub fn recompress_step(&mut self) -> bool {
