@@ -1303,7 +1303,13 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
     };
     let mut r = if compressed {
         let chunk = u.int_in_range(64..=1024usize)?;
-        Ring::Chunked(ring::chunked::ChunkRing::new(capacity, max_records, chunk))
+        let mut c = ring::chunked::ChunkRing::new(capacity, max_records, chunk);
+        if u.arbitrary()? {
+            // No time to compress: chunks are sealed raw, for
+            // `recompress_step` to compress and pack later.
+            c.set_compress_share(0.0);
+        }
+        Ring::Chunked(c)
     } else {
         Ring::new(capacity, max_records)
     };
@@ -1320,7 +1326,7 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
     let mut first = 0u64;
     let mut cursors: Vec<ring::Cursor> = Vec::new();
     while !u.is_empty() {
-        match u.int_in_range(0..=9u8)? {
+        match u.int_in_range(0..=11u8)? {
             0..=5 => {
                 let big = u.arbitrary::<u8>()? < 16;
                 let src_len = u.int_in_range(0..=if big { 3000 } else { 12 })?;
@@ -1353,6 +1359,22 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
                     msg: msg[..msg.len().min(room)].to_vec(),
                     meta: meta.to_vec(),
                 });
+            }
+            10 => {
+                // Compress and pack what was sealed raw, a step or a whole
+                // pass, between any pushes and reads.
+                if u.arbitrary()? {
+                    r.recompress_step();
+                } else {
+                    while r.recompress_step() {}
+                    assert!(!r.recompress_pending());
+                }
+            }
+            11 => {
+                // Time to compress at sealing runs out, or comes back (a
+                // share of 0 leaves nothing; 1 earns as much as is spent).
+                let share = if u.arbitrary()? { 0.0 } else { 1.0 };
+                r.set_compress_share(share);
             }
             6 => cursors.push(r.newest()),
             7 => cursors.push(r.oldest()),
@@ -1425,6 +1447,7 @@ fn ring_inner(u: &mut Unstructured<'_>) -> ArbResult<()> {
                     .sum();
                 assert!(r.raw_bytes() >= text);
                 assert!(c.chunks() <= cap / 2048 + 2);
+                assert_eq!(c.layout_error(), None);
                 assert!(scratch.allocated() <= ring::chunked::SCRATCH_SLOTS * c.chunk_size());
             }
         }

@@ -137,6 +137,25 @@ impl Ring {
         }
     }
 
+    /// Whether chunks kept uncompressed for lack of time wait to be
+    /// compressed ([`chunked::ChunkRing::recompress_pending`]; never for the
+    /// raw ring).
+    pub fn recompress_pending(&self) -> bool {
+        match self {
+            Ring::Raw(_) => false,
+            Ring::Chunked(r) => r.recompress_pending(),
+        }
+    }
+
+    /// One bounded step of compressing those chunks and packing the arena
+    /// ([`chunked::ChunkRing::recompress_step`]); whether work is left.
+    pub fn recompress_step(&mut self) -> bool {
+        match self {
+            Ring::Raw(_) => false,
+            Ring::Chunked(r) => r.recompress_step(),
+        }
+    }
+
     /// Chunks kept uncompressed for lack of time (0 for the raw ring).
     pub fn compress_skipped(&self) -> u64 {
         match self {

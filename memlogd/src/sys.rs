@@ -156,7 +156,8 @@ fn recv_msg_flags(
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = cbuf.len() * 8;
+    // `as _`: size_t in glibc, socklen_t in musl.
+    msg.msg_controllen = (cbuf.len() * 8) as _;
     // SAFETY: msg points at live buffers (from, buf, cbuf, iov) for the
     // whole call.
     let n = unsafe {
@@ -369,7 +370,7 @@ impl DgramBatch {
             // SAFETY: control buffer i is words i*ctrl_words.. of `ctrl`,
             // in bounds for i < count.
             h.msg_hdr.msg_control = unsafe { ctrl.add(i * self.ctrl_words) }.cast();
-            h.msg_hdr.msg_controllen = self.ctrl_words * 8;
+            h.msg_hdr.msg_controllen = (self.ctrl_words * 8) as _;
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }
@@ -388,7 +389,8 @@ impl DgramBatch {
                 sock.as_raw_fd(),
                 self.hdrs.as_mut_ptr(),
                 self.hdrs.len() as libc::c_uint,
-                flags,
+                // c_int in glibc, c_uint in musl.
+                flags as _,
                 std::ptr::null_mut(),
             )
         };
@@ -475,7 +477,7 @@ pub fn send_with_fds(
     msg.msg_iovlen = 1;
     if !fds.is_empty() {
         msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = cmsg_space(fds.len());
+        msg.msg_controllen = cmsg_space(fds.len()) as _;
         // SAFETY: the control buffer holds CMSG_SPACE(len) bytes, enough for
         // one header and `fds.len()` ints.
         unsafe {

@@ -1014,6 +1014,22 @@ pub fn limit_fds(cmd: &mut Command, n: libc::rlim_t) {
     }
 }
 
+/// A line of `len` printable bytes that does not compress (xorshift from
+/// `state`, which goes on): what fills the bytes of a compressed ring as
+/// fast as a raw one's, where a memory test wants the ring's pages resident
+/// before its baseline (a line of one repeated byte compresses some 250 to
+/// 1, and `-max-lines` would then evict long before the bytes are full).
+pub fn noise_line(state: &mut u64, len: usize) -> String {
+    let mut l = String::with_capacity(len);
+    while l.len() < len {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        l.push(char::from(b'!' + (*state % 94) as u8));
+    }
+    l
+}
+
 /// Resident memory of `pid` in KiB (`VmRSS` in `/proc/PID/status`).
 pub fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS")

@@ -8,7 +8,7 @@
 //! half-requests are closed and counted; memlogd serves on.
 
 use memlog::proto::{Line, Mode, Request};
-use memlog_tests::{rss_kib, wait_for, Got, LineReader, Memlogd, TIMEOUT};
+use memlog_tests::{noise_line, rss_kib, wait_for, Got, LineReader, Memlogd, TIMEOUT};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -91,11 +91,15 @@ fn stuck_vanishing_and_half_written_readers_slow_no_writer_and_cost_no_memory() 
         "-rate-limit-burst",
         "0",
     ]);
-    // Fill the ring until it wraps: its pages are resident from here on.
+    // Fill the ring's bytes until it evicts: its pages are resident from
+    // here on. Lines that do not compress: the compressed ring (the
+    // default) would hold -max-lines of compressible ones in a corner of
+    // its arena.
     let mut fill = m.writer("prefill");
-    let big = format!("{}\n", "p".repeat(1000));
+    let mut x = 0x2545_f491_4f6c_dd1du64;
     while m.stat("evicted") == 0 {
         for _ in 0..2000 {
+            let big = noise_line(&mut x, 1000) + "\n";
             fill.write_all(big.as_bytes()).expect("prefill");
         }
         fill.write_all(b"mark\n").expect("prefill");

@@ -5,8 +5,8 @@
 //! set it higher for a longer run). Then:
 //!
 //! - memlogd's resident memory at the end is within a small margin of what
-//!   it was after the warm-up (the ring is filled before, so its pages count
-//!   from the start);
+//!   it was after the warm-up (the ring's bytes are filled first, with lines
+//!   that do not compress, so its pages count from the start);
 //! - nothing was lost uncounted: for each follower, every sequence number
 //!   from its start to the end marker was either received or reported lost
 //!   (lost notices say exactly where the stream goes on);
@@ -16,7 +16,7 @@
 //!   records; lines cut at `-max-line-len` are counted as `lines_truncated`.
 
 use memlog::proto::{Line, Mode, Request};
-use memlog_tests::{rss_kib, wait_until, Memlogd, TIMEOUT};
+use memlog_tests::{noise_line, rss_kib, wait_until, Memlogd, TIMEOUT};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -298,18 +298,28 @@ fn soak_steady_writers_and_churning_readers() {
         "-max-readers",
         "64",
     ]);
-    // Fill the ring until it wraps, so its pages are resident already.
-    // (One source per burst: the rate limit is per source.)
-    let big = format!("{}\n", "p".repeat(MAX_LINE - 1));
+    // Fill the ring's bytes until it evicts, so its pages are resident
+    // already. The lines do not compress (the compressed ring, the
+    // default, would otherwise hold -max-lines of them in a corner of its
+    // arena, and the soak's own lines fill the rest afterwards). One
+    // source per burst: the rate limit is per source.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = move || noise_line(&mut x, MAX_LINE - 1) + "\n";
     let mut sent = 0;
     while m.stat("evicted") == 0 {
         let mut fill = m.writer(&format!("prefill-{sent}"));
         for _ in 0..4000 {
-            fill.write_all(big.as_bytes()).expect("prefill");
+            fill.write_all(noise().as_bytes()).expect("prefill");
         }
         sent += 4000;
         wait_until("the prefill to be stored", || m.stat("next") >= sent);
     }
+    // The bytes were the bound, not -max-lines: the arena is full.
+    let stored = m.stat("stored_bytes");
+    assert!(
+        stored >= 12 << 20,
+        "the prefill left only {stored} bytes stored in a 16 MiB ring"
+    );
     let before_counters = m.stats();
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -111,8 +111,8 @@ pub struct Args {
     /// ring size in bytes, suffixes k, M, G (default 2M); e.g. -buffer-size 16M
     #[argh(option, default = "2 << 20", from_str_fn(size))]
     pub buffer_size: usize,
-    /// compress the ring: the newest records raw, older ones in LZ4-compressed chunks, several times the records in -buffer-size (default false: its dump-rate and memory goals are not met yet; -ring-compress=true turns it on)
-    #[argh(option, default = "false", from_str_fn(boolean))]
+    /// compress the ring: the newest records raw, older ones in LZ4-compressed chunks, some 5 times the records of real log text in -buffer-size (default true; -ring-compress=false keeps every record raw, as memlogd did before)
+    #[argh(option, default = "true", from_str_fn(boolean))]
     pub ring_compress: bool,
     /// longest log name accepted on the log socket (default 256)
     #[argh(option, default = "256")]
@@ -406,8 +406,8 @@ mod tests {
     }
 
     #[test]
-    fn ring_compress_is_off_unless_turned_on() {
-        assert!(!parse(&[]).expect("defaults").ring_compress);
+    fn ring_compress_is_on_unless_turned_off() {
+        assert!(parse(&[]).expect("defaults").ring_compress);
         for off in [
             "-ring-compress=false",
             "--ring-compress=0",

@@ -401,7 +401,11 @@ impl Daemon {
         let mut events = vec![EpollEvent::empty(); 256];
         let mut last_tick = Instant::now();
         let stop = loop {
-            let timeout = if self.busy {
+            // Chunks a flood left uncompressed are compressed when the loop
+            // has nothing else to do: one bounded step per turn that finds
+            // no event, so no writer or reader waits for more than a step.
+            let recompress = !self.busy && self.ring.recompress_pending();
+            let timeout = if self.busy || recompress {
                 EpollTimeout::ZERO
             } else {
                 EpollTimeout::from(1000u16)
@@ -415,6 +419,9 @@ impl Daemon {
             if waited.elapsed() >= IDLE_WAIT {
                 // Not a flood: the ring may spend time compressing again.
                 self.ring.note_idle();
+            }
+            if recompress && n == 0 {
+                self.ring.recompress_step();
             }
             let mut stop_signal = None;
             for ev in &events[..n] {

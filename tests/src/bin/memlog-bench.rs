@@ -629,6 +629,22 @@ impl Daemon {
         };
         Ok((get("VmHWM:")?, get("VmRSS:")?))
     }
+
+    /// Resident (private, file-backed) bytes: `RssAnon` (the ring, heap,
+    /// stack) and `RssFile` (code and read-only data of the binary and its
+    /// shared libraries, pages the kernel maps from the page cache).
+    fn rss_split(&self) -> Res<(u64, u64)> {
+        let p = format!("/proc/{}/status", self.pid());
+        let s = fs::read_to_string(&p).ctx(&p)?;
+        let get = |k: &str| -> Res<u64> {
+            s.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+                .ok_or_else(|| format!("no {k} in {p}"))
+        };
+        Ok((get("RssAnon:")?, get("RssFile:")?))
+    }
 }
 
 impl Drop for Daemon {
@@ -2453,10 +2469,45 @@ fn ring_section(o: &Opts, r: &mut Report) -> Res<()> {
     }
     // What the floods left in the rings.
     let flood = (dr.stats()?, dc.stats()?);
-    let flood = (
-        stat(&flood.0, "records")?,
-        stat(&flood.1, "records")?,
-        stat(&flood.1, "ring_chunks_uncompressed").unwrap_or(0),
+    let bytes = |st: &[(String, u64)]| -> Res<(u64, u64)> {
+        Ok((
+            stat(st, "stored_bytes").unwrap_or(0),
+            stat(st, "raw_bytes").unwrap_or(0),
+        ))
+    };
+    let mut flood = Flood {
+        raw: stat(&flood.0, "records")?,
+        comp: stat(&flood.1, "records")?,
+        uncompressed: stat(&flood.1, "ring_chunks_uncompressed").unwrap_or(0),
+        bytes: bytes(&flood.1)?,
+        ..Flood::default()
+    };
+    // A quiet second (memlogd compresses what the flood left raw when it
+    // has nothing else to do), then paced writing in batches of 2,000 lines
+    // until each ring evicts again: what it holds once full again.
+    thread::sleep(Duration::from_secs(1));
+    flood.idle_bytes = bytes(&dc.stats()?)?;
+    for (k, d) in [&mut dr, &mut dc].into_iter().enumerate() {
+        let ev = stat(&d.stats()?, "evicted")?;
+        for round in 0..1000 {
+            ingest_texts(d, &all, 4, 500, 7000 + round, Some(HELD_PACE))?;
+            if stat(&d.stats()?, "evicted")? > ev {
+                break;
+            }
+        }
+        let held = stat(&d.stats()?, "records")?;
+        if k == 0 {
+            flood.idle_raw = held;
+        } else {
+            flood.idle_comp = held;
+        }
+    }
+    progress!(
+        "ring: after the floods {} records raw, {} compressed; after a quiet second and refilling, {} raw, {} compressed",
+        flood.raw,
+        flood.comp,
+        flood.idle_raw,
+        flood.idle_comp
     );
     // 4. Dump of the full rings, filled again at HELD_PACE (all chunks
     // compressed), taking turns.
@@ -2485,6 +2536,7 @@ fn ring_section(o: &Opts, r: &mut Report) -> Res<()> {
         dump_ratio.push(rb / ra);
     }
     let mem = (dr.memory()?, dc.memory()?);
+    let split = (dr.rss_split()?, dc.rss_split()?);
     let scr = (dr.stats()?, dc.stats()?);
     check_clean(&scr.0)?;
     check_clean(&scr.1)?;
@@ -2542,11 +2594,28 @@ fn ring_section(o: &Opts, r: &mut Report) -> Res<()> {
             dump_recs,
             flood,
             mem,
+            split,
             lat: &lat,
             cpu,
         },
     );
     Ok(())
+}
+
+/// What the ingest floods left in the rings of 2 MiB, and what they held
+/// after a quiet second and paced writing until they evicted again.
+#[derive(Default)]
+struct Flood {
+    raw: u64,
+    comp: u64,
+    /// The compressed ring's chunks kept uncompressed.
+    uncompressed: u64,
+    /// The compressed ring's (stored, raw) bytes after the floods.
+    bytes: (u64, u64),
+    /// The same after the quiet second.
+    idle_bytes: (u64, u64),
+    idle_raw: u64,
+    idle_comp: u64,
 }
 
 struct RingResults<'a> {
@@ -2558,11 +2627,11 @@ struct RingResults<'a> {
     per_rep: u64,
     dump: [&'a [f64]; 3],
     dump_recs: (u64, u64),
-    /// Records the raw and the compressed ring held after the ingest
-    /// floods, and the compressed ring's chunks kept uncompressed.
-    flood: (u64, u64, u64),
+    flood: Flood,
     /// (VmHWM, VmRSS) of the raw and the compressed memlogd.
     mem: ((u64, u64), (u64, u64)),
+    /// (RssAnon, RssFile) of the raw and the compressed memlogd.
+    split: ((u64, u64), (u64, u64)),
     /// [path][statistic] -> per-rep values.
     lat: &'a [Vec<Vec<f64>>],
     cpu: usize,
@@ -2695,12 +2764,35 @@ fn ring_report(o: &Opts, r: &mut Report, x: &RingResults<'_>) {
         mib(hc),
         hc as f64 / hr as f64
     );
-    let (fr, fc, fu) = x.flood;
+    let f = &x.flood;
+    let ((ar, fir), (ac, fic)) = x.split;
+    for (what, a, b) in [
+        ("private (RssAnon) then", ar, ac),
+        ("file-backed (RssFile: code) then", fir, fic),
+    ] {
+        let _ = writeln!(
+            m,
+            "| {what} | {} | {} | {:.3} |",
+            mib(a),
+            mib(b),
+            b as f64 / a.max(1) as f64
+        );
+    }
+    let (fr, fc, fu) = (f.raw, f.comp, f.uncompressed);
+    let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
     let _ = writeln!(
         m,
-        "\nAfter the unpaced ingest runs (a flood: compression may take {:.0}% of memlogd's time, chunks sealed past that are kept uncompressed), the raw ring held {fr} records and the compressed one {fc} ({:.2}×; {fu} chunks kept uncompressed).",
+        "\nAfter the unpaced ingest runs (a flood: compression may take {:.0}% of memlogd's time, chunks sealed past that are kept uncompressed and compressed later, when memlogd is idle), the raw ring held {fr} records and the compressed one {fc} ({:.2}×; {fu} chunks kept uncompressed; stored {} of {} raw bytes). After a quiet second: stored {} of {} raw bytes; then written at {:.0} lines/s in batches of 2,000 until each ring evicted again, the raw ring held {} records and the compressed one {} ({:.2}×).",
         100.0 * memlog::ring::chunked::DAEMON_COMPRESS_SHARE,
-        fc as f64 / fr.max(1) as f64
+        ratio(fc, fr),
+        f.bytes.0,
+        f.bytes.1,
+        f.idle_bytes.0,
+        f.idle_bytes.1,
+        HELD_PACE,
+        f.idle_raw,
+        f.idle_comp,
+        ratio(f.idle_comp, f.idle_raw)
     );
     let lj = |p: usize, k: usize| jsum(summary(&x.lat[p][k]), &x.lat[p][k]);
     let texts: Vec<J> = x
@@ -2745,9 +2837,19 @@ fn ring_report(o: &Opts, r: &mut Report, x: &RingResults<'_>) {
             ("flood_raw_records", n(fr)),
             ("flood_compressed_records", n(fc)),
             ("flood_chunks_uncompressed", n(fu)),
+            ("flood_stored_bytes", n(f.bytes.0)),
+            ("flood_raw_bytes", n(f.bytes.1)),
+            ("idle_stored_bytes", n(f.idle_bytes.0)),
+            ("idle_raw_bytes", n(f.idle_bytes.1)),
+            ("refilled_raw_records", n(f.idle_raw)),
+            ("refilled_compressed_records", n(f.idle_comp)),
             ("held_pace_lines_per_s", J::N(HELD_PACE)),
             ("vm_hwm_raw", n(hr)),
             ("vm_hwm_compressed", n(hc)),
+            ("rss_anon_raw", n(ar)),
+            ("rss_anon_compressed", n(ac)),
+            ("rss_file_raw", n(fir)),
+            ("rss_file_compressed", n(fic)),
             ("buffer_bytes", n(2 << 20)),
         ]),
     ));

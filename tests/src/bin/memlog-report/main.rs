@@ -1616,6 +1616,32 @@ fn ring(r: &mut Report, d: &Data, ran: Option<&Ran>) {
         ),
         thousands(g.get("flood_chunks_uncompressed").f())
     );
+    if !g.get("refilled_compressed_records").is_null() {
+        let _ = writeln!(
+            r.md,
+            "memlogd compresses those chunks later, when it is idle, and packs its arena: after a quiet second the compressed ring's records took {} of their {} raw bytes (against {} right after the flood), and written on at {} lines per second until each ring evicted again, the raw ring held {} records and the compressed one {} ({}).\n",
+            thousands(g.get("idle_stored_bytes").f()),
+            thousands(g.get("idle_raw_bytes").f()),
+            thousands(g.get("flood_stored_bytes").f()),
+            thousands(g.get("held_pace_lines_per_s").f()),
+            thousands(g.get("refilled_raw_records").f()),
+            thousands(g.get("refilled_compressed_records").f()),
+            ratio(
+                g.get("refilled_compressed_records").f(),
+                g.get("refilled_raw_records").f()
+            )
+        );
+    }
+    if !g.get("rss_anon_compressed").is_null() {
+        let _ = writeln!(
+            r.md,
+            "Resident after the dumps, private (`RssAnon`: the ring, heap, stack) and file-backed (`RssFile`: code pages the kernel maps from the page cache, which depend on how the binary was linked): raw ring {} and {} MiB, compressed ring {} and {} MiB.\n",
+            mib(g.get("rss_anon_raw").f()),
+            mib(g.get("rss_file_raw").f()),
+            mib(g.get("rss_anon_compressed").f()),
+            mib(g.get("rss_file_compressed").f())
+        );
+    }
     raw_links(r, ran, true);
     let line = |name: &str, key: &str, dashed: bool| svg::Line {
         name: name.into(),
