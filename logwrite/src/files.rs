@@ -161,6 +161,8 @@ pub struct Files {
     /// Fsyncs rotated files and the directory off this thread (started
     /// at the first rotation).
     syncer: Option<Syncer>,
+    /// The last second's text, for the next line's time.
+    secs: timefmt::SecsWriter,
 }
 
 impl Files {
@@ -196,6 +198,7 @@ impl Files {
             known: std::collections::BTreeSet::new(),
             line_ns: 0,
             syncer: None,
+            secs: timefmt::SecsWriter::default(),
         }
     }
 
@@ -760,7 +763,7 @@ impl Files {
     /// forge another, nor carry terminal escapes into the file.
     fn format_line(&mut self, r: &RecordRef<'_>, ns: Option<i64>) {
         self.line.clear();
-        line_at(&mut self.line, r, ns);
+        line_at(&mut self.line, r, ns, &mut self.secs);
     }
 
     /// Writes `self.line` for `stem` (record `seq`), unless matching finds
@@ -789,14 +792,14 @@ impl Files {
 /// with control characters and invalid UTF-8 escaped ([`memlog::escape`]):
 /// a message cannot end its line and forge another, nor carry terminal
 /// escapes into the file.
-pub fn line_of(out: &mut Vec<u8>, r: &RecordRef<'_>) {
-    line_at(out, r, r.time_ns());
+pub fn line_of(out: &mut Vec<u8>, r: &RecordRef<'_>, secs: &mut timefmt::SecsWriter) {
+    line_at(out, r, r.time_ns(), secs);
 }
 
 /// [`line_of`] with `r`'s time already parsed (`ns`).
-fn line_at(out: &mut Vec<u8>, r: &RecordRef<'_>, ns: Option<i64>) {
+fn line_at(out: &mut Vec<u8>, r: &RecordRef<'_>, ns: Option<i64>, secs: &mut timefmt::SecsWriter) {
     match ns {
-        Some(ns) => timefmt::write_rfc3339_secs(out, ns),
+        Some(ns) => secs.write(out, ns),
         None => escape::write(out, r.time.as_bytes()),
     }
     out.push(b' ');
@@ -900,7 +903,7 @@ impl Sink for Files {
                         return None;
                     }
                     let mut v = Vec::new();
-                    line_of(&mut v, r);
+                    line_of(&mut v, r, &mut memlog::timefmt::SecsWriter::default());
                     Some((names::stem(r.source_bytes()), v))
                 };
                 rc.hello(instance, first, next, &self.cfg.socket, dir, &mut line);

@@ -588,6 +588,8 @@ pub struct Remote {
     taken: Option<Position>,
     /// Frames not yet handed to the kernel (TCP).
     out: Vec<u8>,
+    /// The last second's text (`lines=linuxkit`).
+    secs: memlog::timefmt::SecsWriter,
     /// Bytes the kernel took on this connection.
     accepted: u64,
     /// (end offset in the stream, position) of records handed over but not
@@ -621,6 +623,7 @@ impl Remote {
             committed: None,
             taken: None,
             out: Vec::with_capacity(BATCH + 64 * 1024),
+            secs: memlog::timefmt::SecsWriter::default(),
             accepted: 0,
             inflight: VecDeque::new(),
             acked: None,
@@ -833,7 +836,7 @@ impl Sink for Remote {
                 }
                 Some(Conn::Stream(_)) => match self.cfg.lines {
                     Lines::Syslog => self.fmt.write(&mut self.out, r),
-                    Lines::Linuxkit => crate::files::line_of(&mut self.out, r),
+                    Lines::Linuxkit => crate::files::line_of(&mut self.out, r, &mut self.secs),
                     Lines::Json => r.write_json(&mut self.out),
                 },
                 None => return Err(io::Error::new(io::ErrorKind::NotConnected, "not connected")),

@@ -117,6 +117,47 @@ pub fn write_rfc3339_secs(out: &mut Vec<u8>, ns: i64) {
     out.push(b'Z');
 }
 
+/// [`write_rfc3339_secs`] for a run of times, most of them in the same
+/// second as the one before (a log's): the last second's text is kept and
+/// copied, not formatted again.
+#[derive(Debug, Clone)]
+pub struct SecsWriter {
+    secs: i64,
+    text: [u8; 32],
+    len: usize,
+}
+
+impl Default for SecsWriter {
+    fn default() -> SecsWriter {
+        SecsWriter {
+            secs: i64::MIN,
+            text: [0; 32],
+            len: 0,
+        }
+    }
+}
+
+impl SecsWriter {
+    /// Appends `ns` as [`write_rfc3339_secs`] does.
+    pub fn write(&mut self, out: &mut Vec<u8>, ns: i64) {
+        let secs = ns.div_euclid(1_000_000_000);
+        if secs != self.secs || self.len == 0 {
+            let mut v = Vec::with_capacity(32);
+            write_rfc3339_secs(&mut v, ns);
+            if v.len() > self.text.len() {
+                // A year past 9999 and beyond what fits: not kept.
+                self.len = 0;
+                out.extend_from_slice(&v);
+                return;
+            }
+            self.text[..v.len()].copy_from_slice(&v);
+            self.len = v.len();
+            self.secs = secs;
+        }
+        out.extend_from_slice(&self.text[..self.len]);
+    }
+}
+
 /// `write_rfc3339_nano` into a new `String`.
 pub fn rfc3339_nano(ns: i64) -> String {
     let mut v = Vec::with_capacity(32);
@@ -189,6 +230,29 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secs_writer_writes_what_write_rfc3339_secs_writes() {
+        let mut w = SecsWriter::default();
+        let times = [
+            1_700_000_000_123_456_789i64,
+            1_700_000_000_999_999_999,
+            1_700_000_001_000_000_000,
+            1_700_000_000_000_000_000,
+            -1,
+            0,
+            -1_000_000_001,
+            i64::MAX,
+            i64::MIN,
+            1_700_000_001_500_000_000,
+        ];
+        for ns in times {
+            let (mut a, mut b) = (b"x ".to_vec(), b"x ".to_vec());
+            w.write(&mut a, ns);
+            write_rfc3339_secs(&mut b, ns);
+            assert_eq!(a, b, "{ns}");
+        }
+    }
 
     fn fmt(ns: i64) -> String {
         rfc3339_nano(ns)

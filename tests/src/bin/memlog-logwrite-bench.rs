@@ -11,7 +11,10 @@
 //!   shape), written by logwrite to one file per source, against the
 //!   one-source rate;
 //! - TCP: logwrite forwarding RFC 5424 octet-counted frames to a local sink
-//!   against plain 64 KiB writes of the very same frames to the same sink.
+//!   against plain 64 KiB writes of the very same frames to the same sink;
+//! - the ceiling of both: reading the same dump through the shared `Client`
+//!   (every line decoded) and writing nothing, which no output that reads
+//!   memlogd can pass.
 //!
 //! ```text
 //! cargo build --release --workspace
@@ -329,6 +332,27 @@ fn main() {
         assert_eq!(count, n);
         base_read.push(n as f64 / dt);
     }
+    // What reading memlogd alone allows: the same dump through the shared
+    // `Client`, every line decoded, nothing written (a ceiling for any
+    // output of logwrite, which must read memlogd first).
+    let mut read_only = Vec::new();
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        let mut c = Client::connect(m.query_socket(), &Request::new(Mode::Dump)).expect("connect");
+        let mut count = 0;
+        let mut len = 0;
+        while let Some(l) = c.next_ref().expect("read") {
+            if let Reply::Record(r) = l {
+                if r.source == "bench" {
+                    len += r.msg.len();
+                    count += 1;
+                }
+            }
+        }
+        assert_eq!(count, n);
+        assert!(len >= n * 99);
+        read_only.push(n as f64 / t0.elapsed().as_secs_f64());
+    }
     // Files: baseline (b), plain buffered writes of the same bytes.
     let mut base_write = Vec::new();
     for _ in 0..reps {
@@ -399,6 +423,11 @@ fn main() {
                 &base_write,
             ),
             json_row(
+                "read_only",
+                "reading memlogd alone: the same dump decoded by Client, no output",
+                &read_only,
+            ),
+            json_row(
                 "tcp_logwrite",
                 "tcp: logwrite, RFC 5424 octet counting",
                 &lw_tcp,
@@ -454,6 +483,12 @@ fn main() {
     println!(
         "| files: baseline, buffered write of the same bytes | {c:.0} | {:.2} |",
         a / c
+    );
+    let ro = median(&read_only);
+    println!(
+        "| reading memlogd alone (the same dump decoded by Client, no output) | {ro:.0} | files: {:.2}, tcp: {:.2} |",
+        a / ro,
+        d / ro
     );
     println!("| tcp: logwrite, RFC 5424 octet counting | {d:.0} | |");
     println!(

@@ -965,7 +965,7 @@ fn logwrite(r: &mut Report, d: &Data, ran: Option<&Ran>) {
     };
     let _ = writeln!(
         r.md,
-        "memlogd holds {} records of {} bytes from one source; a fresh logwrite writes them all to files (default flags: 1 MiB rotation, position saved per batch), or forwards them over TCP (RFC 5424, octet counting) to a local sink that counts frames. Timed from starting logwrite until its saved position (files) or the sink (TCP) has the last record. A second memlogd holds as many records from 200 sources, written in rounds of 8 lines per source so that the ring holds them interleaved (the shape of a boot); logwrite writes them to one file per source. Baselines: an in-process reader of the same memlogd (the shared `Client`, decoding every line) that formats the same lines into one buffered file; buffered writes of those bytes from memory; the very same TCP frames written in 64 KiB writes. Median of {} runs.\n",
+        "memlogd holds {} records of {} bytes from one source; a fresh logwrite writes them all to files (default flags: 1 MiB rotation, position saved per batch), or forwards them over TCP (RFC 5424, octet counting) to a local sink that counts frames. Timed from starting logwrite until its saved position (files) or the sink (TCP) has the last record. A second memlogd holds as many records from 200 sources, written in rounds of 8 lines per source so that the ring holds them interleaved (the shape of a boot); logwrite writes them to one file per source. Baselines: an in-process reader of the same memlogd (the shared `Client`, decoding every line) that formats the same lines into one buffered file; buffered writes of those bytes from memory; the very same TCP frames written in 64 KiB writes. And the ceiling of any output that reads memlogd: the same dump read through the shared `Client`, every line decoded, nothing written (the TCP baseline does not read memlogd at all, so no forwarder can come near it). Median of {} runs.\n",
         thousands(l.get("records").f()),
         l.get("record_len").f(),
         l.get("reps").f()
@@ -986,6 +986,11 @@ fn logwrite(r: &mut Report, d: &Data, ran: Option<&Ran>) {
             let vs = match k {
                 "files_base_read" | "files_base_write" => ratio(get("files_logwrite"), m),
                 "tcp_base" => ratio(get("tcp_logwrite"), m),
+                "read_only" => format!(
+                    "files: {}, tcp: {}",
+                    ratio(get("files_logwrite"), m),
+                    ratio(get("tcp_logwrite"), m)
+                ),
                 "files_logwrite_many" => {
                     format!("this / one source: {}", ratio(m, get("files_logwrite")))
                 }
@@ -1348,6 +1353,17 @@ fn glance(d: &Data) -> String {
             ),
             ratio(get("tcp_logwrite"), get("tcp_base")),
         );
+        if get("read_only").is_finite() {
+            row(
+                "logwrite TCP forwarding vs reading memlogd alone, records/s",
+                thousands(get("tcp_logwrite")),
+                format!(
+                    "{} (the same dump decoded, no output)",
+                    thousands(get("read_only"))
+                ),
+                ratio(get("tcp_logwrite"), get("read_only")),
+            );
+        }
     }
     if let Some(x) = b.get("memory").arr().last() {
         let (size, hwm) = (x.get("buffer_bytes").f(), x.get("vm_hwm").f());
