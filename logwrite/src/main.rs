@@ -313,6 +313,7 @@ fn run(args: Args) -> Result<(), String> {
                 min_severity: args.min_severity,
                 matching: regexes(&args.match_, "-match")?,
                 not_matching: regexes(&args.exclude_match, "-exclude-match")?,
+                ..Selector::default()
             },
             socket: goflags::path(&args.socket),
             naming: args.rotated_names,

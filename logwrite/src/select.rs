@@ -23,6 +23,9 @@ pub struct Selector {
     pub matching: Vec<Regex>,
     /// Messages to leave out: any of these matches.
     pub not_matching: Vec<Regex>,
+    /// The last source looked at and whether its name is taken: records
+    /// come in runs of one source, so the globs run once a run.
+    pub last_source: std::cell::RefCell<Option<(Vec<u8>, bool)>>,
 }
 
 impl Selector {
@@ -36,16 +39,30 @@ impl Selector {
                 return false;
             }
         }
-        if !self.include.is_empty() && !self.include.iter().any(|g| glob_match(g.as_bytes(), src)) {
-            return false;
-        }
-        if self.exclude.iter().any(|g| glob_match(g.as_bytes(), src)) {
-            return false;
+        if !(self.include.is_empty() && self.exclude.is_empty()) {
+            let mut last = self.last_source.borrow_mut();
+            let taken = match &*last {
+                Some((name, taken)) if name.as_slice() == src => *taken,
+                _ => {
+                    let taken = self.source_taken(src);
+                    *last = Some((src.to_vec(), taken));
+                    taken
+                }
+            };
+            if !taken {
+                return false;
+            }
         }
         if !self.matching.is_empty() && !self.matching.iter().any(|re| re.is_match(&r.msg)) {
             return false;
         }
         !self.not_matching.iter().any(|re| re.is_match(&r.msg))
+    }
+
+    /// The source globs alone: `include` (if any) and not `exclude`.
+    fn source_taken(&self, src: &[u8]) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|g| glob_match(g.as_bytes(), src)))
+            && !self.exclude.iter().any(|g| glob_match(g.as_bytes(), src))
     }
 
     /// Compiles `re` for `what` (`match=`, `-exclude-match`...), with an
@@ -131,6 +148,25 @@ mod tests {
         assert!(!s.matches(&rec("onboot.net.out", Some(0)).as_ref()));
         assert!(!s.matches(&rec("other", Some(0)).as_ref()));
         assert!(!s.matches(&rec("sshd", Some(6)).as_ref()));
+        // Runs of one source and sources taking turns: the same answers.
+        for name in [
+            "sshd",
+            "sshd",
+            "other",
+            "other",
+            "sshd",
+            "onboot.net.out",
+            "onboot.net",
+        ] {
+            let fresh = Selector {
+                include: s.include.clone(),
+                exclude: s.exclude.clone(),
+                min_severity: s.min_severity,
+                ..Selector::default()
+            };
+            let r = rec(name, Some(3));
+            assert_eq!(s.matches(&r.as_ref()), fresh.matches(&r.as_ref()), "{name}");
+        }
         // No severity counts as info.
         assert!(!s.matches(&rec("sshd", None).as_ref()));
         let info = Selector {

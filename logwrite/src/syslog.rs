@@ -82,6 +82,15 @@ fn push_num(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(decimal(&mut [0; 20], v));
 }
 
+thread_local! {
+    /// The last second's text (each output formats on its own thread).
+    static SECS: std::cell::RefCell<timefmt::SecsWriter> =
+        std::cell::RefCell::new(timefmt::SecsWriter::default());
+    /// Digits of the last octet-counted frame's length: the room left for
+    /// the next one's, so that the frame is not moved once written.
+    static WIDTH: std::cell::Cell<usize> = const { std::cell::Cell::new(3) };
+}
+
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
@@ -103,9 +112,12 @@ impl Formatter {
     /// Appends `r` as one framed message.
     pub fn write(&self, out: &mut Vec<u8>, r: &RecordRef<'_>) {
         let start = out.len();
+        let width = WIDTH.with(std::cell::Cell::get);
         if self.framing == Framing::OctetCount {
-            // Placeholder for the length; filled in below.
-            out.extend_from_slice(b"0000000000 ");
+            // Room for the length (as many digits as the last frame's);
+            // filled in below.
+            out.resize(start + width, b'0');
+            out.push(b' ');
         }
         let body = out.len();
         let pri = u64::from(r.facility_or_default()) * 8 + u64::from(r.severity_or_default());
@@ -117,13 +129,13 @@ impl Formatter {
             Format::Rfc5424 => {
                 out.extend_from_slice(b"1 ");
                 // TIME-SECFRAC allows at most 6 digits: microseconds.
-                timefmt::write_rfc3339_secs(out, ns);
+                SECS.with(|w| w.borrow_mut().write(out, ns));
                 out.pop(); // 'Z'
                 out.push(b'.');
                 let us = ns.rem_euclid(1_000_000_000) / 1000;
-                let at = out.len();
-                push_num(out, 1_000_000 + us as u64);
-                out.remove(at); // the leading 1 of 1uuuuuu: six digits
+                // Six digits.
+                let mut digits = [0u8; 20];
+                out.extend_from_slice(&decimal(&mut digits, 1_000_000 + us as u64)[1..]);
                 out.extend_from_slice(b"Z ");
                 out.extend_from_slice(self.hostname.as_bytes());
                 out.push(b' ');
@@ -184,9 +196,14 @@ impl Formatter {
             Framing::OctetCount => {
                 let mut digits = [0u8; 20];
                 let n = decimal(&mut digits, (out.len() - body) as u64);
-                let prefix = start + 10 - n.len();
-                out[prefix..start + 10].copy_from_slice(n);
-                out.drain(start..prefix);
+                if n.len() == width {
+                    out[start..start + width].copy_from_slice(n);
+                } else {
+                    // Another number of digits than the last frame's: the
+                    // frame moves this once.
+                    out.splice(start..start + width, n.iter().copied());
+                    WIDTH.with(|w| w.set(n.len()));
+                }
             }
             Framing::Lf => out.push(b'\n'),
             Framing::None => {}
@@ -323,5 +340,40 @@ mod tests {
         out.clear();
         oc.write(&mut out, &r.as_ref());
         assert!(out.windows(5).any(|w| w == b"ok\n<3"));
+    }
+
+    #[test]
+    fn octet_counts_are_exact_whatever_the_digits_of_the_frame_before() {
+        let f = Formatter {
+            format: Format::Rfc5424,
+            framing: Framing::OctetCount,
+            hostname: "h".into(),
+        };
+        let mut out = Vec::new();
+        let lens = [1usize, 80, 5, 2000, 900, 12_000, 3, 120];
+        for (i, &n) in lens.iter().enumerate() {
+            let r = Record {
+                time: "2020-01-01T00:00:00.123456789Z".into(),
+                source: format!("s{i}"),
+                msg: "m".repeat(n),
+                ..Record::default()
+            };
+            f.write(&mut out, &r.as_ref());
+        }
+        let mut rest = &out[..];
+        for (i, &n) in lens.iter().enumerate() {
+            let sp = rest.iter().position(|&b| b == b' ').expect("length");
+            let len: usize = std::str::from_utf8(&rest[..sp]).unwrap().parse().unwrap();
+            let frame = &rest[sp + 1..sp + 1 + len];
+            let text = String::from_utf8_lossy(frame);
+            assert!(
+                text.starts_with("<14>1 2020-01-01T00:00:00.123456Z h "),
+                "{text}"
+            );
+            assert!(text.contains(&format!(" s{i} ")), "{text}");
+            assert!(text.ends_with(&format!(" {}", "m".repeat(n))), "{text}");
+            rest = &rest[sp + 1 + len..];
+        }
+        assert!(rest.is_empty());
     }
 }
