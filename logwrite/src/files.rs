@@ -696,11 +696,9 @@ impl Files {
             if let Some(o) = self.open.get_mut(stem) {
                 let size = o.written + o.buf.len() as u64;
                 if size + self.line.len() as u64 <= self.cfg.max_size {
-                    o.buf.extend_from_slice(&self.line);
-                    o.buf_records += 1;
-                    o.last_ns = Some(self.line_ns);
+                    let full = push_line(o, &self.line, self.line_ns);
                     self.lines += 1;
-                    if o.buf.len() >= BUF {
+                    if full {
                         self.write_out(stem)?;
                     }
                     return Ok(());
@@ -728,11 +726,9 @@ impl Files {
             .open
             .get_mut(stem)
             .ok_or_else(|| (Fault::Output(io::Error::other("file not open")), 0))?;
-        o.buf.extend_from_slice(&self.line);
-        o.buf_records += 1;
-        o.last_ns = Some(self.line_ns);
+        let full = push_line(o, &self.line, self.line_ns);
         self.lines += 1;
-        if o.buf.len() >= BUF {
+        if full {
             self.write_out(stem)?;
         }
         Ok(())
@@ -785,6 +781,15 @@ impl Files {
             rc.taken(pos);
         }
     }
+}
+
+/// Buffers `line` (of a record at `ns`) for `o`'s file; true once the
+/// buffer is due to be written out.
+fn push_line(o: &mut Open, line: &[u8], ns: i64) -> bool {
+    o.buf.extend_from_slice(line);
+    o.buf_records += 1;
+    o.last_ns = Some(ns);
+    o.buf.len() >= BUF
 }
 
 /// Appends `r` as its line in a file: `TIME SOURCE MSG\n`, TIME in RFC 3339

@@ -616,34 +616,34 @@ impl Daemon {
         }
     }
 
-    /// (VmHWM, VmRSS) in bytes.
-    fn memory(&self) -> Res<(u64, u64)> {
+    /// The `kB` fields `keys` of `/proc/PID/status`, in bytes.
+    fn status_bytes<const N: usize>(&self, keys: [&str; N]) -> Res<[u64; N]> {
         let p = format!("/proc/{}/status", self.pid());
         let s = fs::read_to_string(&p).ctx(&p)?;
-        let get = |k: &str| -> Res<u64> {
-            s.lines()
+        let mut out = [0; N];
+        for (o, k) in out.iter_mut().zip(keys) {
+            *o = s
+                .lines()
                 .find_map(|l| l.strip_prefix(k))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
                 .map(|kb| kb * 1024)
-                .ok_or_else(|| format!("no {k} in {p}"))
-        };
-        Ok((get("VmHWM:")?, get("VmRSS:")?))
+                .ok_or_else(|| format!("no {k} in {p}"))?;
+        }
+        Ok(out)
+    }
+
+    /// (VmHWM, VmRSS) in bytes.
+    fn memory(&self) -> Res<(u64, u64)> {
+        let [hwm, rss] = self.status_bytes(["VmHWM:", "VmRSS:"])?;
+        Ok((hwm, rss))
     }
 
     /// Resident (private, file-backed) bytes: `RssAnon` (the ring, heap,
     /// stack) and `RssFile` (code and read-only data of the binary and its
     /// shared libraries, pages the kernel maps from the page cache).
     fn rss_split(&self) -> Res<(u64, u64)> {
-        let p = format!("/proc/{}/status", self.pid());
-        let s = fs::read_to_string(&p).ctx(&p)?;
-        let get = |k: &str| -> Res<u64> {
-            s.lines()
-                .find_map(|l| l.strip_prefix(k))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .map(|kb| kb * 1024)
-                .ok_or_else(|| format!("no {k} in {p}"))
-        };
-        Ok((get("RssAnon:")?, get("RssFile:")?))
+        let [anon, file] = self.status_bytes(["RssAnon:", "RssFile:"])?;
+        Ok((anon, file))
     }
 }
 

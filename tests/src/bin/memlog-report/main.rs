@@ -458,6 +458,8 @@ struct Data {
     syslog: Option<Json>,
     logwrite: Option<Json>,
     startup: Option<Json>,
+    /// `memlog-bench --only ring` run again with the static memlogd.
+    ring_static: Option<Json>,
     /// (binary, bytes) of the static build.
     statics: Vec<(String, u64)>,
     /// (binary, bytes) of the dynamic release build.
@@ -1412,6 +1414,21 @@ fn glance(d: &Data) -> String {
                 g.at("latency_p99_raw.median").f(),
             ),
         );
+        // The bound: VmHWM within the buffer and 2 MiB.
+        let bound = 4.0 * 1048576.0;
+        let statics = d.ring_static.as_ref().map(|s| s.get("ring"));
+        for (what, ring) in [("dynamic `target/release`", Some(g)), ("static", statics)] {
+            let Some(ring) = ring.filter(|x| !x.get("vm_hwm_compressed").is_null()) else {
+                continue;
+            };
+            let hwm = ring.get("vm_hwm_compressed").f();
+            row(
+                &format!("compressed ring: VmHWM of a 2 MiB ring, {what} memlogd, MiB"),
+                mib(hwm),
+                format!("{} (buffer + 2 MiB)", mib(bound)),
+                format!("{:.2}×", hwm / bound),
+            );
+        }
     }
     let size = |v: &[(String, u64)]| {
         v.iter()
@@ -1658,6 +1675,23 @@ fn ring(r: &mut Report, d: &Data, ran: Option<&Ran>) {
             mib(g.get("rss_file_compressed").f())
         );
     }
+    if let Some(st) = d
+        .ring_static
+        .as_ref()
+        .map(|s| s.get("ring"))
+        .filter(|x| !x.get("vm_hwm_compressed").is_null())
+    {
+        let _ = writeln!(
+            r.md,
+            "The same measure with the static memlogd (`scripts/build-static`: the image's binary is static too): VmHWM after the dumps {} MiB raw, {} MiB compressed; private {} and {} MiB, file-backed {} and {} MiB. Command: `target/release/memlog-bench --memlogd OUTDIR/memlogd --only ring --ring-sizes 2M` (see the list of commands).\n",
+            mib(st.get("vm_hwm_raw").f()),
+            mib(st.get("vm_hwm_compressed").f()),
+            mib(st.get("rss_anon_raw").f()),
+            mib(st.get("rss_anon_compressed").f()),
+            mib(st.get("rss_file_raw").f()),
+            mib(st.get("rss_file_compressed").f())
+        );
+    }
     raw_links(r, ran, true);
     let line = |name: &str, key: &str, dashed: bool| svg::Line {
         name: name.into(),
@@ -1830,6 +1864,46 @@ fn run(o: &Opts) -> i32 {
             t,
             tmp.path(),
         ));
+        // The ring's memory with the static memlogd: the image links it
+        // statically, and what is resident depends on how it is linked.
+        let memlogd = out.join("memlogd");
+        if o.runs("bench") && memlogd.is_file() {
+            let mut args = vec![
+                "--memlogd".to_string(),
+                memlogd.display().to_string(),
+                "--only".into(),
+                "ring".into(),
+                "--ring-sizes".into(),
+                "2M".into(),
+            ];
+            q(&mut args);
+            let mut argv = vec![
+                bin("memlog-bench"),
+                "--json".into(),
+                json_arg("memlog-bench-static"),
+            ];
+            argv.extend(args.iter().cloned());
+            let mut shown = vec![
+                shown_bin("memlog-bench"),
+                "--json".into(),
+                "raw/memlog-bench-static.json".into(),
+            ];
+            shown.extend(args.into_iter().map(|a| {
+                if a.ends_with("/memlogd") {
+                    "OUTDIR/memlogd".into()
+                } else {
+                    a
+                }
+            }));
+            ran.push(run_child(
+                "memlog-bench-static",
+                &argv,
+                shown.join(" "),
+                &[],
+                t,
+                tmp.path(),
+            ));
+        }
     }
     m.load_end = loadavg();
     let find = |n: &str| ran.iter().find(|x| x.name == n);
@@ -1838,6 +1912,7 @@ fn run(o: &Opts) -> i32 {
         syslog: read_json(&tmp.join("memlog-syslog-bench.json")),
         logwrite: read_json(&tmp.join("memlog-logwrite-bench.json")),
         startup: read_json(&tmp.join("memlog-startup-bench.json")),
+        ring_static: read_json(&tmp.join("memlog-bench-static.json")),
         statics: find("build-static")
             .map(|x| parse_static(&String::from_utf8_lossy(&x.stdout)))
             .unwrap_or_default(),
@@ -2106,6 +2181,7 @@ mod tests {
             syslog: None,
             logwrite: None,
             startup: None,
+            ring_static: None,
             statics: vec![("memlogd".into(), 1_500_000)],
             dynamic: vec![("memlogd".into(), 600_000)],
         }
